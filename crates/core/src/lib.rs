@@ -1,0 +1,27 @@
+//! The pure core of the energy monitor: everything the three programs agree on, with no I/O
+//! and no clock of its own (callers pass "now").
+//!
+//! One reading flows through it like this: an MQTT topic and payload become a validated
+//! [`Reading`] ([`reading::parse_message`]), which becomes one line of line protocol
+//! ([`line_protocol::encode`]). On the way back, rows read from InfluxDB become
+//! [`usage::EnergyPoint`]s, whose pairs the usage maths ([`usage`]) turns into [`usage::Usage`]
+//! per local-time [`period::Period`], priced by a [`cost::Tariff`].
+
+pub mod cost;
+pub mod influxql;
+pub mod line_protocol;
+pub mod panel;
+pub mod period;
+pub mod reading;
+pub mod status;
+pub mod usage;
+
+pub use cost::Tariff;
+pub use panel::PanelId;
+pub use period::Period;
+pub use reading::{Reading, Rejection};
+pub use status::Status;
+pub use usage::{EnergyPoint, Usage};
+
+/// The InfluxDB measurement every reading is written to (CONTRACT §4).
+pub const MEASUREMENT: &str = "energy_data";
