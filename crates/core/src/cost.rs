@@ -28,7 +28,10 @@ mod tests {
 
     #[test]
     fn contract_example_costs() {
-        let tariff = Tariff { per_kwh: 1500.0, currency: "IDR".into() };
+        let tariff = Tariff {
+            per_kwh: 1500.0,
+            currency: "IDR".into(),
+        };
         assert_eq!(tariff.cost(Usage::from_kwh(42.125)), 63187.5);
         assert_eq!(tariff.cost(Usage::from_kwh(750.0)), 1_125_000.0);
         assert_eq!(tariff.cost(Usage::from_kwh(9000.5)), 13_500_750.0);
@@ -36,7 +39,10 @@ mod tests {
 
     #[test]
     fn cents_are_rounded() {
-        let tariff = Tariff { per_kwh: 0.3, currency: "EUR".into() };
+        let tariff = Tariff {
+            per_kwh: 0.3,
+            currency: "EUR".into(),
+        };
         assert_eq!(tariff.cost(Usage::from_kwh(1.234)), 0.37);
         assert_eq!(round_to(2.675_000_1, 2), 2.68);
     }

@@ -1,23 +1,34 @@
-//! InfluxQL quoting, the one place it is done. Every value that reaches a query goes through
-//! [`string_literal`] or [`time_literal`]; identifiers are constants of ours.
+//! InfluxQL quoting, the one place it is done. Every value that reaches a statement goes through
+//! [`string_literal`], [`identifier`] or [`time_literal`].
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// A single-quoted InfluxQL string literal, with `\` and `'` escaped.
+/// A single-quoted InfluxQL string literal (a tag value).
 pub fn string_literal(value: &str) -> String {
+    quoted(value, '\'')
+}
+
+/// A double-quoted InfluxQL identifier (a database name).
+pub fn identifier(name: &str) -> String {
+    quoted(name, '"')
+}
+
+/// Wraps `value` in `quote`, escaping backslashes, the quote itself and newlines, so nothing in
+/// `value` can end the literal early and change the statement.
+fn quoted(value: &str, quote: char) -> String {
     let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
+    out.push(quote);
     for c in value.chars() {
-        match c {
-            '\\' | '\'' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            _ => out.push(c),
+        if c == '\\' || c == quote {
+            out.push('\\');
+            out.push(c);
+        } else if c == '\n' {
+            out.push_str("\\n");
+        } else {
+            out.push(c);
         }
     }
-    out.push('\'');
+    out.push(quote);
     out
 }
 
@@ -34,7 +45,16 @@ mod tests {
     #[test]
     fn quotes_cannot_end_the_literal_early() {
         assert_eq!(string_literal("a'b"), r"'a\'b'");
-        assert_eq!(string_literal(r"a\'; DROP DATABASE x"), r"'a\\\'; DROP DATABASE x'");
+        assert_eq!(
+            string_literal(r"a\'; DROP DATABASE x"),
+            r"'a\\\'; DROP DATABASE x'"
+        );
+    }
+
+    #[test]
+    fn identifiers_cannot_end_early() {
+        assert_eq!(identifier("energy"), "\"energy\"");
+        assert_eq!(identifier("a\"; DROP"), "\"a\\\"; DROP\"");
     }
 
     #[test]

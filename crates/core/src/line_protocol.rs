@@ -26,10 +26,7 @@ pub fn encode(reading: &Reading, out: &mut String) {
 
 fn nanos(reading: &Reading) -> i64 {
     // Validation bounds timestamps to 1970..now+5min, well inside i64 nanoseconds (to 2262).
-    reading
-        .time
-        .timestamp_nanos_opt()
-        .unwrap_or(i64::MAX)
+    reading.time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// Tag keys and values escape commas, equals signs and spaces with a backslash; a newline

@@ -121,7 +121,10 @@ mod tests {
         let tz = chrono_tz::America::Santiago;
         let d = day(NaiveDate::from_ymd_opt(2026, 9, 6).unwrap(), tz);
         assert_eq!(d.start, utc("2026-09-06T04:00:00Z"));
-        assert_eq!(d.start.with_timezone(&tz).format("%H:%M").to_string(), "01:00");
+        assert_eq!(
+            d.start.with_timezone(&tz).format("%H:%M").to_string(),
+            "01:00"
+        );
         assert_eq!(d.end - d.start, Duration::hours(23));
     }
 

@@ -45,7 +45,10 @@ pub enum Rejection {
     #[error("field {0:?} is missing")]
     MissingField(&'static str),
     #[error("field {field:?} must be a number, got {got}")]
-    NotANumber { field: &'static str, got: &'static str },
+    NotANumber {
+        field: &'static str,
+        got: &'static str,
+    },
     #[error("field {0:?} is not a finite number")]
     NotFinite(&'static str),
     #[error("energy_kwh is negative ({0})")]
@@ -180,9 +183,9 @@ fn parse_timestamp(value: &Value) -> Result<DateTime<Utc>, Rejection> {
             let millis = n.as_i64().ok_or_else(|| {
                 Rejection::BadTimestamp(format!("{n} is not an integer of epoch milliseconds"))
             })?;
-            Utc.timestamp_millis_opt(millis).single().ok_or_else(|| {
-                Rejection::BadTimestamp(format!("{millis} ms is out of range"))
-            })?
+            Utc.timestamp_millis_opt(millis)
+                .single()
+                .ok_or_else(|| Rejection::BadTimestamp(format!("{millis} ms is out of range")))?
         }
         other => {
             return Err(Rejection::BadTimestamp(format!(
@@ -282,20 +285,60 @@ mod tests {
             ("DATA/PM/P", "".into(), "empty_payload"),
             ("DATA/PM/P", "x".repeat(4097), "payload_too_large"),
             ("DATA/PM/P", "{".into(), "invalid_json"),
-            ("DATA/PM/P", r#"{"power_kw": NaN, "energy_kwh": 1}"#.into(), "invalid_json"),
-            ("DATA/PM/P", r#"{"power_kw": 1e999, "energy_kwh": 1}"#.into(), "invalid_json"),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": NaN, "energy_kwh": 1}"#.into(),
+                "invalid_json",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1e999, "energy_kwh": 1}"#.into(),
+                "invalid_json",
+            ),
             ("DATA/PM/P", "[1,2]".into(), "not_an_object"),
             ("DATA/PM/P", "42".into(), "not_an_object"),
             ("DATA/PM/P", r#"{"energy_kwh": 1}"#.into(), "missing_field"),
             ("DATA/PM/P", r#"{"power_kw": 1}"#.into(), "missing_field"),
-            ("DATA/PM/P", r#"{"power_kw": "1", "energy_kwh": 1}"#.into(), "not_a_number"),
-            ("DATA/PM/P", r#"{"power_kw": null, "energy_kwh": 1}"#.into(), "not_a_number"),
-            ("DATA/PM/P", r#"{"power_kw": 1, "energy_kwh": -0.5}"#.into(), "negative_energy"),
-            ("DATA/PM/P", r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": "yesterday"}"#.into(), "bad_timestamp"),
-            ("DATA/PM/P", r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": 1.5}"#.into(), "bad_timestamp"),
-            ("DATA/PM/P", r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": -1000}"#.into(), "bad_timestamp"),
-            ("DATA/PM/P", r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": "2026-11-27T03:05:01Z"}"#.into(), "future_timestamp"),
-            ("DATA/PM/P", r#"{"power_kw": 1, "energy_kwh": 1, "panel": "Q"}"#.into(), "panel_mismatch"),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": "1", "energy_kwh": 1}"#.into(),
+                "not_a_number",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": null, "energy_kwh": 1}"#.into(),
+                "not_a_number",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1, "energy_kwh": -0.5}"#.into(),
+                "negative_energy",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": "yesterday"}"#.into(),
+                "bad_timestamp",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": 1.5}"#.into(),
+                "bad_timestamp",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": -1000}"#.into(),
+                "bad_timestamp",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1, "energy_kwh": 1, "timestamp": "2026-11-27T03:05:01Z"}"#.into(),
+                "future_timestamp",
+            ),
+            (
+                "DATA/PM/P",
+                r#"{"power_kw": 1, "energy_kwh": 1, "panel": "Q"}"#.into(),
+                "panel_mismatch",
+            ),
         ];
         for (topic, payload, reason) in cases {
             let err = parse(topic, &payload).expect_err(&format!("{topic} {payload:.60} accepted"));

@@ -18,7 +18,7 @@ pub fn seconds_since(last_seen: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 /// A panel is ONLINE while `now - last_seen <= offline_after_secs` (CONTRACT §6).
 pub fn status(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_after_secs: u64) -> Status {
     let age = seconds_since(last_seen, now);
-    if u64::try_from(age).map_or(false, |age| age <= offline_after_secs) {
+    if u64::try_from(age).is_ok_and(|age| age <= offline_after_secs) {
         Status::Online
     } else {
         Status::Offline
@@ -33,9 +33,18 @@ mod tests {
     #[test]
     fn online_up_to_and_including_the_limit_then_offline() {
         let seen = Utc.with_ymd_and_hms(2026, 11, 27, 3, 0, 0).unwrap();
-        assert_eq!(status(seen, seen + Duration::seconds(300), 300), Status::Online);
-        assert_eq!(status(seen, seen + Duration::milliseconds(300_999), 300), Status::Online);
-        assert_eq!(status(seen, seen + Duration::seconds(301), 300), Status::Offline);
+        assert_eq!(
+            status(seen, seen + Duration::seconds(300), 300),
+            Status::Online
+        );
+        assert_eq!(
+            status(seen, seen + Duration::milliseconds(300_999), 300),
+            Status::Online
+        );
+        assert_eq!(
+            status(seen, seen + Duration::seconds(301), 300),
+            Status::Offline
+        );
     }
 
     #[test]

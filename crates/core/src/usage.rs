@@ -86,23 +86,30 @@ impl Sum for Usage {
 
 /// Whether an increase of `increase_kwh` over `seconds` implies more than `max_power_kw`.
 /// This is the glitch rule; InfluxQL queries that apply it in the database take their
-/// threshold from [`max_kwh_per_millisecond`] so both sides agree.
+/// threshold from [`max_kwh_per_nanosecond`] so both sides agree.
 pub fn is_glitch(increase_kwh: f64, seconds: f64, max_power_kw: f64) -> bool {
     seconds <= 0.0 || increase_kwh * 3600.0 > max_power_kw * seconds
 }
 
-/// `max_power_kw` as the largest register increase per millisecond that is not a glitch.
-pub fn max_kwh_per_millisecond(max_power_kw: f64) -> f64 {
-    max_power_kw / 3_600_000.0
+/// `max_power_kw` as the largest register increase per nanosecond that is not a glitch.
+pub fn max_kwh_per_nanosecond(max_power_kw: f64) -> f64 {
+    max_power_kw / 3.6e12
 }
 
 /// What the pair (a, b) contributes: the increase, or zero for a drop or a glitch.
 pub fn pair_contribution(a: EnergyPoint, b: EnergyPoint, max_power_kw: f64) -> Usage {
     let increase = b.energy_kwh - a.energy_kwh;
-    if !(increase > 0.0) {
+    // Also catches NaN, which compares false with everything.
+    if increase.is_nan() || increase <= 0.0 {
         return Usage::ZERO;
     }
-    let seconds = (b.time - a.time).num_milliseconds() as f64 / 1000.0;
+    let elapsed = b.time - a.time;
+    // Nanoseconds, as InfluxDB's `elapsed(…, 1ns)` counts them; beyond 292 years, milliseconds.
+    let seconds = elapsed
+        .num_nanoseconds()
+        .map_or(elapsed.num_milliseconds() as f64 / 1e3, |ns| {
+            ns as f64 / 1e9
+        });
     if is_glitch(increase, seconds, max_power_kw) {
         return Usage::ZERO;
     }
@@ -156,7 +163,15 @@ mod tests {
     }
 
     fn whole(points: &[EnergyPoint]) -> f64 {
-        usage_in(points, Period { start: t(-10_000), end: t(10_000) }, MAX_KW).kwh()
+        usage_in(
+            points,
+            Period {
+                start: t(-10_000),
+                end: t(10_000),
+            },
+            MAX_KW,
+        )
+        .kwh()
     }
 
     #[test]
@@ -167,7 +182,10 @@ mod tests {
     #[test]
     fn drop_in_energy_counts_as_zero_and_increases_after_it_count_again() {
         // 100 -> 101 (+1), reset to 0 (0), 0 -> 2 (+2): 3 kWh.
-        assert_eq!(whole(&[p(0, 100.0), p(60, 101.0), p(120, 0.0), p(180, 2.0)]), 3.0);
+        assert_eq!(
+            whole(&[p(0, 100.0), p(60, 101.0), p(120, 0.0), p(180, 2.0)]),
+            3.0
+        );
     }
 
     #[test]
@@ -187,26 +205,48 @@ mod tests {
 
     #[test]
     fn a_pair_belongs_to_the_period_of_its_later_reading() {
-        let day1 = Period { start: t(-1440), end: t(0) };
-        let day2 = Period { start: t(0), end: t(1440) };
+        let day1 = Period {
+            start: t(-1440),
+            end: t(0),
+        };
+        let day2 = Period {
+            start: t(0),
+            end: t(1440),
+        };
         let points = [p(-2, 10.0), p(-1, 11.0), p(1, 13.0), p(2, 14.0)];
         let u = usage_in_periods(&points, &[day1, day2], MAX_KW);
         assert_eq!(u[0].kwh(), 1.0);
-        assert_eq!(u[1].kwh(), 3.0, "the pair straddling midnight counts for the new day");
+        assert_eq!(
+            u[1].kwh(),
+            3.0,
+            "the pair straddling midnight counts for the new day"
+        );
     }
 
     #[test]
     fn reading_at_local_midnight_belongs_to_the_new_day() {
-        let day1 = Period { start: t(-1440), end: t(0) };
-        let day2 = Period { start: t(0), end: t(1440) };
+        let day1 = Period {
+            start: t(-1440),
+            end: t(0),
+        };
+        let day2 = Period {
+            start: t(0),
+            end: t(1440),
+        };
         let u = usage_in_periods(&[p(-1, 10.0), p(0, 12.0)], &[day1, day2], MAX_KW);
         assert_eq!((u[0].kwh(), u[1].kwh()), (0.0, 2.0));
     }
 
     #[test]
     fn the_last_reading_before_the_period_opens_the_first_pair() {
-        let today = Period { start: t(0), end: t(1440) };
-        assert_eq!(usage_in(&[p(-500, 10.0), p(5, 10.5)], today, MAX_KW).kwh(), 0.5);
+        let today = Period {
+            start: t(0),
+            end: t(1440),
+        };
+        assert_eq!(
+            usage_in(&[p(-500, 10.0), p(5, 10.5)], today, MAX_KW).kwh(),
+            0.5
+        );
         assert_eq!(usage_in(&[p(5, 10.5)], today, MAX_KW), Usage::ZERO);
     }
 
@@ -220,7 +260,10 @@ mod tests {
     #[test]
     fn simultaneous_different_readings_are_a_glitch() {
         let a = p(0, 1.0);
-        let b = EnergyPoint { time: a.time, energy_kwh: 2.0 };
+        let b = EnergyPoint {
+            time: a.time,
+            energy_kwh: 2.0,
+        };
         assert_eq!(pair_contribution(a, b, MAX_KW), Usage::ZERO);
     }
 }

@@ -152,18 +152,32 @@ mod tests {
     fn broker_urls_parse_with_default_ports() {
         assert_eq!(
             BrokerUrl::parse("mqtt://broker.hivemq.com").unwrap(),
-            BrokerUrl { tls: false, host: "broker.hivemq.com".into(), port: 1883 }
+            BrokerUrl {
+                tls: false,
+                host: "broker.hivemq.com".into(),
+                port: 1883
+            }
         );
         assert_eq!(
             BrokerUrl::parse("mqtts://h:8884").unwrap(),
-            BrokerUrl { tls: true, host: "h".into(), port: 8884 }
+            BrokerUrl {
+                tls: true,
+                host: "h".into(),
+                port: 8884
+            }
         );
         assert_eq!(BrokerUrl::parse("mqtt://[::1]:1884").unwrap().host, "::1");
     }
 
     #[test]
     fn bad_broker_urls_say_why() {
-        for bad in ["http://x", "mqtt://", "mqtt://h:0", "mqtt://h:x", "mqtt://u:p@h"] {
+        for bad in [
+            "http://x",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:x",
+            "mqtt://u:p@h",
+        ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad} accepted");
         }
     }

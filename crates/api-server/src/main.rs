@@ -1,0 +1,63 @@
+//! `api-server`: the REST API of CONTRACT §6 over what the subscriber stored in InfluxDB.
+
+mod error;
+mod routes;
+mod settings;
+mod store;
+
+use std::sync::Arc;
+
+use clap::Parser;
+use energy_influx::InfluxClient;
+
+use crate::routes::AppState;
+use crate::settings::Settings;
+use crate::store::Store;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    energy_service::load_dotenv();
+    let settings = Settings::parse();
+    energy_service::logging::init(settings.log_format);
+
+    let influx = match InfluxClient::new(&settings.influx) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the InfluxDB client");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.api_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, addr = %settings.api_addr, "cannot listen on API_ADDR");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let state = Arc::new(AppState {
+        store: Store::new(influx, settings.max_power_kw),
+        timezone: settings.timezone,
+        tariff: settings.tariff(),
+        offline_after_secs: settings.offline_after_secs,
+    });
+    tracing::info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        influx = %settings.influx.influx_url,
+        database = %settings.influx.influx_database,
+        timezone = %settings.timezone,
+        "listening"
+    );
+    let served = axum::serve(listener, routes::app(state))
+        .with_graceful_shutdown(energy_service::shutdown::signal())
+        .await;
+    match served {
+        Ok(()) => {
+            tracing::info!("stopped");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The JSON InfluxDB answers to `/query`, with times as epoch milliseconds (`epoch=ms`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct QueryResponse {
+    #[serde(default)]
+    pub results: Vec<StatementResult>,
+    pub error: Option<String>,
+}
+
+/// The result of one statement of a (possibly multi-statement) query.
+#[derive(Debug, Default, Deserialize)]
+pub struct StatementResult {
+    #[serde(default)]
+    pub series: Vec<Series>,
+    pub error: Option<String>,
+}
+
+/// One series: a tag set and its rows.
+#[derive(Debug, Default, Deserialize)]
+pub struct Series {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<Vec<Value>>,
+}
+
+impl Series {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// Index of a column by name.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// The value of column `name` in row `row` as a float, if it is a number.
+    pub fn f64_at(&self, row: usize, name: &str) -> Option<f64> {
+        let column = self.column(name)?;
+        self.values.get(row)?.get(column)?.as_f64()
+    }
+
+    /// The `time` of row `row`, in epoch milliseconds.
+    pub fn time_ms_at(&self, row: usize) -> Option<i64> {
+        let column = self.column("time")?;
+        self.values.get(row)?.get(column)?.as_i64()
+    }
+}

@@ -1,0 +1,98 @@
+//! The batcher: collects validated messages into batches, writes each batch, then
+//! acknowledges its messages in the order they arrived (MQTT 3.1.1 §4.6.0-2).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use energy_core::line_protocol;
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::intake::{Ack, Item};
+use crate::stats::Stats;
+use crate::writer::{Outcome, Writer};
+
+/// A batch is also written as soon as no message has arrived for this long. With
+/// acknowledge-after-write the broker sends at most its in-flight window (Mosquitto's
+/// `max_inflight_messages`, 20 by default) before waiting for our acks, so waiting out the
+/// whole flush interval for a batch that cannot grow would cap throughput at one window per
+/// interval.
+const IDLE_FLUSH: Duration = Duration::from_millis(2);
+
+pub struct Config {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+#[derive(Default)]
+struct Batch {
+    body: String,
+    points: usize,
+    acks: Vec<Ack>,
+}
+
+impl Batch {
+    fn push(&mut self, item: Item) {
+        if let Some(reading) = &item.reading {
+            line_protocol::encode(reading, &mut self.body);
+            self.points += 1;
+        }
+        self.acks.push(item.ack);
+    }
+}
+
+pub async fn run(
+    config: Config,
+    mut items: mpsc::Receiver<Item>,
+    writer: Writer,
+    client: AsyncClient,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        // Wait for the first message of the next batch.
+        let first = tokio::select! {
+            item = items.recv() => item,
+            _ = shutdown.changed() => None,
+        };
+        let Some(first) = first else { return };
+        let mut batch = Batch::default();
+        batch.push(first);
+        let deadline = Instant::now() + config.flush_interval;
+
+        // Fill it until it is full, old enough, or nothing more is coming right now.
+        while batch.points < config.batch_size {
+            let wait_until = deadline.min(Instant::now() + IDLE_FLUSH);
+            match tokio::time::timeout_at(wait_until, items.recv()).await {
+                Ok(Some(item)) => batch.push(item),
+                Ok(None) | Err(_) => break,
+            }
+        }
+
+        if batch.points > 0 {
+            stats.batches.fetch_add(1, Relaxed);
+            if writer.write(&batch.body, batch.points, &mut shutdown).await == Outcome::Abandoned {
+                return;
+            }
+        }
+        acknowledge(&client, &batch.acks, &stats).await;
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Acks in arrival order. The request channel is sized to take a whole batch, so this does
+/// not wait on the event loop (which may itself be waiting for room in our channel).
+async fn acknowledge(client: &AsyncClient, acks: &[Ack], stats: &Stats) {
+    for ack in acks {
+        if ack.qos != QoS::AtMostOnce {
+            if let Err(error) = client.ack(&ack.to_publish()).await {
+                tracing::warn!(%error, "could not queue an acknowledgement; the broker will redeliver");
+            }
+        }
+    }
+    stats.buffered.fetch_sub(acks.len() as u64, Relaxed);
+}

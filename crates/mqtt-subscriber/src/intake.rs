@@ -1,0 +1,166 @@
+//! The intake task: owns the MQTT event loop, (re)subscribes after every clean connect,
+//! validates each message and passes the outcome to the batcher in arrival order.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use energy_core::reading::{parse_message, MAX_PAYLOAD_BYTES};
+use energy_core::Reading;
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use crate::stats::Stats;
+
+/// Largest MQTT packet accepted. Well above the 4 KiB payload limit so that an oversized
+/// message is received and rejected with a reason, instead of breaking the connection (and,
+/// at QoS 1, being redelivered forever). Brokers should set `message_size_limit` too.
+pub const MAX_PACKET_BYTES: usize = 256 * 1024 + MAX_PAYLOAD_BYTES;
+
+/// One received message: its validated reading (or `None` when it was rejected) and what
+/// acknowledging it takes.
+#[derive(Debug)]
+pub struct Item {
+    pub reading: Option<Reading>,
+    pub ack: Ack,
+}
+
+/// What [`AsyncClient::ack`] needs of a message, without its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub qos: QoS,
+    pub pkid: u16,
+}
+
+impl Ack {
+    pub fn to_publish(self) -> Publish {
+        let mut publish = Publish::new("", self.qos, Vec::<u8>::new());
+        publish.pkid = self.pkid;
+        publish
+    }
+}
+
+pub async fn run(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    prefix: String,
+    items: mpsc::Sender<Item>,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let filter = format!("{prefix}/#");
+    let mut outage: Option<Outage> = None;
+    loop {
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            // After shutdown we keep polling so the batcher's last acks and the DISCONNECT
+            // go out; main stops us with a timeout.
+            _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+        };
+        match event {
+            Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                stats.received.fetch_add(1, Relaxed);
+                let item = validate(&prefix, publish, &stats);
+                stats.buffered.fetch_add(1, Relaxed);
+                // Blocks while the batcher is full (InfluxDB down): the event loop stops, the
+                // socket fills, and the broker holds the rest. Memory stays bounded.
+                if items.send(item).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Incoming::ConnAck(connack))) => {
+                if let Some(outage) = outage.take() {
+                    tracing::info!(
+                        after_secs = outage.since.elapsed().as_secs(),
+                        "reconnected to the broker"
+                    );
+                } else {
+                    tracing::info!(
+                        session_present = connack.session_present,
+                        "connected to the broker"
+                    );
+                }
+                // A persistent session remembers the subscription; subscribe again only
+                // when the broker has none for us.
+                if connack.session_present {
+                    tracing::info!(topic = %filter, "subscribed (kept by the persistent session)");
+                } else if let Err(error) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                    tracing::error!(%error, "cannot queue the subscription");
+                }
+            }
+            Ok(Event::Incoming(Incoming::SubAck(suback))) => {
+                tracing::info!(topic = %filter, return_codes = ?suback.return_codes, "subscribed");
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                tracing::info!("disconnected from the broker");
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let outage = outage.get_or_insert_with(Outage::new);
+                outage.report(&error);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+fn validate(prefix: &str, publish: Publish, stats: &Stats) -> Item {
+    let ack = Ack {
+        qos: publish.qos,
+        pkid: publish.pkid,
+    };
+    let topic = &publish.topic;
+    match parse_message(prefix, topic, &publish.payload, Utc::now()) {
+        Ok(reading) => Item {
+            reading: Some(reading),
+            ack,
+        },
+        Err(rejection) => {
+            let shown: String = topic.chars().take(200).collect();
+            tracing::warn!(topic = %shown.escape_debug(), reason = rejection.reason(), "rejected message: {rejection}");
+            stats.reject(rejection.reason());
+            Item { reading: None, ack }
+        }
+    }
+}
+
+/// A broker outage: logged when it starts and then every 30 s, not on every retry.
+struct Outage {
+    since: Instant,
+    last_report: Option<Instant>,
+}
+
+impl Outage {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            last_report: None,
+        }
+    }
+
+    fn report(&mut self, error: &rumqttc::ConnectionError) {
+        if self
+            .last_report
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+        {
+            return;
+        }
+        self.last_report = Some(Instant::now());
+        let down_secs = self.since.elapsed().as_secs();
+        match error {
+            rumqttc::ConnectionError::ConnectionRefused(
+                code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+            ) => tracing::error!(
+                ?code,
+                down_secs,
+                "the broker refused our credentials: check MQTT_USERNAME and MQTT_PASSWORD; retrying every second"
+            ),
+            _ => tracing::warn!(%error, down_secs, "broker connection lost; reconnecting every second"),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `mqtt-subscriber`: MQTT → validation → InfluxDB, at least once and in order.
+//!
+//! Two tasks share the work. The intake task owns the MQTT event loop: it validates each
+//! message as it arrives and hands the outcome down a bounded channel. The batcher collects
+//! outcomes into batches, writes each batch to InfluxDB (retrying with backoff while InfluxDB
+//! is down) and only then acknowledges the batch's messages, in the order they arrived. A
+//! crash or an outage therefore loses nothing the broker delivered: unacknowledged messages
+//! are delivered again on the persistent session, and rewriting a point is harmless.
+
+mod batcher;
+mod intake;
+mod settings;
+mod stats;
+mod writer;
+
+use std::sync::Arc;
+
+use clap::Parser;
+use energy_influx::InfluxClient;
+use tokio::sync::{mpsc, watch};
+
+use crate::settings::Settings;
+use crate::stats::Stats;
+
+const PROGRAM: &str = "mqtt-subscriber";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    energy_service::load_dotenv();
+    let settings = Settings::parse();
+    energy_service::logging::init(settings.log_format);
+
+    let influx = match InfluxClient::new(&settings.influx) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the InfluxDB client");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    run(settings, influx).await;
+    std::process::ExitCode::SUCCESS
+}
+
+async fn run(settings: Settings, influx: InfluxClient) {
+    let stats = Arc::new(Stats::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let mut options = settings.mqtt.options(PROGRAM);
+    // A persistent session keeps what arrives while we are away; manual acks let us hold
+    // the acknowledgement until the point is stored.
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(intake::MAX_PACKET_BYTES, intake::MAX_PACKET_BYTES);
+    // The request channel carries our acks to the event loop. It must hold a whole batch of
+    // acks without blocking: while the intake task waits for room in the (full) message
+    // channel it does not drain requests, so a smaller channel could deadlock the two tasks.
+    let request_capacity = settings.max_buffered + settings.batch_size + 64;
+    let (client, eventloop) = rumqttc::AsyncClient::new(options, request_capacity);
+
+    tracing::info!(
+        broker = %format!("{}:{}", settings.mqtt.mqtt_url.host, settings.mqtt.mqtt_url.port),
+        tls = settings.mqtt.mqtt_url.tls,
+        client_id = %settings.mqtt.client_id(PROGRAM),
+        topic = %format!("{}/#", settings.mqtt.mqtt_topic_prefix),
+        influx = %influx.base_url(),
+        database = %influx.database(),
+        "starting"
+    );
+    writer::ensure_database(&influx).await;
+
+    let (items_tx, items_rx) = mpsc::channel(settings.max_buffered);
+    let intake = tokio::spawn(intake::run(
+        eventloop,
+        client.clone(),
+        settings.mqtt.mqtt_topic_prefix.clone(),
+        items_tx,
+        stats.clone(),
+        shutdown_rx.clone(),
+    ));
+    let batcher = tokio::spawn(batcher::run(
+        batcher::Config {
+            batch_size: settings.batch_size,
+            flush_interval: settings.flush_interval(),
+        },
+        items_rx,
+        writer::Writer::new(influx, stats.clone()),
+        client.clone(),
+        stats.clone(),
+        shutdown_rx.clone(),
+    ));
+    let summary = tokio::spawn(stats::log_every(
+        stats.clone(),
+        settings.summary_interval(),
+        shutdown_rx,
+    ));
+
+    energy_service::shutdown::signal().await;
+    tracing::info!("shutting down: flushing the current batch, then disconnecting");
+    let _ = shutdown_tx.send(true);
+    // The batcher flushes and acks what it holds, then asks the broker to disconnect; the
+    // intake task keeps the event loop turning until that is done.
+    let _ = batcher.await;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), intake).await;
+    summary.abort();
+    stats.log_summary("final summary");
+}

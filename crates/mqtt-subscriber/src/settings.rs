@@ -1,0 +1,73 @@
+//! The subscriber's settings (CONTRACT §2): flags with environment twins.
+
+use std::time::Duration;
+
+use energy_influx::InfluxSettings;
+use energy_service::logging::LogFormat;
+use energy_service::mqtt::MqttSettings;
+
+/// Subscribes to <prefix>/# and writes every valid reading to InfluxDB.
+#[derive(Debug, clap::Parser)]
+#[command(name = "mqtt-subscriber", version, about, long_about = None)]
+pub struct Settings {
+    #[command(flatten)]
+    pub mqtt: MqttSettings,
+
+    #[command(flatten)]
+    pub influx: InfluxSettings,
+
+    /// Largest number of points written to InfluxDB in one request.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 5000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub batch_size: usize,
+
+    /// Longest time a reading waits in a batch before the batch is written, in milliseconds.
+    #[arg(long, env = "FLUSH_INTERVAL_MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub flush_interval_ms: u64,
+
+    /// Most messages held in memory while InfluxDB is slow or down; beyond it the subscriber
+    /// stops taking messages and the broker keeps them.
+    #[arg(long, env = "MAX_BUFFERED", default_value_t = 20_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub max_buffered: usize,
+
+    /// Seconds between one-line summaries in the log (received, written, rejected, retries).
+    #[arg(long, env = "SUMMARY_INTERVAL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub summary_interval_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+
+    pub fn summary_interval(&self) -> Duration {
+        Duration::from_secs(self.summary_interval_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::try_parse_from(["mqtt-subscriber"]).unwrap();
+        assert_eq!(s.mqtt.mqtt_topic_prefix, "DATA/PM");
+        assert_eq!(s.influx.influx_database, "energy");
+        assert_eq!(s.batch_size, 5000);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting() {
+        let err = Settings::try_parse_from(["mqtt-subscriber", "--batch-size", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--batch-size"), "{err}");
+    }
+}

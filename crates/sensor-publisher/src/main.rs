@@ -1,0 +1,29 @@
+//! `sensor-publisher`: simulates the building's panel power meters and publishes one reading
+//! per panel per interval to `<prefix>/<PANEL_ID>` over MQTT (CONTRACT §1-3).
+
+mod connection;
+mod message;
+mod publisher;
+mod settings;
+mod simulation;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::settings::Settings;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    energy_service::load_dotenv();
+    let settings = Settings::parse();
+    energy_service::logging::init(settings.log_format);
+    match publisher::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}

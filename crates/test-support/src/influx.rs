@@ -1,0 +1,315 @@
+//! A private InfluxDB 1.x (`influxd`) for one test: free loopback ports for HTTP and RPC, data in
+//! a temporary directory that is removed when it is dropped, plus helpers to create databases,
+//! write line protocol and query.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::http;
+use crate::process::{self, INSTALL_HINT};
+
+/// `influxd` is usually answering `/ping` after about a second; a loaded machine needs more.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `stop` gives influxd to close its shards after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Start attempts with fresh ports when influxd dies at start-up (a port taken in the meantime).
+const START_ATTEMPTS: usize = 3;
+/// InfluxDB 1.6 sometimes answers `500 engine: error syncing wal` under load; writes are retried
+/// this many times in total on a 5xx (points are idempotent, so a retry is safe).
+const WRITE_ATTEMPTS: usize = 5;
+
+/// A running `influxd` started by this test.
+pub struct Influx {
+    /// The loopback HTTP port; it stays the same across restarts.
+    pub port: u16,
+    /// The loopback RPC (backup/restore) port; influxd binds it too, so it must be free as well.
+    rpc_port: u16,
+    exe: PathBuf,
+    child: Option<Child>,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    // Last, so the data is removed after influxd has been killed.
+    dir: TempDir,
+}
+
+impl Influx {
+    /// Starts influxd with the config from shared/SERVICES.md and waits until `/ping` answers 204.
+    pub fn start() -> Self {
+        let exe = process::require_executable("influxd");
+        let dir = tempfile::Builder::new()
+            .prefix("test-influxd-")
+            .tempdir()
+            .expect("create a temp dir for influxd");
+        let mut influx = Influx {
+            port: 0,
+            rpc_port: 0,
+            exe,
+            child: None,
+            config_path: dir.path().join("influxdb.conf"),
+            log_path: dir.path().join("influxd.log"),
+            dir,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            influx.port = crate::free_port();
+            influx.rpc_port = crate::free_port();
+            if influx.rpc_port == influx.port {
+                continue;
+            }
+            influx.write_config();
+            match influx.spawn_and_wait() {
+                Ok(()) => return influx,
+                Err(e) if attempt < START_ATTEMPTS => {
+                    eprintln!(
+                        "influxd did not start on port {} ({e}); retrying",
+                        influx.port
+                    )
+                }
+                Err(e) => panic!(
+                    "influxd did not start on port {}: {e}\nlog:\n{}",
+                    influx.port,
+                    process::tail(&influx.log(), 8000)
+                ),
+            }
+        }
+        panic!("influxd: could not pick two distinct free ports")
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops influxd (SIGTERM; SIGKILL after 10 s). Does nothing if it is not running.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::terminate(&mut child, STOP_GRACE);
+        }
+    }
+
+    /// Stops influxd if it is running and starts it again with the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn_and_wait() {
+            panic!(
+                "influxd did not restart on port {}: {e}\nlog:\n{}",
+                self.port,
+                process::tail(&self.log(), 8000)
+            );
+        }
+    }
+
+    /// `CREATE DATABASE "<db>"`; panics if InfluxDB reports an error.
+    pub fn create_database(&self, db: &str) {
+        let q = format!("CREATE DATABASE {}", quote_identifier(db));
+        let (status, body) = self.post_query(None, &q);
+        let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) || statement_error(&json).is_some() {
+            panic!("{q} failed: HTTP {status}: {body}");
+        }
+    }
+
+    /// Writes line protocol `lines` (nanosecond timestamps) into `db`.
+    /// Retries 5xx answers a few times, then panics with the status and body of any non-2xx.
+    pub fn write(&self, db: &str, lines: &str) {
+        let url = format!("{}/write", self.url());
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let body = lines.to_owned();
+            let url = url.clone();
+            let result = http::send(move |client| {
+                client
+                    .post(url)
+                    .query(&[("db", db), ("precision", "ns")])
+                    .body(body)
+            });
+            match result {
+                Ok((status, _)) if (200..300).contains(&status) => return,
+                Ok((status, text)) if status >= 500 && attempt < WRITE_ATTEMPTS => {
+                    eprintln!("influx write answered {status} ({}); retrying", text.trim());
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok((status, text)) => panic!("write to {db:?} failed: HTTP {status}: {text}"),
+                Err(e) => panic!("write to {db:?} failed: {e}"),
+            }
+        }
+    }
+
+    /// Runs InfluxQL `q` against `db` (POST /query, which accepts every kind of statement) and
+    /// returns the parsed JSON answer. Panics on a non-2xx answer; an error inside a statement's
+    /// result (`results[i].error`) is returned for the caller to inspect.
+    pub fn query(&self, db: &str, q: &str) -> Value {
+        let (status, body) = self.post_query(Some(db), q);
+        if !(200..300).contains(&status) {
+            panic!("query {q:?} on {db:?} failed: HTTP {status}: {body}");
+        }
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("query {q:?} answered non-JSON ({e}): {body}"))
+    }
+
+    /// The number of `energy_kwh` values in `energy_data`, summed over all series; 0 when there
+    /// are none, including when the database does not exist yet (so it can be polled before the
+    /// program under test has created it).
+    pub fn count_points(&self, db: &str) -> u64 {
+        let json = self.query(db, "SELECT count(energy_kwh) FROM energy_data");
+        if let Some(error) = statement_error(&json) {
+            if error.contains("database not found") {
+                return 0;
+            }
+            panic!("counting points in {db:?} failed: {error}");
+        }
+        // No points: a result without "series". Otherwise one row per series, [time, count].
+        json["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|result| result["series"].as_array())
+            .flatten()
+            .filter_map(|series| series["values"].as_array())
+            .flatten()
+            .filter_map(|row| row.get(1).and_then(Value::as_u64))
+            .sum()
+    }
+
+    /// influxd's own output so far (it logs to stderr).
+    pub fn log(&self) -> String {
+        process::read_lossy(&self.log_path)
+    }
+
+    /// The directory holding config, data and log (removed on drop).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn post_query(&self, db: Option<&str>, q: &str) -> (u16, String) {
+        let url = format!("{}/query", self.url());
+        let mut form = vec![("q", q.to_owned())];
+        if let Some(db) = db {
+            form.push(("db", db.to_owned()));
+        }
+        http::send(move |client| client.post(url).form(&form))
+            .unwrap_or_else(|e| panic!("query {q:?} failed: {e}"))
+    }
+
+    /// The config from shared/SERVICES.md, with our ports and directories.
+    fn write_config(&self) {
+        let dir = self.dir.path().display();
+        let config = format!(
+            r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{dir}/meta"
+[data]
+  dir = "{dir}/data"
+  wal-dir = "{dir}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+[logging]
+  level = "warn"
+"#,
+            rpc_port = self.rpc_port,
+            port = self.port,
+        );
+        std::fs::write(&self.config_path, config).expect("write influxdb.conf");
+    }
+
+    /// Spawns influxd with the current config and waits for `/ping` to answer 204.
+    fn spawn_and_wait(&mut self) -> io::Result<()> {
+        let (stdout, stderr) = process::output_file(&self.log_path);
+        // A clean environment: influxd reads INFLUXDB_* variables that would override the config.
+        let mut child = Command::new(&self.exe)
+            .arg("-config")
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", process::path_env())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "cannot run {}: {e} (install with `{INSTALL_HINT}`)",
+                    self.exe.display()
+                ))
+            })?;
+        let ping = format!("{}/ping", self.url());
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!("influxd exited with {status}")));
+            }
+            let url = ping.clone();
+            if let Ok((204, _)) = http::send(move |client| client.get(url)) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                process::kill(&mut child);
+                return Err(io::Error::other(format!(
+                    "/ping did not answer 204 within {START_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Influx {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            // Never started (start-up panicked, quoting the log) or already stopped.
+            return;
+        };
+        process::kill(&mut child);
+        if std::thread::panicking() {
+            eprintln!(
+                "--- influxd log (port {}) ---\n{}",
+                self.port,
+                process::tail(&self.log(), 8000)
+            );
+        }
+    }
+}
+
+/// The first `error` among the statement results of a `/query` answer.
+fn statement_error(json: &Value) -> Option<&str> {
+    json["results"]
+        .as_array()?
+        .iter()
+        .find_map(|result| result["error"].as_str())
+}
+
+/// An InfluxQL identifier in double quotes, with `\` and `"` escaped.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_and_escaped() {
+        assert_eq!(quote_identifier("energy"), "\"energy\"");
+        assert_eq!(quote_identifier(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn statement_errors_are_found() {
+        let json =
+            serde_json::json!({"results": [{"statement_id": 0, "error": "database not found: x"}]});
+        assert_eq!(statement_error(&json), Some("database not found: x"));
+        assert_eq!(
+            statement_error(&serde_json::json!({"results": [{"statement_id": 0}]})),
+            None
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The workspace's own program binaries (sensor-publisher, mqtt-subscriber, api-server), run as
+//! real processes the way an operator runs them: configured only through the environment we give
+//! them, in a working directory of their own, with everything they print captured.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::process;
+
+/// How long [`Program::terminate`] waits after SIGTERM before it gives up and kills.
+const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// How much of a program's output a panic message quotes.
+const QUOTE_LIMIT: usize = 16_000;
+
+/// The path of the workspace binary `name`, next to the running test's own directory.
+///
+/// Integration tests run from `target/<profile>/deps/`, and cargo puts the workspace's binaries
+/// in `target/<profile>/`. Cargo only builds the binaries of the package under test, so a test of
+/// one crate that runs another crate's program needs `cargo build --workspace` first.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("test binary {} has no grandparent dir", exe.display()));
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        panic!(
+            "binary {name} not found at {}: run `cargo build --workspace` (the test command does this)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A running workspace program started by this test; killed when dropped.
+pub struct Program {
+    name: String,
+    // In a mutex so that `&self` methods (`wait_for_output`) can notice the program has exited.
+    child: Mutex<Child>,
+    output_path: PathBuf,
+    // Holds the output file and, unless `start_in` was used, the working directory.
+    _scratch: TempDir,
+}
+
+impl Program {
+    /// Starts workspace binary `name` in a fresh empty working directory (so no `.env` file is
+    /// picked up) with a clean environment: only `PATH`, `RUST_LOG=info` (unless `envs` sets it)
+    /// and `envs`.
+    pub fn start(name: &str, envs: &[(&str, String)]) -> Self {
+        Self::spawn(name, &[], None, envs)
+    }
+
+    /// Like [`Program::start`], but in working directory `dir` (e.g. one holding a `.env` file).
+    pub fn start_in(name: &str, dir: &Path, envs: &[(&str, String)]) -> Self {
+        Self::spawn(name, &[], Some(dir), envs)
+    }
+
+    /// Like [`Program::start`], with command-line arguments.
+    pub fn start_with_args(name: &str, args: &[&str], envs: &[(&str, String)]) -> Self {
+        Self::spawn(name, args, None, envs)
+    }
+
+    fn spawn(name: &str, args: &[&str], dir: Option<&Path>, envs: &[(&str, String)]) -> Self {
+        let exe = binary(name);
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("test-{name}-"))
+            .tempdir()
+            .expect("create a temp dir for a program");
+        let workdir = match dir {
+            Some(dir) => dir.to_path_buf(),
+            None => {
+                let workdir = scratch.path().join("work");
+                std::fs::create_dir(&workdir).expect("create the program's working dir");
+                workdir
+            }
+        };
+        let output_path = scratch.path().join("output.log");
+        let (stdout, stderr) = process::output_file(&output_path);
+
+        let mut command = Command::new(&exe);
+        command
+            .args(args)
+            .current_dir(&workdir)
+            .env_clear()
+            .env("PATH", process::path_env())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        if !envs.iter().any(|(key, _)| *key == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        Program {
+            name: name.to_owned(),
+            child: Mutex::new(child),
+            output_path,
+            _scratch: scratch,
+        }
+    }
+
+    /// Everything the program has printed so far, stdout and stderr interleaved as written.
+    pub fn output(&self) -> String {
+        process::read_lossy(&self.output_path)
+    }
+
+    /// Waits until the output contains `needle`; panics with the output so far if it does not
+    /// appear within `timeout`, or as soon as the program exits without having printed it.
+    pub fn wait_for_output(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Look at the exit status before the output, so output printed just before exiting
+            // is still seen by the check below.
+            let exited = self.child().try_wait().ok().flatten();
+            let output = self.output();
+            if output.contains(needle) {
+                return;
+            }
+            if let Some(status) = exited {
+                panic!(
+                    "{} exited ({status}) without printing {needle:?}; output:\n{}",
+                    self.name,
+                    process::tail(&output, QUOTE_LIMIT)
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} did not print {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.name,
+                    process::tail(&output, QUOTE_LIMIT)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The program's process id.
+    pub fn pid(&self) -> u32 {
+        self.child().id()
+    }
+
+    /// SIGKILL (a crash, as far as the program can tell) and reap it.
+    pub fn kill(&mut self) {
+        process::kill(self.child_mut());
+    }
+
+    /// SIGTERM, then waits up to 10 s for a graceful exit and returns its exit code.
+    /// If it does not exit in time it is killed, its output is printed, and `None` is returned.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let child = self.child_mut();
+        process::signal(child, libc::SIGTERM);
+        if let Some(status) = process::wait_timeout(child, TERMINATE_GRACE) {
+            return status.code();
+        }
+        process::kill(child);
+        eprintln!(
+            "{} did not exit within {TERMINATE_GRACE:?} of SIGTERM; killed it. Output:\n{}",
+            self.name,
+            process::tail(&self.output(), QUOTE_LIMIT)
+        );
+        None
+    }
+
+    /// The exit code if the program exits within `timeout` (`None` if it is still running, or was
+    /// ended by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        process::wait_timeout(self.child_mut(), timeout).and_then(|status| status.code())
+    }
+
+    fn child(&self) -> MutexGuard<'_, Child> {
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        process::kill(self.child_mut());
+        // When a test fails, what the program printed is usually the explanation.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- output of {} ---\n{}",
+                self.name,
+                process::tail(&self.output(), QUOTE_LIMIT)
+            );
+        }
+    }
+}
+
+/// Runs workspace binary `name` with `args` to completion, as [`Program::start`] would start it
+/// (clean environment plus `envs`, fresh working directory). Returns the exit code (`None` if it
+/// was ended by a signal, or killed after `timeout`) and everything it printed.
+pub fn run_to_exit(
+    name: &str,
+    args: &[&str],
+    envs: &[(&str, String)],
+    timeout: Duration,
+) -> (Option<i32>, String) {
+    let mut program = Program::start_with_args(name, args, envs);
+    let child = program.child_mut();
+    let code = match process::wait_timeout(child, timeout) {
+        Some(status) => status.code(),
+        None => {
+            process::kill(child);
+            None
+        }
+    };
+    (code, program.output())
+}
