@@ -374,3 +374,72 @@ fn influxdb_down_gives_503_json_within_the_timeout() {
     assert!(body["influxdb"].as_str().unwrap().len() > 5, "{body}");
     drop(program);
 }
+
+#[test]
+fn a_bad_setting_stops_the_program_naming_it() {
+    for (name, value) in [
+        ("TIMEZONE", "Mars/Olympus_Mons"),
+        ("TARIFF_PER_KWH", "cheap"),
+        ("OFFLINE_AFTER_SECS", "-5"),
+        ("MAX_POWER_KW", "0"),
+        ("API_ADDR", "localhost"),
+        ("INFLUX_URL", "influx:8086"),
+        ("INFLUX_TIMEOUT_MS", "0"),
+    ] {
+        let (code, output) = test_support::run_to_exit(
+            "api-server",
+            &[],
+            &[(name, value.to_owned())],
+            Duration::from_secs(10),
+        );
+        assert_eq!(code, Some(2), "{name}={value}: {output}");
+        let flag = format!("--{}", name.to_lowercase().replace('_', "-"));
+        assert!(
+            output.contains(&flag) && output.contains(value),
+            "{name}={value}: {output}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let (code, output) =
+        test_support::run_to_exit("api-server", &["--help"], &[], Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    for env in [
+        "INFLUX_URL",
+        "INFLUX_DATABASE",
+        "INFLUX_TOKEN",
+        "INFLUX_TIMEOUT_MS",
+        "TIMEZONE",
+        "TARIFF_PER_KWH",
+        "CURRENCY",
+        "OFFLINE_AFTER_SECS",
+        "MAX_POWER_KW",
+        "API_ADDR",
+        "LOG_FORMAT",
+    ] {
+        assert!(
+            output.contains(&format!("[env: {env}")),
+            "--help lacks {env}:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_shuts_the_server_down_cleanly() {
+    let influx = Influx::start();
+    let port = free_port();
+    let mut program = Program::start(
+        "api-server",
+        &[
+            ("INFLUX_URL", influx.url()),
+            ("API_ADDR", format!("127.0.0.1:{port}")),
+        ],
+    );
+    test_support::wait_until(Duration::from_secs(20), "api-server to listen", || {
+        try_http_get(&format!("http://127.0.0.1:{port}/health")).is_ok()
+    });
+    assert_eq!(program.terminate(), Some(0), "{}", program.output());
+    assert!(program.output().contains("stopped"));
+}
