@@ -256,6 +256,61 @@ async fn health(State(state): Shared) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// A router whose InfluxDB is never reached by the requests below.
+    fn offline_app() -> Router {
+        use clap::Parser;
+        let settings = crate::settings::Settings::try_parse_from([
+            "api-server",
+            "--influx-url",
+            "http://127.0.0.1:9",
+        ])
+        .unwrap();
+        let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
+        app(Arc::new(AppState {
+            store: Store::new(influx, settings.max_power_kw),
+            timezone: settings.timezone,
+            tariff: settings.tariff(),
+            offline_after_secs: settings.offline_after_secs,
+        }))
+    }
+
+    async fn call(method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = offline_app().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_and_unknown_paths_get_json_errors() {
+        let (status, body) = call("POST", "/api/panel/realtime").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        let (status, body) = call("GET", "/api/panel").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn a_bad_year_is_refused_before_influxdb_is_asked() {
+        let (status, body) = call("GET", "/api/energy/monthly?year=twenty").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["error"]["message"],
+            "year must be an integer between 1970 and 9999"
+        );
+    }
 
     #[test]
     fn year_must_be_an_integer_in_range() {
