@@ -309,3 +309,20 @@ fn help_documents_every_setting() {
         );
     }
 }
+
+#[test]
+fn sigterm_flushes_and_exits_cleanly() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let mut subscriber = start_subscriber(&broker, &influx, "sigterm-test");
+    broker.publish("DATA/PM/P1", &reading("5", now_ms()), 1);
+    wait_until(Duration::from_secs(10), "the reading", || {
+        influx.count_points(DB) == 1
+    });
+    assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
+    let output = subscriber.output();
+    assert!(
+        output.contains("final summary") && output.contains("written=1"),
+        "{output}"
+    );
+}
