@@ -73,7 +73,13 @@ impl Store {
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
         let mut statements = vec![latest_statement(None)];
         let queried = self.push_usage_statements(periods, &mut statements);
-        let results = self.run(&statements).await?;
+        // InfluxDB runs the statements of one request one after another, and each period's
+        // sum scans that period's points: send the latest readings and each period as
+        // requests of their own, so they run side by side.
+        let (latest, per_period) = statements.split_at(1);
+        let requests = std::iter::once(latest).chain(per_period.chunks(3));
+        let answers = futures_util::future::try_join_all(requests.map(|s| self.run(s))).await?;
+        let results: Vec<StatementResult> = answers.into_iter().flatten().collect();
         let latest = parse_latest(&results[0]);
         let usage = self.combine_usage(periods, &queried, &results[1..]);
         Ok((latest, usage))
