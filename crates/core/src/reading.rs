@@ -59,6 +59,8 @@ pub enum Rejection {
     FutureTimestamp(String),
     #[error("field \"panel\" is {payload:?} but the topic names {topic:?}")]
     PanelMismatch { payload: String, topic: String },
+    #[error("panel {panel} would be new, but {max} panels are known already (MAX_PANELS)")]
+    TooManyPanels { panel: String, max: usize },
 }
 
 impl Rejection {
@@ -81,6 +83,7 @@ impl Rejection {
             Rejection::BadTimestamp(_) => "bad_timestamp",
             Rejection::FutureTimestamp(_) => "future_timestamp",
             Rejection::PanelMismatch { .. } => "panel_mismatch",
+            Rejection::TooManyPanels { .. } => "too_many_panels",
         }
     }
 }

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use energy_core::reading::{parse_message, MAX_PAYLOAD_BYTES};
 use energy_core::Reading;
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
+use crate::panels::PanelRegistry;
 use crate::stats::Stats;
 
 /// Largest MQTT packet accepted. Well above the 4 KiB payload limit so that an oversized
@@ -41,15 +42,24 @@ impl Ack {
     }
 }
 
+/// What the intake listens to and admits.
+pub struct Source {
+    /// The topic prefix panel ids are read after.
+    pub prefix: String,
+    /// The filter subscribed: `<prefix>/#`, or a shared subscription of it.
+    pub filter: String,
+    pub panels: PanelRegistry,
+}
+
 pub async fn run(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    prefix: String,
+    mut source: Source,
     items: mpsc::Sender<Item>,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let filter = format!("{prefix}/#");
+    let filter = source.filter.clone();
     let mut outage: Option<Outage> = None;
     loop {
         let event = tokio::select! {
@@ -61,7 +71,7 @@ pub async fn run(
         match event {
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
                 stats.received.fetch_add(1, Relaxed);
-                let item = validate(&prefix, publish, &stats);
+                let item = validate(&mut source, publish, &stats);
                 stats.buffered.fetch_add(1, Relaxed);
                 // Blocks while the batcher is full (InfluxDB down): the event loop stops, the
                 // socket fills, and the broker holds the rest. Memory stays bounded.
@@ -97,6 +107,12 @@ pub async fn run(
                 return;
             }
             Ok(_) => {}
+            Err(error) if energy_service::mqtt::credentials_refused(&error) => {
+                tracing::error!(%error, "the broker refused our credentials: check MQTT_USERNAME and MQTT_PASSWORD");
+                // A wrong password does not fix itself: stop (exit 1) rather than retry quietly.
+                // Nothing is lost: unacknowledged messages stay with the broker.
+                std::process::exit(1);
+            }
             Err(error) => {
                 if *shutdown.borrow() {
                     return;
@@ -109,13 +125,15 @@ pub async fn run(
     }
 }
 
-fn validate(prefix: &str, publish: Publish, stats: &Stats) -> Item {
+fn validate(source: &mut Source, publish: Publish, stats: &Stats) -> Item {
     let ack = Ack {
         qos: publish.qos,
         pkid: publish.pkid,
     };
     let topic = &publish.topic;
-    match parse_message(prefix, topic, &publish.payload, Utc::now()) {
+    let outcome = parse_message(&source.prefix, topic, &publish.payload, Utc::now())
+        .and_then(|reading| source.panels.admit(&reading.panel).map(|()| reading));
+    match outcome {
         Ok(reading) => Item {
             reading: Some(reading),
             ack,
@@ -152,15 +170,6 @@ impl Outage {
         }
         self.last_report = Some(Instant::now());
         let down_secs = self.since.elapsed().as_secs();
-        match error {
-            rumqttc::ConnectionError::ConnectionRefused(
-                code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
-            ) => tracing::error!(
-                ?code,
-                down_secs,
-                "the broker refused our credentials: check MQTT_USERNAME and MQTT_PASSWORD; retrying every second"
-            ),
-            _ => tracing::warn!(%error, down_secs, "broker connection lost; reconnecting every second"),
-        }
+        tracing::warn!(%error, down_secs, "broker connection lost; reconnecting every second");
     }
 }

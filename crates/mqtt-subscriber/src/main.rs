@@ -9,6 +9,7 @@
 
 mod batcher;
 mod intake;
+mod panels;
 mod settings;
 mod stats;
 mod writer;
@@ -62,7 +63,7 @@ async fn run(settings: Settings, influx: InfluxClient) {
         broker = %format!("{}:{}", settings.mqtt.mqtt_url.host, settings.mqtt.mqtt_url.port),
         tls = settings.mqtt.mqtt_url.tls,
         client_id = %settings.mqtt.client_id(PROGRAM),
-        topic = %format!("{}/#", settings.mqtt.mqtt_topic_prefix),
+        topic = %settings.topic_filter(),
         influx = %influx.base_url(),
         database = %influx.database(),
         "starting"
@@ -70,10 +71,15 @@ async fn run(settings: Settings, influx: InfluxClient) {
     writer::ensure_database(&influx).await;
 
     let (items_tx, items_rx) = mpsc::channel(settings.max_buffered);
+    let source = intake::Source {
+        prefix: settings.mqtt.mqtt_topic_prefix.clone(),
+        filter: settings.topic_filter(),
+        panels: panels::PanelRegistry::load(&influx, settings.max_panels).await,
+    };
     let intake = tokio::spawn(intake::run(
         eventloop,
         client.clone(),
-        settings.mqtt.mqtt_topic_prefix.clone(),
+        source,
         items_tx,
         stats.clone(),
         shutdown_rx.clone(),

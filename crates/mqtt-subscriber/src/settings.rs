@@ -37,6 +37,17 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub summary_interval_secs: u64,
 
+    /// Most distinct panels accepted; messages for further new panel ids are rejected, so a
+    /// flood of made-up ids cannot explode InfluxDB's series cardinality.
+    #[arg(long, env = "MAX_PANELS", default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub max_panels: usize,
+
+    /// Shared-subscription group: subscribe $share/<group>/<prefix>/# so that several
+    /// subscriber replicas split one stream (each message goes to one of them).
+    #[arg(long, env = "MQTT_SHARED_GROUP", value_parser = parse_group)]
+    pub mqtt_shared_group: Option<String>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -52,6 +63,26 @@ impl Settings {
     }
 }
 
+fn parse_group(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['/', '+', '#', '\0']) {
+        return Err(format!(
+            "{s:?} must be a non-empty name without '/', '+' or '#'"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+impl Settings {
+    /// The topic filter to subscribe: `<prefix>/#`, or `$share/<group>/<prefix>/#`.
+    pub fn topic_filter(&self) -> String {
+        let filter = format!("{}/#", self.mqtt.mqtt_topic_prefix);
+        match &self.mqtt_shared_group {
+            Some(group) => format!("$share/{group}/{filter}"),
+            None => filter,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +94,18 @@ mod tests {
         assert_eq!(s.mqtt.mqtt_topic_prefix, "DATA/PM");
         assert_eq!(s.influx.influx_database, "energy");
         assert_eq!(s.batch_size, 5000);
+    }
+
+    #[test]
+    fn a_shared_group_prefixes_the_filter() {
+        let s = Settings::try_parse_from(["mqtt-subscriber"]).unwrap();
+        assert_eq!(s.topic_filter(), "DATA/PM/#");
+        let s =
+            Settings::try_parse_from(["mqtt-subscriber", "--mqtt-shared-group", "ingest"]).unwrap();
+        assert_eq!(s.topic_filter(), "$share/ingest/DATA/PM/#");
+        assert!(
+            Settings::try_parse_from(["mqtt-subscriber", "--mqtt-shared-group", "a/b"]).is_err()
+        );
     }
 
     #[test]

@@ -301,6 +301,9 @@ fn help_documents_every_setting() {
         "FLUSH_INTERVAL_MS",
         "MAX_BUFFERED",
         "SUMMARY_INTERVAL_SECS",
+        "MAX_PANELS",
+        "MQTT_SHARED_GROUP",
+        "MQTT_CA_FILE",
         "LOG_FORMAT",
     ] {
         assert!(
@@ -324,5 +327,47 @@ fn sigterm_flushes_and_exits_cleanly() {
     assert!(
         output.contains("final summary") && output.contains("written=1"),
         "{output}"
+    );
+}
+
+#[test]
+fn new_panels_beyond_max_panels_are_rejected_and_known_ones_still_stored() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    influx.create_database(DB);
+    // A panel InfluxDB already holds counts towards the cap after a restart.
+    influx.write(
+        DB,
+        "energy_data,panel=OLD power_kw=1,energy_kwh=1 1000000000\n",
+    );
+    let subscriber = Program::start(
+        "mqtt-subscriber",
+        &[
+            ("MQTT_URL", broker.url()),
+            ("INFLUX_URL", influx.url()),
+            ("MAX_PANELS", "2".to_owned()),
+            ("SUMMARY_INTERVAL_SECS", "1".to_owned()),
+        ],
+    );
+    subscriber.wait_for_output("subscribed", Duration::from_secs(20));
+    let t = now_ms();
+    broker.publish("DATA/PM/NEW_1", &reading("1", t), 1);
+    broker.publish("DATA/PM/NEW_2", &reading("1", t), 1);
+    broker.publish("DATA/PM/NEW_3", &reading("1", t), 1);
+    broker.publish("DATA/PM/OLD", &reading("2", t), 1);
+    broker.publish("DATA/PM/NEW_1", &reading("2", t + 1), 1);
+    wait_until(Duration::from_secs(10), "3 new points", || {
+        influx.count_points(DB) == 4
+    });
+    wait_until(
+        Duration::from_secs(5),
+        "the rejections in the summary",
+        || subscriber.output().contains("too_many_panels=2"),
+    );
+    let panels: Vec<String> = stored(&influx).into_iter().map(|r| r.0).collect();
+    assert_eq!(panels, ["NEW_1", "NEW_1", "OLD", "OLD"]);
+    assert!(
+        subscriber.output().contains("MAX_PANELS"),
+        "the log says which setting refused it"
     );
 }

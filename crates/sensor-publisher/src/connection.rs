@@ -8,9 +8,7 @@
 use std::time::Duration;
 
 use energy_service::mqtt::MqttSettings;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, Outgoing, Request,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Request};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -104,6 +102,15 @@ async fn drive(mut event_loop: EventLoop, broker: String, acknowledged: watch::S
             }
             Ok(_) => {}
             Err(ConnectionError::RequestsDone) => return,
+            Err(error) if energy_service::mqtt::credentials_refused(&error) => {
+                tracing::error!(
+                    broker,
+                    %error,
+                    "the MQTT broker refused the credentials: check MQTT_USERNAME and MQTT_PASSWORD"
+                );
+                // A wrong password does not fix itself: stop (exit 1) rather than retry quietly.
+                std::process::exit(1);
+            }
             Err(error) => {
                 keep_unsent(&mut event_loop, &mut unsent);
                 if let Some(down) = outage.failed(Instant::now()) {
@@ -139,25 +146,13 @@ fn keep_unsent(event_loop: &mut EventLoop, unsent: &mut Vec<Request>) {
 }
 
 fn report(broker: &str, error: &ConnectionError, down: Duration, to_resend: usize) {
-    let down_secs = down.as_secs();
-    match error {
-        ConnectionError::ConnectionRefused(
-            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
-        ) => tracing::error!(
-            broker,
-            down_secs,
-            refused = ?code,
-            "the MQTT broker refused the credentials: check MQTT_USERNAME and MQTT_PASSWORD; \
-             retrying"
-        ),
-        _ => tracing::warn!(
-            broker,
-            down_secs,
-            to_resend,
-            %error,
-            "MQTT broker unreachable; readings are queued and the connection is retried"
-        ),
-    }
+    tracing::warn!(
+        broker,
+        down_secs = down.as_secs(),
+        to_resend,
+        %error,
+        "MQTT broker unreachable; readings are queued and the connection is retried"
+    );
 }
 
 /// When an outage is worth a log line: its first error, then one every

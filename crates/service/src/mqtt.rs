@@ -1,8 +1,9 @@
 //! MQTT connection settings shared by the publisher and the subscriber (CONTRACT §2).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use rumqttc::{MqttOptions, Transport};
+use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, Transport};
 
 use crate::secret::Secret;
 
@@ -30,6 +31,43 @@ pub struct MqttSettings {
     /// MQTT client id [default: <program>-<hostname>, stable per host and program].
     #[arg(long, env = "MQTT_CLIENT_ID")]
     pub mqtt_client_id: Option<String>,
+
+    /// PEM file of the CA to trust for mqtts:// instead of the system roots (a private broker
+    /// with its own certificate authority).
+    #[arg(long, env = "MQTT_CA_FILE", value_parser = CaFile::read)]
+    pub mqtt_ca_file: Option<CaFile>,
+}
+
+/// A CA certificate file, read and checked when the settings are parsed so that a missing or
+/// unreadable file stops the program at start, naming the setting.
+#[derive(Clone, Debug)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pem: Vec<u8>,
+}
+
+impl CaFile {
+    fn read(path: &str) -> Result<Self, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(format!("{path:?} holds no PEM certificate"));
+        }
+        Ok(Self {
+            path: PathBuf::from(path),
+            pem,
+        })
+    }
+}
+
+/// Whether the broker refused our credentials. Retrying cannot help, so the programs stop
+/// with a clear error instead of looping quietly.
+pub fn credentials_refused(error: &ConnectionError) -> bool {
+    matches!(
+        error,
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized
+        )
+    )
 }
 
 /// A parsed broker URL.
@@ -115,7 +153,10 @@ impl MqttSettings {
         if url.tls {
             // rustls needs one process-wide crypto provider; a second install is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            options.set_transport(Transport::tls_with_default_config());
+            options.set_transport(match &self.mqtt_ca_file {
+                Some(ca) => Transport::tls(ca.pem.clone(), None, None),
+                None => Transport::tls_with_default_config(),
+            });
         }
         if let Some(user) = &self.mqtt_username {
             let password = self
