@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs Mosquitto and InfluxDB 1.x from the OS packages when they are missing
-# (Debian/Ubuntu: `apt-get install -y mosquitto influxdb`). Starts nothing.
+# Installs what the pipeline and its tests need from the OS packages when it is missing
+# (Debian/Ubuntu): Mosquitto, InfluxDB 1.x, and for the tests wrk (load test) and openssl
+# (test certificates). Starts nothing.
 set -euo pipefail
 
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influxdb)
+if [ "${1:-}" = "--for-tests" ]; then
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "Please install ${missing[*]} (Mosquitto 2.x and InfluxDB 1.x) and run again." >&2
+    echo "Please install ${missing[*]} and run again." >&2
     exit 1
 fi
 sudo=""
