@@ -1,7 +1,9 @@
 //! The one error type of the HTTP layer: every failure becomes a JSON body
 //! `{"error": {"code": …, "message": …}}` with a fitting status, never a panic or a trace.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use energy_influx::InfluxError;
@@ -10,10 +12,21 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
+    /// `API_TOKEN` is set and the request carries no bearer token (`token_given: false`) or
+    /// a different one.
+    Unauthorized {
+        token_given: bool,
+    },
     NotFound,
     MethodNotAllowed,
+    /// The request body is larger than the API accepts (it only answers GET).
+    PayloadTooLarge {
+        limit_bytes: usize,
+    },
     /// InfluxDB failed or did not answer in time.
     Unavailable(String),
+    /// The request as a whole outlived the safety-net timeout.
+    Timeout(Duration),
 }
 
 impl From<InfluxError> for ApiError {
@@ -25,8 +38,23 @@ impl From<InfluxError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // RFC 6750 §3: a 401 names the scheme, and says why when a token was given.
+        let challenge = match &self {
+            ApiError::Unauthorized { token_given: false } => Some("Bearer"),
+            ApiError::Unauthorized { token_given: true } => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        };
         let (status, code, message) = match self {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
+            ApiError::Unauthorized { token_given } => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                if token_given {
+                    "the bearer token is not valid".into()
+                } else {
+                    "this API needs an `Authorization: Bearer <token>` header".into()
+                },
+            ),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -37,16 +65,33 @@ impl IntoResponse for ApiError {
                 "method_not_allowed",
                 "this endpoint only answers GET".into(),
             ),
+            ApiError::PayloadTooLarge { limit_bytes } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {limit_bytes} bytes"),
+            ),
             ApiError::Unavailable(message) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "influxdb_unavailable",
                 message,
             ),
+            ApiError::Timeout(limit) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} ms", limit.as_millis()),
+            ),
         };
-        (
+        let mut response = (
             status,
             Json(json!({"error": {"code": code, "message": message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }

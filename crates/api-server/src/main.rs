@@ -1,13 +1,17 @@
 //! `api-server`: the REST API of CONTRACT §6 over what the subscriber stored in InfluxDB.
 
+mod access_log;
+mod auth;
+mod cors;
 mod error;
+mod limits;
 mod routes;
+mod server;
 mod settings;
 mod store;
 
 use std::sync::Arc;
 
-use clap::Parser;
 use energy_influx::InfluxClient;
 
 use crate::routes::AppState;
@@ -17,7 +21,7 @@ use crate::store::Store;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     energy_service::load_dotenv();
-    let settings = Settings::parse();
+    let settings = Settings::load();
     energy_service::logging::init(settings.log_format);
 
     let influx = match InfluxClient::new(&settings.influx) {
@@ -40,24 +44,18 @@ async fn main() -> std::process::ExitCode {
         tariff: settings.tariff(),
         offline_after_secs: settings.offline_after_secs,
     });
+    let policy = settings.policy();
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         influx = %settings.influx.influx_url,
         database = %settings.influx.influx_database,
         timezone = %settings.timezone,
+        authentication = if policy.api_token.is_some() { "bearer token" } else { "none" },
+        cors = ?policy.cors_origins,
         "listening"
     );
-    let served = axum::serve(listener, routes::app(state))
-        .with_graceful_shutdown(energy_service::shutdown::signal())
-        .await;
-    match served {
-        Ok(()) => {
-            tracing::info!("stopped");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!(%error, "server failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let app = server::protect(routes::app(state), &policy);
+    server::serve(listener, app, energy_service::shutdown::signal()).await;
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
 }

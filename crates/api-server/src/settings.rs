@@ -1,11 +1,16 @@
 //! The api-server's settings (CONTRACT §2): flags with environment twins.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use energy_core::Tariff;
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
+use energy_service::Secret;
+
+use crate::cors::CorsOrigins;
+use crate::server::Policy;
 
 /// REST API over the energy readings stored in InfluxDB.
 #[derive(Debug, clap::Parser)]
@@ -38,18 +43,76 @@ pub struct Settings {
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
     pub api_addr: SocketAddr,
 
+    /// Bearer token every /api request must carry (`Authorization: Bearer <token>`); /health
+    /// stays open for load balancers. Unset: no authentication. Never logged.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Secret>,
+
+    /// Origins allowed to call the API from a browser (CORS), comma-separated, e.g.
+    /// `https://dash.example.com,http://localhost:5173`, or `*` for any origin. Empty (the
+    /// default): no CORS headers, so browsers only allow pages served by this host.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "", hide_default_value = true,
+          value_parser = CorsOrigins::parse)]
+    pub cors_origins: CorsOrigins,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
+/// How much longer than `INFLUX_TIMEOUT_MS` a whole request may take before the safety-net
+/// timeout answers 503: every InfluxDB call has its own timeout, so this only fires when
+/// something else hangs.
+const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
 impl Settings {
+    /// Parses the command line and the environment, and exits with status 2 and a message
+    /// naming the setting when a value is unusable (as clap does for the others).
+    pub fn load() -> Self {
+        let settings = <Self as clap::Parser>::parse();
+        if let Err(message) = settings.check_api_token() {
+            <Self as clap::CommandFactory>::command()
+                .error(clap::error::ErrorKind::ValueValidation, message)
+                .exit();
+        }
+        settings
+    }
+
+    /// The token is checked here and not by a clap value parser, because clap quotes the
+    /// rejected value in its message and a token must never be printed.
+    fn check_api_token(&self) -> Result<(), String> {
+        match &self.api_token {
+            Some(token) if !is_usable_token(token.expose()) => Err(
+                "invalid value for '--api-token <API_TOKEN>' (value not shown): a token is 1 to \
+                 1024 visible ASCII characters, without spaces (e.g. from `openssl rand -hex 32`); \
+                 leave API_TOKEN unset for no authentication"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     pub fn tariff(&self) -> Tariff {
         Tariff {
             per_kwh: self.tariff_per_kwh,
             currency: self.currency.clone(),
         }
     }
+
+    /// What the HTTP layers between the socket and the routes enforce.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            api_token: self.api_token.clone(),
+            cors_origins: self.cors_origins.clone(),
+            request_timeout: Duration::from_millis(self.influx.influx_timeout_ms)
+                + REQUEST_TIMEOUT_MARGIN,
+        }
+    }
+}
+
+/// A token a client can send verbatim in an `Authorization` header.
+fn is_usable_token(token: &str) -> bool {
+    (1..=1024).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn parse_timezone(s: &str) -> Result<Tz, String> {
@@ -94,6 +157,37 @@ mod tests {
         assert_eq!(s.offline_after_secs, 300);
         assert_eq!(s.max_power_kw, 5000.0);
         assert_eq!(s.api_addr.to_string(), "127.0.0.1:3000");
+        assert!(s.api_token.is_none(), "no authentication unless asked for");
+        assert_eq!(s.cors_origins, CorsOrigins::None);
+    }
+
+    #[test]
+    fn the_request_timeout_sits_just_above_the_influxdb_timeout() {
+        let s = Settings::try_parse_from(["api-server", "--influx-timeout-ms", "2500"]).unwrap();
+        assert_eq!(s.policy().request_timeout, Duration::from_millis(3500));
+    }
+
+    #[test]
+    fn a_token_must_be_sendable_in_a_header_and_is_never_quoted() {
+        for good in ["tok-SECRET-123", "a", "Zm9vYmFy+/=="] {
+            let s = Settings::try_parse_from(["api-server", "--api-token", good]).unwrap();
+            assert!(s.check_api_token().is_ok(), "{good}");
+        }
+        let long = "x".repeat(1025);
+        for bad in ["", "two words", "tab\there", "naïve", long.as_str()] {
+            let s = Settings::try_parse_from(["api-server", "--api-token", bad]).unwrap();
+            let message = s.check_api_token().unwrap_err();
+            assert!(message.contains("--api-token"), "{message}");
+            if !bad.is_empty() {
+                assert!(!message.contains(bad), "the token leaked: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let s = Settings::try_parse_from(["api-server", "--api-token", "tok-SECRET-123"]).unwrap();
+        assert!(!format!("{s:?}").contains("tok-SECRET-123"));
     }
 
     #[test]
@@ -105,6 +199,7 @@ mod tests {
             ("--max-power-kw", "0"),
             ("--offline-after-secs", "soon"),
             ("--api-addr", "localhost"),
+            ("--cors-origins", "dash.example"),
         ] {
             let arg = format!("{flag}={value}");
             let err = Settings::try_parse_from(["api-server", arg.as_str()])

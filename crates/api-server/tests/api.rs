@@ -399,6 +399,8 @@ fn a_bad_setting_stops_the_program_naming_it() {
         ("API_ADDR", "localhost"),
         ("INFLUX_URL", "influx:8086"),
         ("INFLUX_TIMEOUT_MS", "0"),
+        ("CORS_ORIGINS", "dash.example"),
+        ("CORS_ORIGINS", "http://dash.example/"),
     ] {
         let (code, output) = test_support::run_to_exit(
             "api-server",
@@ -431,6 +433,8 @@ fn help_documents_every_setting() {
         "OFFLINE_AFTER_SECS",
         "MAX_POWER_KW",
         "API_ADDR",
+        "API_TOKEN",
+        "CORS_ORIGINS",
         "LOG_FORMAT",
     ] {
         assert!(

@@ -11,6 +11,13 @@ pub const MAX_PAYLOAD_BYTES: usize = 4096;
 /// How far in the future a reading's timestamp may be (clock skew between meter and server).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
+/// Largest magnitude accepted for `power_kw` and `energy_kwh`: 10^12 kW is a terawatt, far
+/// beyond any panel. A finite but absurd value is not harmless: InfluxDB sums a day's
+/// `power_kw` for `mean()`, two readings of 1e308 overflow that sum to infinity, and InfluxDB
+/// 1.x then cannot serialise its answer at all ("json: unsupported value: +Inf") — one message
+/// would break the summary of every panel.
+pub const MAX_MAGNITUDE: f64 = 1e12;
+
 /// One meter reading, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reading {
@@ -51,6 +58,8 @@ pub enum Rejection {
     },
     #[error("field {0:?} is not a finite number")]
     NotFinite(&'static str),
+    #[error("field {field:?} is {value:e}, beyond the plausible ±{MAX_MAGNITUDE:e}")]
+    OutOfRange { field: &'static str, value: f64 },
     #[error("energy_kwh is negative ({0})")]
     NegativeEnergy(f64),
     #[error("timestamp is unreadable: {0}")]
@@ -79,6 +88,7 @@ impl Rejection {
             Rejection::MissingField(_) => "missing_field",
             Rejection::NotANumber { .. } => "not_a_number",
             Rejection::NotFinite(_) => "not_finite",
+            Rejection::OutOfRange { .. } => "out_of_range",
             Rejection::NegativeEnergy(_) => "negative_energy",
             Rejection::BadTimestamp(_) => "bad_timestamp",
             Rejection::FutureTimestamp(_) => "future_timestamp",
@@ -172,7 +182,15 @@ fn number_field(object: &Map<String, Value>, field: &'static str) -> Result<f64,
     if !number.is_finite() {
         return Err(Rejection::NotFinite(field));
     }
-    Ok(number)
+    if number.abs() > MAX_MAGNITUDE {
+        return Err(Rejection::OutOfRange {
+            field,
+            value: number,
+        });
+    }
+    // -0.0 is a valid zero (it is not below 0), but it would be written as `-0` and read back
+    // and shown as `-0`: store the plain zero.
+    Ok(number + 0.0)
 }
 
 /// A timestamp is an RFC 3339 string or an integer count of Unix epoch milliseconds, from
@@ -349,6 +367,66 @@ mod tests {
         }
         let err = parse_message(PREFIX, "DATA/PM/P", b"{\"power_kw\":\xff}", now()).unwrap_err();
         assert_eq!(err.reason(), "invalid_utf8");
+    }
+
+    #[test]
+    fn absurd_magnitudes_are_out_of_range_but_the_limit_itself_is_accepted() {
+        for payload in [
+            r#"{"power_kw": 1e308, "energy_kwh": 1}"#,
+            r#"{"power_kw": -1e13, "energy_kwh": 1}"#,
+            r#"{"power_kw": 1, "energy_kwh": 1.0000001e12}"#,
+            r#"{"power_kw": 1, "energy_kwh": -1e308}"#,
+        ] {
+            let err = parse("DATA/PM/P", payload).unwrap_err();
+            assert_eq!(err.reason(), "out_of_range", "{payload}");
+            assert!(err.to_string().len() < 100, "{err}");
+        }
+        let r = parse("DATA/PM/P", r#"{"power_kw": -1e12, "energy_kwh": 1e12}"#).unwrap();
+        assert_eq!((r.power_kw, r.energy_kwh), (-1e12, 1e12));
+    }
+
+    #[test]
+    fn negative_zero_is_a_zero_and_is_stored_as_plain_zero() {
+        let r = parse("DATA/PM/P", r#"{"power_kw": -0.0, "energy_kwh": -0.0}"#).unwrap();
+        assert_eq!(r.energy_kwh, 0.0);
+        assert!(r.energy_kwh.is_sign_positive() && r.power_kw.is_sign_positive());
+    }
+
+    #[test]
+    fn of_duplicate_keys_the_last_one_wins() {
+        // serde_json keeps the last value, as JavaScript's and Python's parsers do, so a
+        // publisher's own JSON library reads the message the way we do.
+        let r = parse(
+            "DATA/PM/P",
+            r#"{"power_kw": 1, "energy_kwh": -5, "energy_kwh": 7}"#,
+        );
+        assert_eq!(r.unwrap().energy_kwh, 7.0);
+        let err = parse(
+            "DATA/PM/P",
+            r#"{"power_kw": 1, "energy_kwh": 7, "energy_kwh": -5}"#,
+        );
+        assert_eq!(err.unwrap_err().reason(), "negative_energy");
+    }
+
+    #[test]
+    fn deep_nesting_is_invalid_json_not_a_stack_overflow() {
+        // serde_json stops at 128 levels; within 4 KiB that is reached long before the stack.
+        let deep = format!(
+            r#"{{"power_kw": 1, "energy_kwh": 1, "x": {}{}}}"#,
+            "[".repeat(4000),
+            "]".repeat(4000)
+        );
+        assert!(deep.len() > MAX_PAYLOAD_BYTES);
+        let deep = &deep[..MAX_PAYLOAD_BYTES];
+        assert_eq!(
+            parse("DATA/PM/P", deep).unwrap_err().reason(),
+            "invalid_json"
+        );
+        let nested = format!("{}{}", "[".repeat(2000), "]".repeat(2000));
+        assert_eq!(
+            parse("DATA/PM/P", &nested).unwrap_err().reason(),
+            "invalid_json"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct InfluxSettings {
     pub influx_token: Option<Secret>,
 
     /// Timeout of every InfluxDB request, in milliseconds.
-    #[arg(long, env = "INFLUX_TIMEOUT_MS", default_value_t = 5000,
+    #[arg(long, env = "INFLUX_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub influx_timeout_ms: u64,
 }

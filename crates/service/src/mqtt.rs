@@ -48,9 +48,20 @@ pub struct CaFile {
 
 impl CaFile {
     fn read(path: &str) -> Result<Self, String> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+
         let pem = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
-        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{path:?} is not a valid PEM file: {e}"))?;
+        if certs.is_empty() {
             return Err(format!("{path:?} holds no PEM certificate"));
+        }
+        // What the TLS connector does with the file: otherwise a damaged certificate would only
+        // show at the first connection, as a broker outage retried forever.
+        let (valid, _) = rustls::RootCertStore::empty().add_parsable_certificates(certs);
+        if valid == 0 {
+            return Err(format!("{path:?} holds no valid certificate"));
         }
         Ok(Self {
             path: PathBuf::from(path),

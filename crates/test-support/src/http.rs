@@ -58,3 +58,55 @@ pub fn try_http_get(url: &str) -> Result<(u16, serde_json::Value, String), Strin
     let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
     Ok((status, json, body))
 }
+
+/// Response headers by lower-case name; a header sent several times has its values joined
+/// with `", "`.
+pub type Headers = std::collections::BTreeMap<String, String>;
+
+/// Sends `method url` with `headers` and, if given, `body`: `(status, body parsed as JSON or
+/// Value::Null, raw body text, response headers)`. Panics if no HTTP answer arrives at all.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, serde_json::Value, String, Headers) {
+    try_http_request(method, url, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"))
+}
+
+/// Like [`http_request`], but a connection or transport error (e.g. the server closing the
+/// connection without an answer) is an `Err` instead of a panic.
+pub fn try_http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<(u16, serde_json::Value, String, Headers), String> {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    off_runtime(move || {
+        let mut request = client().request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().map_err(|e| format!("{e:?}"))?;
+        let status = response.status().as_u16();
+        let mut received = Headers::new();
+        for (name, value) in response.headers() {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            received
+                .entry(name.as_str().to_owned())
+                .and_modify(|joined| {
+                    joined.push_str(", ");
+                    joined.push_str(&value);
+                })
+                .or_insert_with(|| value.into_owned());
+        }
+        let text = response.text().map_err(|e| e.to_string())?;
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Ok((status, json, text, received))
+    })
+}

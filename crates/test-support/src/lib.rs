@@ -10,7 +10,10 @@
 //! - [`Influx`]: a private InfluxDB 1.x (`influxd`) with write/query helpers.
 //! - [`Program`], [`run_to_exit`] and [`binary`]: the workspace's own binaries, started with a
 //!   clean environment and their output captured.
-//! - [`http_get`]: a minimal GET for api-server tests.
+//! - [`http_get`]: a minimal GET for api-server tests; [`http_request`] for any method, with
+//!   request headers and body, returning the response headers too.
+//! - [`BrokerSecurity`]: a throw-away CA, server certificate and password file for a broker on
+//!   TLS with authentication ([`Mosquitto::start_secure`]).
 //!
 //! Everything here is blocking on purpose: tests read top to bottom, and the HTTP helpers run
 //! their requests on a helper thread so they also work when called from inside a Tokio runtime
@@ -25,14 +28,16 @@ mod mosquitto;
 pub mod mqtt;
 mod process;
 mod program;
+mod tls;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-pub use http::{http_get, try_http_get};
+pub use http::{http_get, http_request, try_http_get, try_http_request, Headers};
 pub use influx::Influx;
 pub use mosquitto::Mosquitto;
 pub use program::{binary, run_to_exit, Program};
+pub use tls::BrokerSecurity;
 
 /// A TCP port that is free on 127.0.0.1 right now: bind port 0, read what the kernel chose, drop.
 ///

@@ -87,6 +87,19 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// Like [`Mosquitto::start`], but the listener speaks TLS with `security`'s server
+    /// certificate and, when it has a password file, refuses anonymous clients. Keep `security`
+    /// alive as long as the broker. The test-support MQTT client speaks plain TCP only, so
+    /// [`Mosquitto::publish`] and [`Mosquitto::subscribe`] cannot be used on such a broker.
+    pub fn start_secure(security: &crate::BrokerSecurity) -> Self {
+        Self::start_with(&security.mosquitto_config())
+    }
+
+    /// `mqtts://127.0.0.1:<port>`, for a broker started with [`Mosquitto::start_secure`].
+    pub fn tls_url(&self) -> String {
+        format!("mqtts://127.0.0.1:{}", self.port)
+    }
+
     /// Stops the broker (SIGTERM, so it saves its persistence file; SIGKILL after 5 s).
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {

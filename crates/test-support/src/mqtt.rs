@@ -203,6 +203,98 @@ pub fn publish(port: u16, topic: &[u8], payload: &[u8], qos: u8, retain: bool) -
     Ok(())
 }
 
+/// Most QoS 1 publishes a [`Publisher`] has on the wire without their PUBACK.
+const PUBLISHER_WINDOW: usize = 500;
+
+/// One long-lived connection that publishes many QoS 1 messages quickly, for floods: publishes
+/// are pipelined (up to [`PUBLISHER_WINDOW`] awaiting their PUBACK) instead of one connection and
+/// one round trip per message as in [`publish`]. The broker forwards one connection's messages in
+/// the order they were sent.
+pub struct Publisher {
+    conn: Connection,
+    /// Packet ids sent and not yet acknowledged.
+    unacked: std::collections::HashSet<u16>,
+    sent: u64,
+}
+
+impl Publisher {
+    /// Connects to `127.0.0.1:port` with a fresh clean session.
+    pub fn connect(port: u16) -> io::Result<Self> {
+        Ok(Publisher {
+            conn: Connection::open(port, &unique_client_id("flood"))?,
+            unacked: std::collections::HashSet::new(),
+            sent: 0,
+        })
+    }
+
+    /// Sends one QoS 1 PUBLISH (not retained). Returns at once unless the window is full, in
+    /// which case it first waits for acknowledgements. Call [`Publisher::flush`] to know that the
+    /// broker has accepted everything.
+    pub fn publish(&mut self, topic: &str, payload: &[u8]) -> io::Result<()> {
+        while self.unacked.len() >= PUBLISHER_WINDOW {
+            self.read_ack()?;
+        }
+        let mut packet_id = self.conn.packet_id();
+        while self.unacked.contains(&packet_id) {
+            packet_id = self.conn.packet_id();
+        }
+        let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
+        put_bytes(&mut body, topic.as_bytes());
+        body.extend_from_slice(&packet_id.to_be_bytes());
+        body.extend_from_slice(payload);
+        self.conn.send((PUBLISH << 4) | (1 << 1), &body)?;
+        self.unacked.insert(packet_id);
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Waits until the broker has acknowledged every message published so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while !self.unacked.is_empty() {
+            self.read_ack()?;
+        }
+        Ok(())
+    }
+
+    /// How many messages were handed to [`Publisher::publish`] so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    fn read_ack(&mut self) -> io::Result<()> {
+        let ack = self.conn.expect(PUBACK, "PUBACK")?;
+        let id = ack
+            .body
+            .get(..2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| other("PUBACK without a packet id".to_string()))?;
+        if !self.unacked.remove(&id) {
+            return Err(other(format!("PUBACK for unknown packet id {id}")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // Unacknowledged messages may be lost by disconnecting: callers flush first.
+        self.conn.disconnect();
+    }
+}
+
+/// Publishes every `(topic, payload)` at QoS 1 over one connection (see [`Publisher`]) and
+/// returns once the broker has acknowledged them all.
+pub fn publish_many<'a>(
+    port: u16,
+    messages: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> io::Result<()> {
+    let mut publisher = Publisher::connect(port)?;
+    for (topic, payload) in messages {
+        publisher.publish(topic, payload)?;
+    }
+    publisher.flush()
+}
+
 /// A subscription that is already active (the broker has answered SUBACK), so messages published
 /// after [`Subscriber::new`] returns are sure to be delivered to it.
 ///

@@ -148,6 +148,21 @@ impl Program {
         self.child().id()
     }
 
+    /// The program's resident memory (`VmRSS` in `/proc/<pid>/status`) in KiB, or `None` once it
+    /// has exited (or where `/proc` is not available).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let mut child = self.child();
+        // Only while it is our un-reaped child, so the pid cannot be someone else's.
+        if !matches!(child.try_wait(), Ok(None)) {
+            return None;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// SIGKILL (a crash, as far as the program can tell) and reap it.
     pub fn kill(&mut self) {
         process::kill(self.child_mut());
