@@ -2,6 +2,7 @@
 
 mod access_log;
 mod auth;
+mod cache;
 mod cors;
 mod error;
 mod limits;
@@ -39,7 +40,11 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let state = Arc::new(AppState {
-        store: Store::new(influx, settings.max_power_kw),
+        store: Store::new(
+            influx,
+            settings.max_power_kw,
+            std::time::Duration::from_millis(settings.query_cache_ms),
+        ),
         timezone: settings.timezone,
         tariff: settings.tariff(),
         offline_after_secs: settings.offline_after_secs,

@@ -271,7 +271,11 @@ mod tests {
         .unwrap();
         let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
         app(Arc::new(AppState {
-            store: Store::new(influx, settings.max_power_kw),
+            store: Store::new(
+                influx,
+                settings.max_power_kw,
+                std::time::Duration::from_millis(settings.query_cache_ms),
+            ),
             timezone: settings.timezone,
             tariff: settings.tariff(),
             offline_after_secs: settings.offline_after_secs,

@@ -43,6 +43,12 @@ pub struct Settings {
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
     pub api_addr: SocketAddr,
 
+    /// How long an InfluxDB answer is reused, in milliseconds; concurrent identical requests
+    /// also share one query. 0 turns the cache off.
+    #[arg(long, env = "QUERY_CACHE_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub query_cache_ms: u64,
+
     /// Bearer token every /api request must carry (`Authorization: Bearer <token>`); /health
     /// stays open for load balancers. Unset: no authentication. Never logged.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]

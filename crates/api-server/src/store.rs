@@ -12,12 +12,16 @@
 //! Only a few numbers per panel and period cross the wire, never the raw points.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::time_literal;
 use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution};
 use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
 use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
+
+use crate::cache::QueryCache;
 
 /// The latest reading of a panel.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +45,7 @@ pub type ByPanel<T> = BTreeMap<String, T>;
 pub struct Store {
     influx: InfluxClient,
     max_power_kw: f64,
+    cache: QueryCache<Vec<StatementResult>>,
 }
 
 /// The last instant InfluxDB 1.x can store (int64 nanoseconds): periods after it hold no data.
@@ -49,10 +54,11 @@ fn influx_time_limit() -> DateTime<Utc> {
 }
 
 impl Store {
-    pub fn new(influx: InfluxClient, max_power_kw: f64) -> Self {
+    pub fn new(influx: InfluxClient, max_power_kw: f64, cache_ttl: Duration) -> Self {
         Self {
             influx,
             max_power_kw,
+            cache: QueryCache::new(cache_ttl),
         }
     }
 
@@ -79,7 +85,8 @@ impl Store {
         let (latest, per_period) = statements.split_at(1);
         let requests = std::iter::once(latest).chain(per_period.chunks(3));
         let answers = futures_util::future::try_join_all(requests.map(|s| self.run(s))).await?;
-        let results: Vec<StatementResult> = answers.into_iter().flatten().collect();
+        let results: Vec<StatementResult> =
+            answers.iter().flat_map(|a| a.iter().cloned()).collect();
         let latest = parse_latest(&results[0]);
         let usage = self.combine_usage(periods, &queried, &results[1..]);
         Ok((latest, usage))
@@ -131,22 +138,31 @@ impl Store {
         Ok((stats, usage))
     }
 
-    async fn run(&self, statements: &[String]) -> Result<Vec<StatementResult>, InfluxError> {
-        match self.influx.query(&statements.join(";\n")).await {
-            Ok(mut results) => {
-                // InfluxDB omits nothing, but be strict: one result per statement.
-                results.resize_with(statements.len(), StatementResult::default);
-                Ok(results)
-            }
-            // Nothing written yet (the subscriber creates the database on its first start).
-            Err(InfluxError::Status { message, .. }) if message.contains("database not found") => {
-                Ok(statements
-                    .iter()
-                    .map(|_| StatementResult::default())
-                    .collect())
-            }
-            Err(error) => Err(error),
-        }
+    /// Runs `statements` as one request, through the cache (see `cache`).
+    async fn run(&self, statements: &[String]) -> Result<Arc<Vec<StatementResult>>, InfluxError> {
+        let query = statements.join(";\n");
+        self.cache
+            .get_or_try(&query, || async {
+                match self.influx.query(&query).await {
+                    Ok(mut results) => {
+                        // InfluxDB omits nothing, but be strict: one result per statement.
+                        results.resize_with(statements.len(), StatementResult::default);
+                        Ok(results)
+                    }
+                    // Nothing written yet (the subscriber creates the database on its first
+                    // start).
+                    Err(InfluxError::Status { message, .. })
+                        if message.contains("database not found") =>
+                    {
+                        Ok(statements
+                            .iter()
+                            .map(|_| StatementResult::default())
+                            .collect())
+                    }
+                    Err(error) => Err(error),
+                }
+            })
+            .await
     }
 
     /// Appends three statements per period that can hold data; returns which periods those are.

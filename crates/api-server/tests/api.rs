@@ -433,6 +433,7 @@ fn help_documents_every_setting() {
         "OFFLINE_AFTER_SECS",
         "MAX_POWER_KW",
         "API_ADDR",
+        "QUERY_CACHE_MS",
         "API_TOKEN",
         "CORS_ORIGINS",
         "LOG_FORMAT",

@@ -13,7 +13,7 @@ pub(crate) struct QueryResponse {
 }
 
 /// The result of one statement of a (possibly multi-statement) query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct StatementResult {
     #[serde(default)]
     pub series: Vec<Series>,
@@ -21,7 +21,7 @@ pub struct StatementResult {
 }
 
 /// One series: a tag set and its rows.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct Series {
     #[serde(default)]
     pub name: String,
