@@ -14,10 +14,13 @@ use tokio::sync::{mpsc, watch};
 use crate::panels::PanelRegistry;
 use crate::stats::Stats;
 
-/// Largest MQTT packet accepted. Well above the 4 KiB payload limit so that an oversized
-/// message is received and rejected with a reason, instead of breaking the connection (and,
-/// at QoS 1, being redelivered forever). Brokers should set `message_size_limit` too.
-pub const MAX_PACKET_BYTES: usize = 256 * 1024 + MAX_PAYLOAD_BYTES;
+/// Largest MQTT packet accepted: the protocol's own maximum (MQTT 3.1.1 §2.2.3), so that
+/// whatever the broker delivers is received and rejected with a reason. A smaller limit turns
+/// an oversized message into a connection error, and at QoS 1 on a persistent session the
+/// broker sends it again after every reconnect: one stranger's message would stop all ingest.
+/// The payload is dropped as soon as it is validated; brokers should still set
+/// `message_size_limit` so such messages never travel at all.
+pub const MAX_PACKET_BYTES: usize = 268_435_455;
 
 /// One received message: its validated reading (or `None` when it was rejected) and what
 /// acknowledging it takes.

@@ -694,7 +694,16 @@ fn api_server_answers_503_while_influxdb_is_down_and_recovers_by_itself() {
             t + 30_000_000_000
         ),
     );
-    let (_api, api) = start_api(&influx, DB, &[("INFLUX_TIMEOUT_MS", "1000".to_owned())]);
+    // No answer cache: it would (rightly) serve the last second's answers from memory right
+    // after InfluxDB stops, and this test is about what happens when InfluxDB is asked.
+    let (_api, api) = start_api(
+        &influx,
+        DB,
+        &[
+            ("INFLUX_TIMEOUT_MS", "1000".to_owned()),
+            ("QUERY_CACHE_MS", "0".to_owned()),
+        ],
+    );
     for path in ENDPOINTS {
         let (status, body, text) = http_get(&format!("{api}{path}"));
         assert_eq!(status, 200, "{path}: {text}");
