@@ -19,9 +19,25 @@ pub struct QueryCache<T> {
     entries: Mutex<HashMap<String, Arc<Entry<T>>>>,
 }
 
+/// An answer being computed (empty cell) or computed (the time it was stored, and it).
 struct Entry<T> {
     created: Instant,
-    answer: OnceCell<Arc<T>>,
+    answer: OnceCell<(Instant, Arc<T>)>,
+}
+
+/// How long an entry whose computation failed (and which nobody retried) is kept.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+impl<T> Entry<T> {
+    /// An answer younger than `ttl`, or a computation still running: worth joining. The age
+    /// counts from when the answer was stored, so an answer that took longer than `ttl` to
+    /// compute is still served for `ttl`.
+    fn is_live(&self, ttl: Duration) -> bool {
+        match self.answer.get() {
+            Some((stored, _)) => stored.elapsed() < ttl,
+            None => self.created.elapsed() < ABANDONED_AFTER,
+        }
+    }
 }
 
 impl<T> QueryCache<T> {
@@ -46,7 +62,7 @@ impl<T> QueryCache<T> {
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             let ttl = self.ttl;
-            entries.retain(|_, entry| entry.created.elapsed() < ttl);
+            entries.retain(|_, entry| entry.is_live(ttl));
             entries
                 .entry(key.to_owned())
                 .or_insert_with(|| {
@@ -60,9 +76,12 @@ impl<T> QueryCache<T> {
         // If `compute` fails, the cell stays empty and the next waiter tries for itself.
         entry
             .answer
-            .get_or_try_init(|| async { compute().await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                let answer = Arc::new(compute().await?);
+                Ok((Instant::now(), answer))
+            })
             .await
-            .cloned()
+            .map(|(_, answer)| answer.clone())
     }
 }
 
@@ -101,6 +120,33 @@ mod tests {
         assert_eq!(*cache.get_or_try("q", compute).await.unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(*cache.get_or_try("q", compute).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_slower_than_the_ttl_is_still_shared_and_kept() {
+        let cache = QueryCache::new(Duration::from_millis(30));
+        let runs = AtomicUsize::new(0);
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            Ok::<_, ()>(runs.fetch_add(1, Ordering::SeqCst))
+        };
+        let first = cache.get_or_try("q", slow);
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            cache.get_or_try("q", slow).await
+        };
+        let (a, b) = tokio::join!(first, second);
+        assert_eq!(
+            (*a.unwrap(), *b.unwrap()),
+            (0, 0),
+            "the late caller joined the running query"
+        );
+        assert_eq!(
+            *cache.get_or_try("q", slow).await.unwrap(),
+            0,
+            "kept for the ttl after it was stored"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
