@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use energy_core::reading::{parse_message, MAX_PAYLOAD_BYTES};
+use energy_core::reading::parse_message;
 use energy_core::Reading;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS};
 use tokio::sync::{mpsc, watch};
