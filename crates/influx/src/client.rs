@@ -170,9 +170,28 @@ impl InfluxClient {
     }
 
     async fn query_once(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
-        let response = self
-            .request(reqwest::Method::POST, "/query")
-            .query(&[("db", self.database.as_str()), ("epoch", "ms")])
+        self.post_query(Some(&self.database), statements).await
+    }
+
+    /// `CREATE DATABASE` (InfluxDB 1.x; idempotent). On 2.x, Cloud and 3 buckets are created
+    /// by the operator and this fails harmlessly.
+    pub async fn create_database(&self) -> Result<(), InfluxError> {
+        let statement = format!("CREATE DATABASE {}", influxql::identifier(&self.database));
+        self.post_query(None, &statement).await.map(drop)
+    }
+
+    /// `POST /query` (which takes every kind of statement), against `database` if given.
+    /// An error InfluxDB reports inside a 200 answer becomes an error of the call.
+    async fn post_query(
+        &self,
+        database: Option<&str>,
+        statements: &str,
+    ) -> Result<Vec<StatementResult>, InfluxError> {
+        let mut request = self.request(reqwest::Method::POST, "/query");
+        if let Some(database) = database {
+            request = request.query(&[("db", database), ("epoch", "ms")]);
+        }
+        let response = request
             .form(&[("q", statements)])
             .send()
             .await
@@ -180,45 +199,15 @@ impl InfluxClient {
         let text = check_status(response).await?;
         let parsed: QueryResponse =
             serde_json::from_str(&text).map_err(|e| InfluxError::BadResponse(e.to_string()))?;
-        if let Some(error) = parsed.error {
-            return Err(InfluxError::Status {
-                status: 400,
-                message: error,
-            });
-        }
-        if let Some(error) = parsed.results.iter().find_map(|r| r.error.clone()) {
-            return Err(InfluxError::Status {
-                status: 400,
-                message: error,
-            });
-        }
-        Ok(parsed.results)
-    }
-
-    /// `CREATE DATABASE` (InfluxDB 1.x; idempotent). On 2.x, Cloud and 3 buckets are created
-    /// by the operator and this fails harmlessly.
-    pub async fn create_database(&self) -> Result<(), InfluxError> {
-        let statement = format!("CREATE DATABASE {}", influxql::identifier(&self.database));
-        let response = self
-            .request(reqwest::Method::POST, "/query")
-            .form(&[("q", statement.as_str())])
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let text = check_status(response).await?;
-        let parsed: QueryResponse =
-            serde_json::from_str(&text).map_err(|e| InfluxError::BadResponse(e.to_string()))?;
-        match parsed
-            .results
-            .into_iter()
-            .find_map(|r| r.error)
-            .or(parsed.error)
-        {
+        let error = parsed
+            .error
+            .or_else(|| parsed.results.iter().find_map(|r| r.error.clone()));
+        match error {
             Some(message) => Err(InfluxError::Status {
                 status: 400,
                 message,
             }),
-            None => Ok(()),
+            None => Ok(parsed.results),
         }
     }
 }
