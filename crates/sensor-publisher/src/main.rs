@@ -1,6 +1,7 @@
 //! `sensor-publisher`: simulates the building's panel power meters and publishes one reading
 //! per panel per interval to `<prefix>/<PANEL_ID>` over MQTT (CONTRACT §1-3).
 
+mod backfill;
 mod connection;
 mod message;
 mod publisher;
@@ -19,7 +20,13 @@ async fn main() -> ExitCode {
     energy_service::load_dotenv();
     let settings = Settings::parse();
     energy_service::logging::init(settings.log_format);
-    match publisher::run(settings).await {
+    let result = match settings.backfill {
+        Some(days) => backfill::run(settings, days)
+            .await
+            .map_err(|e| e.to_string()),
+        None => publisher::run(settings).await.map_err(|e| e.to_string()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

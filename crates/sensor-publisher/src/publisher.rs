@@ -108,7 +108,7 @@ pub async fn run(settings: Settings) -> Result<(), StateError> {
     Ok(())
 }
 
-fn load_state(state_file: &StateFile) -> Result<State, StateError> {
+pub(crate) fn load_state(state_file: &StateFile) -> Result<State, StateError> {
     let path = state_file.path().display();
     match state_file.load()? {
         Some(state) => {
@@ -124,7 +124,7 @@ fn load_state(state_file: &StateFile) -> Result<State, StateError> {
 
 /// One meter per configured panel, each continuing its saved register or, for a panel never
 /// seen, starting at a plausible register derived from its id.
-fn meters(settings: &Settings, state: &State) -> Vec<Meter> {
+pub(crate) fn meters(settings: &Settings, state: &State) -> Vec<Meter> {
     settings
         .panels
         .0

@@ -10,12 +10,16 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use clap::Parser;
 use energy_core::PanelId;
+use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::mqtt::MqttSettings;
 
 /// Longest accepted interval: one reading a day. Beyond that the simulation makes no sense, and
 /// a huge value would overflow the timer.
 pub const MAX_PUBLISH_INTERVAL_SECS: u64 = 86_400;
+
+/// Longest history `--backfill` generates: ten years.
+pub const MAX_BACKFILL_DAYS: f64 = 3_660.0;
 
 /// Simulates power meters (panels) and publishes one reading per panel per interval to
 /// <prefix>/<PANEL_ID> over MQTT. A .env file in the working directory is read if present.
@@ -49,6 +53,26 @@ pub struct Settings {
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Instead of publishing live: generate the history of the DAYS days ending now (fractions
+    /// allowed) for PANELS at PUBLISH_INTERVAL_SECS, continuing the registers of STATE_FILE,
+    /// save the registers and exit. Through the broker (QoS 1), or with --direct into InfluxDB.
+    #[arg(long, value_name = "DAYS", value_parser = parse_backfill_days)]
+    pub backfill: Option<f64>,
+
+    /// With --backfill: N random meter resets per panel over the period (the register drops
+    /// to 0 and counts up again).
+    #[arg(long, value_name = "N", requires = "backfill", default_value_t = 0)]
+    pub resets: u32,
+
+    /// With --backfill: write straight to InfluxDB (INFLUX_* settings) instead of publishing
+    /// through the broker.
+    #[arg(long, requires = "backfill")]
+    pub direct: bool,
+
+    /// InfluxDB, used only by --backfill --direct.
+    #[command(flatten)]
+    pub influx: InfluxSettings,
 }
 
 /// The panels to simulate: at least one, no id twice, in the order given.
@@ -98,6 +122,19 @@ fn parse_timezone(s: &str) -> Result<Tz, String> {
         .map_err(|_| format!("{s:?} is not an IANA time zone name such as Asia/Jakarta"))
 }
 
+fn parse_backfill_days(s: &str) -> Result<f64, String> {
+    let days: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of days"))?;
+    if !(days.is_finite() && days > 0.0 && days <= MAX_BACKFILL_DAYS) {
+        return Err(format!(
+            "{s} is out of range; give more than 0 and at most {MAX_BACKFILL_DAYS} days"
+        ));
+    }
+    Ok(days)
+}
+
 fn parse_state_file(s: &str) -> Result<PathBuf, String> {
     if s.trim().is_empty() {
         return Err("the state file path must not be empty".into());
@@ -129,6 +166,24 @@ mod tests {
             PathBuf::from("sensor-publisher-state.json")
         );
         assert_eq!(settings.log_format, LogFormat::Text);
+        assert_eq!(settings.backfill, None);
+        assert_eq!(settings.resets, 0);
+        assert!(!settings.direct);
+    }
+
+    #[test]
+    fn backfill_flags_are_checked() {
+        let settings = parse(&["--backfill", "1.5", "--resets", "2", "--direct"]).unwrap();
+        assert_eq!(settings.backfill, Some(1.5));
+        assert_eq!(settings.resets, 2);
+        assert!(settings.direct);
+        for bad in ["0", "-1", "abc", "NaN", "inf", "3661"] {
+            let text = error_text(&[&format!("--backfill={bad}")]);
+            assert!(text.contains("--backfill") && text.contains(bad), "{text}");
+        }
+        // --resets and --direct only make sense with --backfill.
+        assert!(parse(&["--direct"]).is_err());
+        assert!(parse(&["--resets", "1"]).is_err());
     }
 
     #[test]
