@@ -4,14 +4,14 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::http;
-use crate::process::{self, INSTALL_HINT};
+use crate::process;
 
 /// `influxd` is usually answering `/ping` after about a second; a loaded machine needs more.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -222,43 +222,25 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// Spawns influxd with the current config and waits for `/ping` to answer 204.
     fn spawn_and_wait(&mut self) -> io::Result<()> {
-        let (stdout, stderr) = process::output_file(&self.log_path);
-        // A clean environment: influxd reads INFLUXDB_* variables that would override the config.
-        let mut child = Command::new(&self.exe)
-            .arg("-config")
-            .arg(&self.config_path)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", process::path_env())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| {
-                io::Error::other(format!(
-                    "cannot run {}: {e} (install with `{INSTALL_HINT}`)",
-                    self.exe.display()
-                ))
-            })?;
+        let mut child = process::spawn_service(
+            &self.exe,
+            &["-config".as_ref(), self.config_path.as_os_str()],
+            self.dir.path(),
+            &self.log_path,
+        )?;
         let ping = format!("{}/ping", self.url());
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Err(io::Error::other(format!("influxd exited with {status}")));
-            }
-            let url = ping.clone();
-            if let Ok((204, _)) = http::send(move |client| client.get(url)) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                process::kill(&mut child);
-                return Err(io::Error::other(format!(
-                    "/ping did not answer 204 within {START_TIMEOUT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        process::wait_ready(
+            &mut child,
+            "influxd",
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || {
+                let url = ping.clone();
+                matches!(http::send(move |client| client.get(url)), Ok((204, _)))
+            },
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 }
 

@@ -4,13 +4,13 @@
 use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use crate::mqtt;
-use crate::process::{self, INSTALL_HINT};
+use crate::process;
 
 /// How long the broker may take to accept connections (it usually takes a few milliseconds).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -206,42 +206,22 @@ impl Mosquitto {
     /// Spawns the broker with the current config and waits until its port accepts connections.
     /// On failure the child is reaped and the error says why.
     fn spawn_and_wait(&mut self) -> io::Result<()> {
-        let (stdout, stderr) = process::output_file(&self.stderr_path);
-        let mut child = Command::new(&self.exe)
-            .arg("-c")
-            .arg(&self.config_path)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", process::path_env())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| {
-                io::Error::other(format!(
-                    "cannot run {}: {e} (install with `{INSTALL_HINT}`)",
-                    self.exe.display()
-                ))
-            })?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            // Check our child first: if it died (bad config, port taken), whatever answers on the
-            // port is not our broker.
-            if let Some(status) = child.try_wait()? {
-                return Err(io::Error::other(format!("mosquitto exited with {status}")));
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                process::kill(&mut child);
-                return Err(io::Error::other(format!(
-                    "not accepting connections after {START_TIMEOUT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = process::spawn_service(
+            &self.exe,
+            &["-c".as_ref(), self.config_path.as_os_str()],
+            self.dir.path(),
+            &self.stderr_path,
+        )?;
+        let port = self.port;
+        process::wait_ready(
+            &mut child,
+            "mosquitto",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 }
 

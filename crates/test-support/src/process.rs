@@ -1,9 +1,11 @@
 //! Child-process plumbing shared by the service and program helpers: finding executables,
 //! signalling our own children by pid, waiting with a timeout, and quoting logs in panics.
 
+use std::ffi::OsStr;
 use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How the services tell the reader what to install when an executable is missing.
@@ -123,4 +125,58 @@ pub(crate) fn kill(child: &mut Child) -> ExitStatus {
     child
         .wait()
         .unwrap_or_else(|e| panic!("waiting for killed child {}: {e}", child.id()))
+}
+
+/// Starts a service (`mosquitto`, `influxd`) in `dir` with a clean environment (only `PATH`:
+/// influxd, for one, lets `INFLUXDB_*` variables override its config) and its output in `log`.
+pub(crate) fn spawn_service(
+    exe: &Path,
+    args: &[&OsStr],
+    dir: &Path,
+    log: &Path,
+) -> io::Result<Child> {
+    let (stdout, stderr) = output_file(log);
+    Command::new(exe)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", path_env())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| {
+            io::Error::other(format!(
+                "cannot run {}: {e} (install with `{INSTALL_HINT}`)",
+                exe.display()
+            ))
+        })
+}
+
+/// Waits until `ready()` says the service answers, polling every `poll`. Our child is checked
+/// first: if it died (bad config, port taken), whatever answers on the port is not our service.
+/// On a timeout the child is killed; either failure says why, naming the service `name`.
+pub(crate) fn wait_ready(
+    child: &mut Child,
+    name: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!("{name} exited with {status}")));
+        }
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            kill(child);
+            return Err(io::Error::other(format!(
+                "{name} not ready after {timeout:?}"
+            )));
+        }
+        std::thread::sleep(poll);
+    }
 }
