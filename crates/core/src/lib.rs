@@ -13,6 +13,7 @@ pub mod line_protocol;
 pub mod panel;
 pub mod period;
 pub mod reading;
+pub mod rollup;
 pub mod status;
 pub mod usage;
 

@@ -58,6 +58,15 @@ impl Usage {
         milli as f64 / 1000.0
     }
 
+    /// The exact value in nano-kWh, as stored in the rollup.
+    pub fn nano_kwh(self) -> i128 {
+        self.nano_kwh
+    }
+
+    pub fn from_nano_kwh(nano_kwh: i128) -> Self {
+        Usage { nano_kwh }
+    }
+
     pub fn is_zero(self) -> bool {
         self.nano_kwh == 0
     }

@@ -77,9 +77,10 @@ impl InfluxError {
         !self.is_retryable()
     }
 
-    /// Whether a write failed because the database does not exist (InfluxDB 1.x).
+    /// Whether a write (404) or a query (an error inside a 200 answer, reported as 400) failed
+    /// because the database does not exist (InfluxDB 1.x).
     pub fn is_database_missing(&self) -> bool {
-        matches!(self, InfluxError::Status { status: 404, message } if message.contains("database not found"))
+        matches!(self, InfluxError::Status { message, .. } if message.contains("database not found"))
     }
 }
 
@@ -154,12 +155,26 @@ impl InfluxClient {
     /// Runs InfluxQL statements (separated by `;`) and returns one result per statement, with
     /// times as epoch milliseconds. A statement-level error becomes an error for the whole call.
     pub async fn query(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
-        match self.query_once(statements).await {
+        self.query_in(statements, "ms").await
+    }
+
+    /// Like [`InfluxClient::query`], with times as epoch nanoseconds (read them with
+    /// [`crate::Series::i64_at`]): for computations that must see every reading's exact time.
+    pub async fn query_ns(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
+        self.query_in(statements, "ns").await
+    }
+
+    async fn query_in(
+        &self,
+        statements: &str,
+        epoch: &'static str,
+    ) -> Result<Vec<StatementResult>, InfluxError> {
+        match self.query_once(statements, epoch).await {
             // InfluxDB 1.x answers a multi-statement query on a missing database with only
             // "not executed"; the first statement alone tells the real reason.
             Err(InfluxError::Status { message, .. }) if message == "not executed" => {
                 let first = statements.split(';').next().unwrap_or(statements);
-                self.query_once(first).await?;
+                self.query_once(first, epoch).await?;
                 Err(InfluxError::Status {
                     status: 400,
                     message,
@@ -169,8 +184,13 @@ impl InfluxClient {
         }
     }
 
-    async fn query_once(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
-        self.post_query(Some(&self.database), statements).await
+    async fn query_once(
+        &self,
+        statements: &str,
+        epoch: &'static str,
+    ) -> Result<Vec<StatementResult>, InfluxError> {
+        self.post_query(Some((&self.database, epoch)), statements)
+            .await
     }
 
     /// `CREATE DATABASE` (InfluxDB 1.x; idempotent). On 2.x, Cloud and 3 buckets are created
@@ -180,16 +200,17 @@ impl InfluxClient {
         self.post_query(None, &statement).await.map(drop)
     }
 
-    /// `POST /query` (which takes every kind of statement), against `database` if given.
+    /// `POST /query` (which takes every kind of statement), against `database` if given, with
+    /// times in the given epoch unit.
     /// An error InfluxDB reports inside a 200 answer becomes an error of the call.
     async fn post_query(
         &self,
-        database: Option<&str>,
+        database: Option<(&str, &str)>,
         statements: &str,
     ) -> Result<Vec<StatementResult>, InfluxError> {
         let mut request = self.request(reqwest::Method::POST, "/query");
-        if let Some(database) = database {
-            request = request.query(&[("db", database), ("epoch", "ms")]);
+        if let Some((database, epoch)) = database {
+            request = request.query(&[("db", database), ("epoch", epoch)]);
         }
         let response = request
             .form(&[("q", statements)])

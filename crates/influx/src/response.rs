@@ -49,6 +49,13 @@ impl Series {
         self.values.get(row)?.get(column)?.as_f64()
     }
 
+    /// The value of column `name` in row `row` as an integer, if it is one (integer fields,
+    /// `count()`, `sum()` of integers, and times).
+    pub fn i64_at(&self, row: usize, name: &str) -> Option<i64> {
+        let column = self.column(name)?;
+        self.values.get(row)?.get(column)?.as_i64()
+    }
+
     /// The `time` of row `row`, in epoch milliseconds.
     pub fn time_ms_at(&self, row: usize) -> Option<i64> {
         let column = self.column("time")?;

@@ -1,0 +1,378 @@
+//! The usage rollup: CONTRACT §5's usage, pre-summed per panel per 15-minute bucket and per UTC
+//! day, so that a month is read from a few thousand sums instead of every raw reading.
+//!
+//! A bucket's usage is the sum of the contributions of the pairs whose later reading falls in
+//! the bucket — exactly what [`crate::usage::usage_in`] gives for the bucket as a period. Because
+//! every pair belongs to exactly one bucket, the usage of any period made of whole buckets is the
+//! sum of its buckets' usages, to the nano-kWh ([`Usage`] is an integer, and so is the stored
+//! field). A day sum is the sum of the day's 96 buckets.
+//!
+//! Why 15 minutes: every time zone in use today is a whole number of quarter hours from UTC
+//! (India +5:30, Nepal +5:45, Chatham +12:45), so every local day and month starts and ends on a
+//! bucket boundary. A period that does not (historical offsets such as Liberia's -0:44:30 until
+//! 1972) is still answered exactly: [`split`] hands its unaligned ends to the raw path.
+//!
+//! Which buckets are up to date is recorded as one instant, the rollup's `complete_until`:
+//! everything stored before it has been rolled up. [`split`] uses the rollup only before that
+//! instant and leaves the rest of a period (normally the last few seconds) to the raw path.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::line_protocol::escape_tag_value;
+use crate::period::Period;
+use crate::usage::{pair_contribution, EnergyPoint, Usage};
+
+/// Usage per panel per 15-minute bucket; timestamp = the bucket's start.
+pub const QUARTER_MEASUREMENT: &str = "energy_usage_15m";
+/// Usage per panel per UTC day (the sum of its 96 buckets); timestamp = midnight UTC.
+pub const DAY_MEASUREMENT: &str = "energy_usage_1d";
+/// The rollup's progress: fields [`COMPLETE_UNTIL`] and [`MAX_POWER_FIELD`].
+pub const STATE_MEASUREMENT: &str = "energy_rollup_state";
+/// Integer field of the rollup points: usage in nano-kWh.
+pub const USAGE_FIELD: &str = "usage_nkwh";
+/// Integer field of the rollup points: how many readings the bucket or day holds.
+pub const READINGS_FIELD: &str = "readings";
+/// Integer field of the state: nanoseconds since the epoch before which the rollup is complete.
+pub const COMPLETE_UNTIL: &str = "complete_until";
+/// Float field of the state: the `MAX_POWER_KW` the rollup was computed with. A reader whose
+/// glitch threshold differs must not use it.
+pub const MAX_POWER_FIELD: &str = "max_power_kw";
+
+pub const GRAIN_SECS: i64 = 15 * 60;
+pub const DAY_SECS: i64 = 86_400;
+
+fn floor_to(time: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+    let floored = time.timestamp().div_euclid(secs) * secs;
+    Utc.timestamp_opt(floored, 0).single().unwrap_or(time)
+}
+
+fn ceil_to(time: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+    let floor = floor_to(time, secs);
+    if floor == time {
+        time
+    } else {
+        floor + Duration::seconds(secs)
+    }
+}
+
+/// The start of the bucket holding `time`.
+pub fn bucket_start(time: DateTime<Utc>) -> DateTime<Utc> {
+    floor_to(time, GRAIN_SECS)
+}
+
+/// The bucket holding `time`.
+pub fn bucket_of(time: DateTime<Utc>) -> Period {
+    let start = bucket_start(time);
+    Period {
+        start,
+        end: start + Duration::seconds(GRAIN_SECS),
+    }
+}
+
+/// The UTC day holding `time`.
+pub fn day_of(time: DateTime<Utc>) -> Period {
+    let start = floor_to(time, DAY_SECS);
+    Period {
+        start,
+        end: start + Duration::seconds(DAY_SECS),
+    }
+}
+
+/// One bucket's figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    pub start: DateTime<Utc>,
+    pub usage: Usage,
+    pub readings: u64,
+}
+
+/// The buckets of `points` (sorted by time, distinct times) that start at or after `from`, each
+/// with its usage and reading count. Points before `from` only open the first pair, so pass the
+/// last reading before `from` along. Only buckets holding at least one reading are returned,
+/// in time order.
+pub fn buckets(points: &[EnergyPoint], from: DateTime<Utc>, max_power_kw: f64) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = Vec::new();
+    let mut previous: Option<EnergyPoint> = None;
+    for &point in points {
+        if point.time >= from {
+            let start = bucket_start(point.time);
+            let contribution =
+                previous.map_or(Usage::ZERO, |a| pair_contribution(a, point, max_power_kw));
+            match out.last_mut() {
+                Some(bucket) if bucket.start == start => {
+                    bucket.usage += contribution;
+                    bucket.readings += 1;
+                }
+                _ => out.push(Bucket {
+                    start,
+                    usage: contribution,
+                    readings: 1,
+                }),
+            }
+        }
+        previous = Some(point);
+    }
+    out
+}
+
+/// Appends a rollup point (bucket or day) as line protocol with a nanosecond timestamp.
+pub fn encode(measurement: &str, panel: &str, bucket: &Bucket, out: &mut String) {
+    out.push_str(measurement);
+    out.push_str(",panel=");
+    escape_tag_value(panel, out);
+    let _ = writeln!(
+        out,
+        " {USAGE_FIELD}={}i,{READINGS_FIELD}={}i {}",
+        bucket.usage.nano_kwh(),
+        bucket.readings,
+        nanos(bucket.start)
+    );
+}
+
+/// Line protocol for the rollup's state, stamped with the current hour so that at most one
+/// point per hour accumulates.
+pub fn encode_state(
+    complete_until: DateTime<Utc>,
+    max_power_kw: f64,
+    now: DateTime<Utc>,
+) -> String {
+    format!(
+        "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?} {}\n",
+        nanos(complete_until),
+        nanos(floor_to(now, 3600))
+    )
+}
+
+fn nanos(time: DateTime<Utc>) -> i64 {
+    time.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Where each part of a period's usage comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pieces {
+    /// Computed from raw readings (each with the pair that straddles its start).
+    pub raw: Vec<Period>,
+    /// Summed from 15-minute buckets.
+    pub quarters: Vec<Period>,
+    /// Summed from UTC days.
+    pub days: Option<Period>,
+}
+
+/// Cuts `period` into pieces whose usages add up to the period's: whole UTC days and whole
+/// buckets before `complete_until` from the rollup, the rest raw.
+pub fn split(period: Period, complete_until: Option<DateTime<Utc>>) -> Pieces {
+    let mut pieces = Pieces::default();
+    let covered_start = ceil_to(period.start, GRAIN_SECS);
+    let covered_end = match complete_until {
+        Some(until) => floor_to(period.end, GRAIN_SECS).min(floor_to(until, GRAIN_SECS)),
+        None => covered_start,
+    };
+    if covered_start >= covered_end {
+        if period.start < period.end {
+            pieces.raw.push(period);
+        }
+        return pieces;
+    }
+    if period.start < covered_start {
+        pieces.raw.push(Period {
+            start: period.start,
+            end: covered_start,
+        });
+    }
+    let first_day = ceil_to(covered_start, DAY_SECS);
+    let last_day = floor_to(covered_end, DAY_SECS);
+    if first_day < last_day {
+        if covered_start < first_day {
+            pieces.quarters.push(Period {
+                start: covered_start,
+                end: first_day,
+            });
+        }
+        pieces.days = Some(Period {
+            start: first_day,
+            end: last_day,
+        });
+        if last_day < covered_end {
+            pieces.quarters.push(Period {
+                start: last_day,
+                end: covered_end,
+            });
+        }
+    } else {
+        pieces.quarters.push(Period {
+            start: covered_start,
+            end: covered_end,
+        });
+    }
+    if covered_end < period.end {
+        pieces.raw.push(Period {
+            start: covered_end,
+            end: period.end,
+        });
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::period;
+    use chrono_tz::Tz;
+
+    const MAX_KW: f64 = 5000.0;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn p(s: &str, energy_kwh: f64) -> EnergyPoint {
+        EnergyPoint {
+            time: at(s),
+            energy_kwh,
+        }
+    }
+
+    #[test]
+    fn buckets_are_quarter_hours_from_the_epoch() {
+        assert_eq!(
+            bucket_of(at("2026-11-27T03:14:59.999Z")),
+            Period {
+                start: at("2026-11-27T03:00:00Z"),
+                end: at("2026-11-27T03:15:00Z")
+            }
+        );
+        assert_eq!(
+            bucket_start(at("2026-11-27T03:15:00Z")),
+            at("2026-11-27T03:15:00Z")
+        );
+        assert_eq!(
+            bucket_start(at("1969-12-31T23:59:59Z")),
+            at("1969-12-31T23:45:00Z")
+        );
+        assert_eq!(
+            day_of(at("2026-11-27T23:59:59Z")).start,
+            at("2026-11-27T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_bucket_holds_the_pairs_whose_later_reading_is_in_it() {
+        let points = [
+            p("2026-11-27T02:50:00Z", 10.0),
+            p("2026-11-27T03:05:00Z", 11.0),
+            p("2026-11-27T03:10:00Z", 10.0), // drop: 0
+            p("2026-11-27T03:15:00Z", 12.0), // next bucket: +2
+        ];
+        let b = buckets(&points, at("2026-11-27T03:00:00Z"), MAX_KW);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[0].start, b[0].usage.kwh(), b[0].readings),
+            (at("2026-11-27T03:00:00Z"), 1.0, 2)
+        );
+        assert_eq!(
+            (b[1].start, b[1].usage.kwh(), b[1].readings),
+            (at("2026-11-27T03:15:00Z"), 2.0, 1)
+        );
+    }
+
+    #[test]
+    fn rollup_lines_carry_integer_nano_kwh() {
+        let mut out = String::new();
+        let bucket = Bucket {
+            start: at("2026-11-27T03:00:00Z"),
+            usage: Usage::from_kwh(1.5),
+            readings: 15,
+        };
+        encode(QUARTER_MEASUREMENT, "P 1", &bucket, &mut out);
+        assert_eq!(
+            out,
+            "energy_usage_15m,panel=P\\ 1 usage_nkwh=1500000000i,readings=15i 1795748400000000000\n"
+        );
+        let state = encode_state(
+            at("2026-11-27T03:20:05Z"),
+            5000.0,
+            at("2026-11-27T03:20:06Z"),
+        );
+        assert_eq!(
+            state,
+            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0 1795748400000000000\n"
+        );
+    }
+
+    #[test]
+    fn a_jakarta_month_is_days_plus_two_runs_of_quarters() {
+        let tz: Tz = "Asia/Jakarta".parse().unwrap();
+        let month = period::month(2026, 10, tz).unwrap();
+        let pieces = split(month, Some(at("2027-01-01T00:00:00Z")));
+        assert!(pieces.raw.is_empty());
+        assert_eq!(
+            pieces.quarters,
+            vec![
+                Period {
+                    start: at("2026-09-30T17:00:00Z"),
+                    end: at("2026-10-01T00:00:00Z")
+                },
+                Period {
+                    start: at("2026-10-31T00:00:00Z"),
+                    end: at("2026-10-31T17:00:00Z")
+                },
+            ]
+        );
+        assert_eq!(
+            pieces.days,
+            Some(Period {
+                start: at("2026-10-01T00:00:00Z"),
+                end: at("2026-10-31T00:00:00Z")
+            })
+        );
+    }
+
+    #[test]
+    fn the_part_after_complete_until_is_raw() {
+        let today = Period {
+            start: at("2026-11-26T17:00:00Z"),
+            end: at("2026-11-27T17:00:00Z"),
+        };
+        let pieces = split(today, Some(at("2026-11-27T03:20:05Z")));
+        assert_eq!(
+            pieces.quarters,
+            vec![Period {
+                start: at("2026-11-26T17:00:00Z"),
+                end: at("2026-11-27T03:15:00Z")
+            }]
+        );
+        assert_eq!(pieces.days, None);
+        assert_eq!(
+            pieces.raw,
+            vec![Period {
+                start: at("2026-11-27T03:15:00Z"),
+                end: at("2026-11-27T17:00:00Z")
+            }]
+        );
+        // Without a rollup, or before it starts, everything is raw.
+        assert_eq!(split(today, None).raw, vec![today]);
+        assert_eq!(
+            split(today, Some(at("2026-11-26T17:10:00Z"))).raw,
+            vec![today]
+        );
+    }
+
+    #[test]
+    fn unaligned_ends_of_a_historical_offset_are_raw() {
+        // Monrovia kept -0:44:30 until 1972.
+        let tz: Tz = "Africa/Monrovia".parse().unwrap();
+        let month = period::month(1971, 6, tz).unwrap();
+        let pieces = split(month, Some(at("2000-01-01T00:00:00Z")));
+        assert_eq!(pieces.raw.len(), 2);
+        assert_eq!(pieces.raw[0].start, month.start);
+        assert_eq!(pieces.raw[1].end, month.end);
+        let raw: i64 = pieces
+            .raw
+            .iter()
+            .map(|r| (r.end - r.start).num_seconds())
+            .sum();
+        assert_eq!(raw, 15 * 60, "two ends of 7.5 minutes each");
+    }
+}

@@ -1,0 +1,478 @@
+//! Keeps the usage rollup in InfluxDB in step with the raw readings.
+//!
+//! The rollup (see `energy_core::rollup`) holds each panel's usage per 15-minute bucket and per
+//! UTC day. It is always recomputed from the raw readings, never patched: to bring buckets up to
+//! date, read their readings (plus the one before, which opens the first pair, and the bucket of
+//! the first reading after, whose first pair may have changed), compute every bucket that holds
+//! a reading with `energy_core::rollup::buckets`, and write them all. Writing a bucket again
+//! gives the same point, so any recomputation can be repeated or interrupted safely. Day sums are
+//! then re-summed from the buckets.
+//!
+//! [`Dirty`] collects which buckets changed (the subscriber marks each reading it wrote);
+//! [`Rollup::update`] brings them up to date; [`Rollup::rebuild`] recomputes a whole range day
+//! by day; [`Rollup::state`] and [`Rollup::save_state`] read and record how far it is complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use energy_core::influxql::{string_literal, time_literal};
+use energy_core::rollup::{
+    self, day_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, GRAIN_SECS, MAX_POWER_FIELD,
+    QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
+};
+use energy_core::{EnergyPoint, Usage, MEASUREMENT};
+use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
+
+/// Longest run of buckets recomputed in one read: one UTC day.
+const MAX_RUN_BUCKETS: i64 = rollup::DAY_SECS / GRAIN_SECS;
+/// Panels named in one statement's `panel = … OR …` filter.
+const PANELS_PER_STATEMENT: usize = 200;
+/// Lines per write request.
+const LINES_PER_WRITE: usize = 5_000;
+/// Statements per request when one read needs many.
+const DAYS_PER_REQUEST: usize = 50;
+
+/// Buckets that must be recomputed, per panel (bucket start as seconds since the epoch).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dirty {
+    by_panel: BTreeMap<String, BTreeSet<i64>>,
+}
+
+impl Dirty {
+    /// Marks the bucket of a reading of `panel` at `time` as changed.
+    pub fn mark(&mut self, panel: &str, time: DateTime<Utc>) {
+        let bucket = rollup::bucket_start(time).timestamp();
+        match self.by_panel.get_mut(panel) {
+            Some(buckets) => {
+                buckets.insert(bucket);
+            }
+            None => {
+                self.by_panel
+                    .insert(panel.to_owned(), BTreeSet::from([bucket]));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Dirty) {
+        for (panel, buckets) in other.by_panel {
+            self.by_panel.entry(panel).or_default().extend(buckets);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_panel.is_empty()
+    }
+
+    /// How many (panel, bucket) pairs are marked.
+    pub fn len(&self) -> usize {
+        self.by_panel.values().map(BTreeSet::len).sum()
+    }
+
+    /// Runs of consecutive buckets (at most a day long), each with the panels that have exactly
+    /// that run: live traffic marks the same bucket for every panel, so it becomes one read.
+    fn runs(&self) -> BTreeMap<(i64, i64), Vec<String>> {
+        let mut runs: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
+        for (panel, buckets) in &self.by_panel {
+            let mut current: Option<(i64, i64)> = None;
+            for &bucket in buckets {
+                current = match current {
+                    Some((start, end))
+                        if bucket == end && (end - start) / GRAIN_SECS < MAX_RUN_BUCKETS =>
+                    {
+                        Some((start, end + GRAIN_SECS))
+                    }
+                    Some(run) => {
+                        runs.entry(run).or_default().push(panel.clone());
+                        Some((bucket, bucket + GRAIN_SECS))
+                    }
+                    None => Some((bucket, bucket + GRAIN_SECS)),
+                };
+            }
+            if let Some(run) = current {
+                runs.entry(run).or_default().push(panel.clone());
+            }
+        }
+        runs
+    }
+}
+
+/// How far the rollup is complete, as recorded in InfluxDB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct State {
+    /// Every reading stored before this instant is rolled up.
+    pub complete_until: DateTime<Utc>,
+    /// The glitch threshold the rollup was computed with.
+    pub max_power_kw: f64,
+}
+
+/// What one update or rebuild step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub readings: u64,
+    pub buckets: u64,
+    pub days: u64,
+}
+
+impl std::ops::AddAssign for Progress {
+    fn add_assign(&mut self, other: Progress) {
+        self.readings += other.readings;
+        self.buckets += other.buckets;
+        self.days += other.days;
+    }
+}
+
+/// Which panels a statement is about: all of them, or a list.
+#[derive(Clone, Copy)]
+enum Panels<'a> {
+    All,
+    Only(&'a [String]),
+}
+
+impl Panels<'_> {
+    fn condition(self) -> String {
+        match self {
+            Panels::All => String::new(),
+            Panels::Only(panels) => {
+                let alternatives: Vec<String> = panels
+                    .iter()
+                    .map(|p| format!("panel = {}", string_literal(p)))
+                    .collect();
+                format!(" AND ({})", alternatives.join(" OR "))
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Rollup {
+    influx: InfluxClient,
+    max_power_kw: f64,
+}
+
+impl Rollup {
+    pub fn new(influx: InfluxClient, max_power_kw: f64) -> Self {
+        Self {
+            influx,
+            max_power_kw,
+        }
+    }
+
+    pub fn max_power_kw(&self) -> f64 {
+        self.max_power_kw
+    }
+
+    /// The recorded state, if the rollup was ever completed.
+    pub async fn state(&self) -> Result<Option<State>, InfluxError> {
+        let statement = state_statement();
+        let results = match self.influx.query_ns(&statement).await {
+            Err(error) if error.is_database_missing() => return Ok(None),
+            other => other?,
+        };
+        Ok(results.first().and_then(parse_state))
+    }
+
+    /// Records that every reading stored before `complete_until` is rolled up.
+    pub async fn save_state(&self, complete_until: DateTime<Utc>) -> Result<(), InfluxError> {
+        let body = rollup::encode_state(complete_until, self.max_power_kw, Utc::now());
+        self.influx.write(body).await
+    }
+
+    /// The time of the earliest reading of any panel.
+    pub async fn earliest_reading(&self) -> Result<Option<DateTime<Utc>>, InfluxError> {
+        let statement = format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} GROUP BY panel ORDER BY time ASC LIMIT 1"
+        );
+        let results = match self.influx.query_ns(&statement).await {
+            Err(error) if error.is_database_missing() => return Ok(None),
+            other => other?,
+        };
+        Ok(results
+            .first()
+            .into_iter()
+            .flat_map(|r| r.series.iter())
+            .filter_map(|s| time_at(s, 0))
+            .min())
+    }
+
+    /// Brings the marked buckets (and what depends on them) up to date.
+    pub async fn update(&self, dirty: &Dirty) -> Result<Progress, InfluxError> {
+        let mut progress = Progress::default();
+        let mut touched_days: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        for ((start, end), panels) in dirty.runs() {
+            for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                progress += self
+                    .recompute(Panels::Only(chunk), at(start), at(end), &mut touched_days)
+                    .await?;
+            }
+        }
+        progress.days = self.resum_days(&touched_days).await?;
+        Ok(progress)
+    }
+
+    /// Recomputes every bucket of every panel from `from` to `to`, one UTC day at a time, calling
+    /// `on_day` after each day with the day's end and the progress so far.
+    pub async fn rebuild(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        mut on_day: impl FnMut(DateTime<Utc>, Progress),
+    ) -> Result<Progress, InfluxError> {
+        let mut progress = Progress::default();
+        let mut day = day_of(from);
+        while day.start < to {
+            let mut touched_days = BTreeMap::new();
+            let start = day.start.max(rollup::bucket_start(from));
+            progress += self
+                .recompute(Panels::All, start, day.end, &mut touched_days)
+                .await?;
+            progress.days += self.resum_days(&touched_days).await?;
+            on_day(day.end, progress);
+            day = day_of(day.end);
+        }
+        Ok(progress)
+    }
+
+    /// Recomputes the buckets of `panels` in `[start, end)` (both bucket boundaries) and the
+    /// bucket of each panel's first reading at or after `end`. Records the UTC days it wrote.
+    async fn recompute(
+        &self,
+        panels: Panels<'_>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        touched_days: &mut BTreeMap<i64, BTreeSet<String>>,
+    ) -> Result<Progress, InfluxError> {
+        let filter = panels.condition();
+        // The reading that opens the first pair, and the first reading after the run.
+        let edges = format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {start}{filter} GROUP BY panel ORDER BY time DESC LIMIT 1;\n\
+             SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {end}{filter} GROUP BY panel ORDER BY time ASC LIMIT 1",
+            start = time_literal(start),
+            end = time_literal(end),
+        );
+        let edges = self.query(&edges).await?;
+        let before = points_by_panel(edges.first());
+        let after = points_by_panel(edges.get(1));
+        let readings = format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {}{filter} GROUP BY panel",
+            time_literal(start),
+            time_literal(end),
+        );
+        let readings = self.query(&readings).await?;
+        let mut by_panel = points_by_panel(readings.first());
+
+        // The bucket of each panel's first reading after the run, whose first pair may have
+        // changed: usually the same bucket for every panel, read with one statement.
+        let mut next: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for (panel, points) in &after {
+            if let Some(first) = points.first() {
+                let bucket = rollup::bucket_start(first.time).timestamp();
+                next.entry(bucket).or_default().push(panel.clone());
+            }
+        }
+        let statements: Vec<String> = next
+            .iter()
+            .flat_map(|(&bucket, panels)| {
+                panels.chunks(PANELS_PER_STATEMENT).map(move |chunk| {
+                    format!(
+                        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
+                        time_literal(at(bucket)),
+                        time_literal(at(bucket + GRAIN_SECS)),
+                        Panels::Only(chunk).condition(),
+                    )
+                })
+            })
+            .collect();
+        for batch in statements.chunks(DAYS_PER_REQUEST) {
+            for result in self.query(&batch.join(";\n")).await? {
+                for (panel, mut points) in points_by_panel(Some(&result)) {
+                    by_panel.entry(panel).or_default().append(&mut points);
+                }
+            }
+        }
+
+        let mut progress = Progress::default();
+        let mut body = String::new();
+        let mut lines = 0;
+        for (panel, points) in &mut by_panel {
+            let mut series: Vec<EnergyPoint> = before.get(panel).cloned().unwrap_or_default();
+            series.append(points);
+            progress.readings += (series.len() - before.get(panel).map_or(0, Vec::len)) as u64;
+            for bucket in rollup::buckets(&series, start, self.max_power_kw) {
+                rollup::encode(QUARTER_MEASUREMENT, panel, &bucket, &mut body);
+                lines += 1;
+                progress.buckets += 1;
+                touched_days
+                    .entry(day_of(bucket.start).start.timestamp())
+                    .or_default()
+                    .insert(panel.clone());
+                if lines == LINES_PER_WRITE {
+                    self.influx.write(std::mem::take(&mut body)).await?;
+                    lines = 0;
+                }
+            }
+        }
+        if lines > 0 {
+            self.influx.write(body).await?;
+        }
+        Ok(progress)
+    }
+
+    /// Re-sums the given UTC days of the given panels from their buckets. Returns how many days.
+    async fn resum_days(&self, days: &BTreeMap<i64, BTreeSet<String>>) -> Result<u64, InfluxError> {
+        let mut statements = Vec::new();
+        for (&day, panels) in days {
+            let panels: Vec<String> = panels.iter().cloned().collect();
+            for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                statements.push((
+                    day,
+                    format!(
+                        "SELECT sum({USAGE_FIELD}) AS usage, sum({READINGS_FIELD}) AS readings \
+                         FROM {QUARTER_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
+                        time_literal(at(day)),
+                        time_literal(at(day + rollup::DAY_SECS)),
+                        Panels::Only(chunk).condition(),
+                    ),
+                ));
+            }
+        }
+        let mut count = 0;
+        for batch in statements.chunks(DAYS_PER_REQUEST) {
+            let query: Vec<&str> = batch.iter().map(|(_, s)| s.as_str()).collect();
+            let results = self.query(&query.join(";\n")).await?;
+            let mut body = String::new();
+            for ((day, _), result) in batch.iter().zip(&results) {
+                for series in &result.series {
+                    let (Some(panel), Some(usage), Some(readings)) = (
+                        series.tag("panel"),
+                        series.i64_at(0, "usage"),
+                        series.i64_at(0, "readings"),
+                    ) else {
+                        continue;
+                    };
+                    let total = Bucket {
+                        start: at(*day),
+                        usage: Usage::from_nano_kwh(usage.into()),
+                        readings: readings.max(0) as u64,
+                    };
+                    rollup::encode(DAY_MEASUREMENT, panel, &total, &mut body);
+                    count += 1;
+                }
+            }
+            if !body.is_empty() {
+                self.influx.write(body).await?;
+            }
+        }
+        Ok(count)
+    }
+
+    async fn query(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
+        let count = statements.split(";\n").count();
+        let mut results = self.influx.query_ns(statements).await?;
+        results.resize_with(count, StatementResult::default);
+        Ok(results)
+    }
+}
+
+/// The statement that reads the rollup's state (times in nanoseconds).
+pub fn state_statement() -> String {
+    format!(
+        "SELECT last({COMPLETE_UNTIL}) AS until, last({MAX_POWER_FIELD}) AS max_power_kw \
+         FROM {STATE_MEASUREMENT}"
+    )
+}
+
+/// The state from the result of [`state_statement`].
+pub fn parse_state(result: &StatementResult) -> Option<State> {
+    let series = result.series.first()?;
+    let until = series.i64_at(0, "until")?;
+    let max_power_kw = series.f64_at(0, "max_power_kw")?;
+    Some(State {
+        complete_until: Utc.timestamp_nanos(until),
+        max_power_kw,
+    })
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn time_at(series: &Series, row: usize) -> Option<DateTime<Utc>> {
+    series.i64_at(row, "time").map(|ns| Utc.timestamp_nanos(ns))
+}
+
+/// Every row of every series as points per panel, in time order.
+fn points_by_panel(result: Option<&StatementResult>) -> BTreeMap<String, Vec<EnergyPoint>> {
+    let mut out = BTreeMap::new();
+    for series in result.into_iter().flat_map(|r| r.series.iter()) {
+        let Some(panel) = series.tag("panel").filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let column = series.column("energy_kwh");
+        let points: Vec<EnergyPoint> = (0..series.values.len())
+            .filter_map(|row| {
+                let energy_kwh = series.values[row].get(column?)?.as_f64()?;
+                Some(EnergyPoint {
+                    time: time_at(series, row)?,
+                    energy_kwh,
+                })
+            })
+            .collect();
+        out.insert(panel.to_owned(), points);
+    }
+    out
+}
+
+/// How long after a rebuild's `to` readings may already exist: validation accepts readings up to
+/// five minutes in the future.
+pub fn rebuild_margin() -> Duration {
+    Duration::minutes(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn runs_group_panels_with_the_same_consecutive_buckets() {
+        let mut dirty = Dirty::default();
+        for panel in ["A", "B"] {
+            dirty.mark(panel, t("2026-11-27T03:01:00Z"));
+            dirty.mark(panel, t("2026-11-27T03:16:00Z"));
+        }
+        dirty.mark("B", t("2026-11-27T05:00:00Z"));
+        dirty.mark("C", t("2026-11-27T03:14:59Z"));
+        let runs = dirty.runs();
+        let start = t("2026-11-27T03:00:00Z").timestamp();
+        assert_eq!(
+            runs.get(&(start, start + 1800)),
+            Some(&vec!["A".to_owned(), "B".to_owned()])
+        );
+        assert_eq!(runs.get(&(start, start + 900)), Some(&vec!["C".to_owned()]));
+        let five = t("2026-11-27T05:00:00Z").timestamp();
+        assert_eq!(runs.get(&(five, five + 900)), Some(&vec!["B".to_owned()]));
+        assert_eq!(dirty.len(), 6);
+    }
+
+    #[test]
+    fn a_run_is_at_most_a_day_long() {
+        let mut dirty = Dirty::default();
+        let mut time = t("2026-11-01T00:00:00Z");
+        while time < t("2026-11-03T12:00:00Z") {
+            dirty.mark("A", time);
+            time += Duration::minutes(1);
+        }
+        let runs: Vec<(i64, i64)> = dirty.runs().into_keys().collect();
+        assert_eq!(runs.len(), 3);
+        assert!(runs.iter().all(|(s, e)| e - s <= rollup::DAY_SECS));
+        assert!(
+            runs.windows(2).all(|w| w[0].1 == w[1].0),
+            "contiguous: {runs:?}"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The rollup kept in a real InfluxDB equals the raw maths, whatever order and however often
+//! the readings arrive, and a rebuild from scratch gives the same points.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use energy_core::rollup::{buckets, day_of, DAY_MEASUREMENT, QUARTER_MEASUREMENT};
+use energy_core::{EnergyPoint, Usage};
+use energy_influx::{InfluxClient, InfluxSettings};
+use energy_rollup::{Dirty, Rollup};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use test_support::Influx;
+
+const MAX_KW: f64 = 5000.0;
+
+fn client(influx: &Influx, database: &str) -> InfluxClient {
+    influx.create_database(database);
+    InfluxClient::new(&InfluxSettings {
+        influx_url: influx.url(),
+        influx_database: database.to_owned(),
+        influx_token: None,
+        influx_timeout_ms: 30_000,
+    })
+    .unwrap()
+}
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 6, 20, 0, 0).unwrap()
+}
+
+/// A random history for one panel over ~3 days: irregular spacing (seconds to hours, so some
+/// buckets are empty and some runs of buckets are long), resets, zero glitches and spikes.
+fn history(rng: &mut StdRng) -> Vec<EnergyPoint> {
+    let mut points = Vec::new();
+    let mut time = base() + Duration::seconds(rng.gen_range(0..600));
+    let mut register = rng.gen_range(0.0..5000.0);
+    while time < base() + Duration::days(3) {
+        let energy_kwh = match rng.gen_range(0..100) {
+            0..=1 => {
+                register = 0.0;
+                0.0
+            }
+            2..=3 => 0.0,
+            4..=5 => register + 1e6,
+            _ => {
+                register += rng.gen_range(0.0..2.0);
+                register
+            }
+        };
+        points.push(EnergyPoint { time, energy_kwh });
+        let gap = match rng.gen_range(0..100) {
+            0..=2 => rng.gen_range(900..14_400),
+            _ => rng.gen_range(1..240),
+        };
+        time += Duration::seconds(gap) + Duration::milliseconds(rng.gen_range(0..1000));
+    }
+    points
+}
+
+fn line(panel: &str, point: &EnergyPoint) -> String {
+    format!(
+        "energy_data,panel={panel} power_kw=1.0,energy_kwh={:?} {}\n",
+        point.energy_kwh,
+        point.time.timestamp_nanos_opt().unwrap()
+    )
+}
+
+/// What the rollup must hold: (measurement, panel, start) -> (usage, readings).
+type Expected = BTreeMap<(String, String, DateTime<Utc>), (Usage, u64)>;
+
+fn expected(histories: &BTreeMap<String, Vec<EnergyPoint>>) -> Expected {
+    let mut out = Expected::new();
+    for (panel, points) in histories {
+        for bucket in buckets(points, DateTime::<Utc>::MIN_UTC, MAX_KW) {
+            out.insert(
+                (QUARTER_MEASUREMENT.into(), panel.clone(), bucket.start),
+                (bucket.usage, bucket.readings),
+            );
+            let day = out
+                .entry((
+                    DAY_MEASUREMENT.into(),
+                    panel.clone(),
+                    day_of(bucket.start).start,
+                ))
+                .or_insert((Usage::ZERO, 0));
+            day.0 += bucket.usage;
+            day.1 += bucket.readings;
+        }
+    }
+    out
+}
+
+fn stored(influx: &Influx, database: &str) -> Expected {
+    let mut out = Expected::new();
+    for measurement in [QUARTER_MEASUREMENT, DAY_MEASUREMENT] {
+        let answer = influx.query(
+            database,
+            &format!("SELECT usage_nkwh, readings FROM {measurement} GROUP BY panel"),
+        );
+        let series = answer["results"][0]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for s in series {
+            let panel = s["tags"]["panel"].as_str().unwrap().to_owned();
+            for row in s["values"].as_array().unwrap() {
+                let time: DateTime<Utc> = row[0].as_str().unwrap().parse().unwrap();
+                let usage = Usage::from_nano_kwh(row[1].as_i64().unwrap().into());
+                let readings = row[2].as_u64().unwrap();
+                out.insert((measurement.into(), panel.clone(), time), (usage, readings));
+            }
+        }
+    }
+    out
+}
+
+fn assert_same(what: &str, stored: &Expected, expected: &Expected) {
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(key, value)| stored.get(*key) != Some(value))
+        .take(5)
+        .map(|(key, value)| format!("{key:?}: expected {value:?}, stored {:?}", stored.get(key)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: wrong or missing rollup points:\n{}",
+        wrong.join("\n")
+    );
+    let extra: Vec<_> = stored
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{what}: rollup points without readings: {extra:?}"
+    );
+    assert!(!expected.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_kept_up_to_date_through_late_duplicated_shuffled_writes_equals_the_raw_maths() {
+    let influx = tokio::task::spawn_blocking(Influx::start).await.unwrap();
+    for seed in 0..3u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let database = format!("energy_{seed}");
+        let rollup = Rollup::new(client(&influx, &database), MAX_KW);
+        let histories: BTreeMap<String, Vec<EnergyPoint>> = (0..4)
+            .map(|i| (format!("P{i}"), history(&mut rng)))
+            .collect();
+
+        // Every reading once, a tenth of them twice, in random batches: mostly in time order
+        // with some arriving hours late, like a broker redelivering after an outage.
+        let mut deliveries: Vec<(f64, String, EnergyPoint)> = Vec::new();
+        for (panel, points) in &histories {
+            for point in points {
+                let late = if rng.gen_range(0..20) == 0 {
+                    rng.gen_range(0.0..20_000.0)
+                } else {
+                    0.0
+                };
+                let order = point.time.timestamp() as f64 + late;
+                deliveries.push((order, panel.clone(), *point));
+                if rng.gen_range(0..10) == 0 {
+                    deliveries.push((order + rng.gen_range(0.0..5_000.0), panel.clone(), *point));
+                }
+            }
+        }
+        deliveries.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for batch in deliveries.chunks(rng.gen_range(1..400)) {
+            let mut shuffled = batch.to_vec();
+            shuffled.shuffle(&mut rng);
+            let body: String = shuffled
+                .iter()
+                .map(|(_, panel, point)| line(panel, point))
+                .collect();
+            influx.write(&database, &body);
+            let mut dirty = Dirty::default();
+            for (_, panel, point) in &shuffled {
+                dirty.mark(panel, point.time);
+            }
+            rollup.update(&dirty).await.unwrap();
+        }
+        let expected = expected(&histories);
+        assert_same(
+            &format!("seed {seed}, live"),
+            &stored(&influx, &database),
+            &expected,
+        );
+
+        // A rebuild of the same readings in a fresh database gives the same rollup.
+        let fresh = format!("rebuilt_{seed}");
+        let rebuilt = Rollup::new(client(&influx, &fresh), MAX_KW);
+        let body: String = histories
+            .iter()
+            .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
+            .collect();
+        influx.write(&fresh, &body);
+        let earliest = rebuilt.earliest_reading().await.unwrap().unwrap();
+        assert_eq!(
+            earliest,
+            histories.values().map(|p| p[0].time).min().unwrap()
+        );
+        let mut days = 0;
+        rebuilt
+            .rebuild(earliest, base() + Duration::days(4), |_, _| days += 1)
+            .await
+            .unwrap();
+        assert!(days >= 4, "one callback per UTC day, got {days}");
+        assert_same(
+            &format!("seed {seed}, rebuilt"),
+            &stored(&influx, &fresh),
+            &expected,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_threshold() {
+    let influx = tokio::task::spawn_blocking(Influx::start).await.unwrap();
+    let rollup = Rollup::new(client(&influx, "energy"), 1234.5);
+    assert_eq!(rollup.state().await.unwrap(), None);
+    let until: DateTime<Utc> = "2026-11-27T03:20:05.123456789Z".parse().unwrap();
+    rollup.save_state(until).await.unwrap();
+    let state = rollup.state().await.unwrap().unwrap();
+    assert_eq!(state.complete_until, until);
+    assert_eq!(state.max_power_kw, 1234.5);
+    // A missing database is no state, not an error.
+    let missing = InfluxClient::new(&InfluxSettings {
+        influx_url: influx.url(),
+        influx_database: "missing".into(),
+        influx_token: None,
+        influx_timeout_ms: 5_000,
+    })
+    .unwrap();
+    assert_eq!(Rollup::new(missing, 1.0).state().await.unwrap(), None);
+}
