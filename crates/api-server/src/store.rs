@@ -10,13 +10,23 @@
 //!   subquery and drops that pair.
 //!
 //! Only a few numbers per panel and period cross the wire, never the raw points.
+//!
+//! Scanning raw points grows with history (a month of 100 panels at one reading a minute is
+//! 4.3 M points), so whole 15-minute buckets and whole UTC days are read from the usage rollup
+//! the subscriber keeps (`energy_core::rollup`), up to the instant it records as complete; only
+//! the rest (normally the last seconds, plus the unaligned ends of a period in a historical
+//! time zone) is computed from raw readings as above. The rollup is used only if it was
+//! computed with this server's `MAX_POWER_KW`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::time_literal;
+use energy_core::rollup::{self, DAY_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD};
 use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution};
 use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
 use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
@@ -46,6 +56,94 @@ pub struct Store {
     influx: InfluxClient,
     max_power_kw: f64,
     cache: QueryCache<Vec<StatementResult>>,
+    /// Whether a rollup computed with another `MAX_POWER_KW` was already reported.
+    mismatch_logged: AtomicBool,
+}
+
+/// Where one part of a period's usage is read from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Piece {
+    /// Raw readings: three statements (see `raw_usage_statements`).
+    Raw(Period),
+    /// A rollup measurement's sums: one statement.
+    Rollup(&'static str, Period),
+}
+
+/// The pieces of one period and the statements that read them, in order.
+struct PeriodPlan {
+    index: usize,
+    pieces: Vec<Piece>,
+    statements: Vec<String>,
+}
+
+impl Piece {
+    fn statement_count(self) -> usize {
+        match self {
+            Piece::Raw(_) => 3,
+            Piece::Rollup(..) => 1,
+        }
+    }
+
+    fn statements(self, max_power_kw: f64) -> Vec<String> {
+        match self {
+            Piece::Raw(period) => raw_usage_statements(period, max_power_kw).to_vec(),
+            Piece::Rollup(measurement, period) => vec![format!(
+                "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
+                time_range(period)
+            )],
+        }
+    }
+
+    /// The usage per panel with readings in the piece, from its statements' results.
+    fn usage(self, results: &[StatementResult], max_power_kw: f64) -> ByPanel<Usage> {
+        match self {
+            Piece::Raw(_) => {
+                let [inside, first, before] = results else {
+                    return ByPanel::new();
+                };
+                let inside = parse_numbers(inside, "usage");
+                let before = parse_points(before);
+                parse_points(first)
+                    .into_iter()
+                    .map(|(panel, first)| {
+                        let mut total = Usage::from_kwh(inside.get(&panel).copied().unwrap_or(0.0));
+                        if let Some(before) = before.get(&panel) {
+                            total += pair_contribution(*before, first, max_power_kw);
+                        }
+                        (panel, total)
+                    })
+                    .collect()
+            }
+            Piece::Rollup(..) => results
+                .iter()
+                .flat_map(|r| r.series.iter())
+                .filter_map(|series| {
+                    let nano = series.i64_at(0, "usage")?;
+                    Some((
+                        panel_of(series)?.to_owned(),
+                        Usage::from_nano_kwh(nano.into()),
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The pieces of `period`: rollup before `complete_until` (if any), raw elsewhere.
+fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
+    let split = rollup::split(period, complete_until);
+    let quarters = split
+        .quarters
+        .into_iter()
+        .map(|p| Piece::Rollup(QUARTER_MEASUREMENT, p));
+    let days = split.days.map(|p| Piece::Rollup(DAY_MEASUREMENT, p));
+    split
+        .raw
+        .into_iter()
+        .map(Piece::Raw)
+        .chain(quarters)
+        .chain(days)
+        .collect()
 }
 
 /// The last instant InfluxDB 1.x can store (int64 nanoseconds): periods after it hold no data.
@@ -59,7 +157,29 @@ impl Store {
             influx,
             max_power_kw,
             cache: QueryCache::new(cache_ttl),
+            mismatch_logged: AtomicBool::new(false),
         }
+    }
+
+    /// The instant before which the usage rollup is complete, if there is a rollup computed
+    /// with this server's `MAX_POWER_KW`.
+    async fn rollup_complete_until(&self) -> Result<Option<DateTime<Utc>>, InfluxError> {
+        let results = self.run(&[energy_rollup::state_statement()]).await?;
+        let Some(state) = results.first().and_then(energy_rollup::parse_state) else {
+            return Ok(None);
+        };
+        if state.max_power_kw != self.max_power_kw {
+            if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    rollup = state.max_power_kw,
+                    api = self.max_power_kw,
+                    "the usage rollup was computed with another MAX_POWER_KW than this server's: \
+                     reading raw points instead (slower); give mqtt-subscriber the same value"
+                );
+            }
+            return Ok(None);
+        }
+        Ok(Some(state.complete_until))
     }
 
     pub async fn ping(&self) -> Result<(), InfluxError> {
@@ -77,18 +197,18 @@ impl Store {
         &self,
         periods: &[Period],
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
-        let mut statements = vec![latest_statement(None)];
-        let queried = self.push_usage_statements(periods, &mut statements);
-        // InfluxDB runs the statements of one request one after another, and each period's
-        // sum scans that period's points: send the latest readings and each period as
-        // requests of their own, so they run side by side.
-        let (latest, per_period) = statements.split_at(1);
-        let requests = std::iter::once(latest).chain(per_period.chunks(3));
+        let until = self.rollup_complete_until().await?;
+        let plans = self.plan(periods, until);
+        // InfluxDB runs the statements of one request one after another: send the latest
+        // readings and each period as requests of their own, so they run side by side.
+        let latest = [latest_statement(None)];
+        let requests =
+            std::iter::once(&latest[..]).chain(plans.iter().map(|plan| plan.statements.as_slice()));
         let answers = futures_util::future::try_join_all(requests.map(|s| self.run(s))).await?;
-        let results: Vec<StatementResult> =
-            answers.iter().flat_map(|a| a.iter().cloned()).collect();
-        let latest = parse_latest(&results[0]);
-        let usage = self.combine_usage(periods, &queried, &results[1..]);
+        let latest = parse_latest(&answers[0][0]);
+        let per_period: Vec<&[StatementResult]> =
+            answers[1..].iter().map(|a| a.as_slice()).collect();
+        let usage = self.combine_usage(periods.len(), &plans, &per_period);
         Ok((latest, usage))
     }
 
@@ -105,7 +225,13 @@ impl Store {
                 time_range(day)
             ),
         ];
-        let queried = self.push_usage_statements(&[day], &mut statements);
+        let until = self.rollup_complete_until().await?;
+        let plans = self.plan(&[day], until);
+        statements.extend(
+            plans
+                .iter()
+                .flat_map(|plan| plan.statements.iter().cloned()),
+        );
         let results = self.run(&statements).await?;
         let latest = parse_latest(&results[0]);
         let power = &results[1];
@@ -131,7 +257,7 @@ impl Store {
             );
         }
         let usage = self
-            .combine_usage(&[day], &queried, &results[2..])
+            .combine_usage(1, &plans, &[&results[2..]])
             .into_iter()
             .map(|(panel, usage)| (panel, usage[0]))
             .collect();
@@ -165,48 +291,54 @@ impl Store {
             .await
     }
 
-    /// Appends three statements per period that can hold data; returns which periods those are.
-    fn push_usage_statements(&self, periods: &[Period], statements: &mut Vec<String>) -> Vec<bool> {
+    /// For each period that can hold data: its index, pieces and their statements.
+    fn plan(&self, periods: &[Period], until: Option<DateTime<Utc>>) -> Vec<PeriodPlan> {
         let limit = influx_time_limit();
         periods
             .iter()
-            .map(|period| {
-                if period.start >= limit || period.start >= period.end {
-                    return false;
-                }
+            .enumerate()
+            .filter(|(_, period)| period.start < limit && period.start < period.end)
+            .map(|(index, period)| {
                 let period = Period {
                     start: period.start,
                     end: period.end.min(limit),
                 };
-                statements.extend(usage_statements(period, self.max_power_kw));
-                true
+                let pieces = pieces(period, until);
+                let statements = pieces
+                    .iter()
+                    .flat_map(|piece| piece.statements(self.max_power_kw))
+                    .collect();
+                PeriodPlan {
+                    index,
+                    pieces,
+                    statements,
+                }
             })
             .collect()
     }
 
+    /// Usage per panel and period from the results of each planned period's statements.
     fn combine_usage(
         &self,
-        periods: &[Period],
-        queried: &[bool],
-        results: &[StatementResult],
+        period_count: usize,
+        plans: &[PeriodPlan],
+        results: &[&[StatementResult]],
     ) -> ByPanel<Vec<Usage>> {
         let mut usage: ByPanel<Vec<Usage>> = ByPanel::new();
-        let mut results = results.chunks(3);
-        for (index, _) in periods.iter().enumerate().filter(|(i, _)| queried[*i]) {
-            let Some([inside, first, before]) = results.next() else {
-                break;
-            };
-            let inside = parse_numbers(inside, "usage");
-            let first = parse_points(first);
-            let before = parse_points(before);
-            for (panel, first) in &first {
-                let mut total = Usage::from_kwh(inside.get(panel).copied().unwrap_or(0.0));
-                if let Some(before) = before.get(panel) {
-                    total += pair_contribution(*before, *first, self.max_power_kw);
+        for (plan, results) in plans.iter().zip(results) {
+            let mut offset = 0;
+            for &piece in &plan.pieces {
+                let count = piece.statement_count();
+                let Some(piece_results) = results.get(offset..offset + count) else {
+                    break;
+                };
+                offset += count;
+                for (panel, piece_usage) in piece.usage(piece_results, self.max_power_kw) {
+                    usage
+                        .entry(panel)
+                        .or_insert_with(|| vec![Usage::ZERO; period_count])[plan.index] +=
+                        piece_usage;
                 }
-                usage
-                    .entry(panel.clone())
-                    .or_insert_with(|| vec![Usage::ZERO; periods.len()])[index] = total;
             }
         }
         usage
@@ -232,7 +364,7 @@ fn latest_statement(period: Option<Period>) -> String {
 }
 
 /// The sum of the period's inner pairs, its first reading, and the last reading before it.
-fn usage_statements(period: Period, max_power_kw: f64) -> [String; 3] {
+fn raw_usage_statements(period: Period, max_power_kw: f64) -> [String; 3] {
     let range = time_range(period);
     // Display never uses exponent notation, which InfluxQL would not parse.
     let max_rate = max_kwh_per_nanosecond(max_power_kw);
@@ -305,7 +437,7 @@ mod tests {
             start: "2026-11-26T17:00:00Z".parse().unwrap(),
             end: "2026-11-27T17:00:00Z".parse().unwrap(),
         };
-        let [inside, first, before] = usage_statements(period, 3600.0);
+        let [inside, first, before] = raw_usage_statements(period, 3600.0);
         assert!(inside.contains("WHERE time >= '2026-11-26T17:00:00.000000000Z' AND time < '2026-11-27T17:00:00.000000000Z' GROUP BY panel)"));
         assert!(
             inside.contains("rate <= 0.000000001 GROUP BY panel"),

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use energy_core::line_protocol;
+use energy_rollup::Dirty;
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::intake::{Ack, Item};
+use crate::rollup::Marks;
 use crate::stats::Stats;
 use crate::writer::{Outcome, Writer};
 
@@ -31,6 +33,7 @@ struct Batch {
     body: String,
     points: usize,
     acks: Vec<Ack>,
+    dirty: Dirty,
 }
 
 impl Batch {
@@ -38,6 +41,7 @@ impl Batch {
         if let Some(reading) = &item.reading {
             line_protocol::encode(reading, &mut self.body);
             self.points += 1;
+            self.dirty.mark(reading.panel.as_str(), reading.time);
         }
         self.acks.push(item.ack);
     }
@@ -49,6 +53,7 @@ pub async fn run(
     writer: Writer,
     client: AsyncClient,
     stats: Arc<Stats>,
+    marks: Arc<Marks>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -76,6 +81,7 @@ pub async fn run(
             if writer.write(&batch.body, batch.points, &mut shutdown).await == Outcome::Abandoned {
                 return;
             }
+            marks.mark_written(std::mem::take(&mut batch.dirty));
         }
         acknowledge(&client, &batch.acks, &stats).await;
         if *shutdown.borrow() {

@@ -10,6 +10,7 @@
 mod batcher;
 mod intake;
 mod panels;
+mod rollup;
 mod settings;
 mod stats;
 mod writer;
@@ -45,6 +46,8 @@ async fn main() -> std::process::ExitCode {
 async fn run(settings: Settings, influx: InfluxClient) {
     let stats = Arc::new(Stats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (rollup_stop_tx, rollup_stop_rx) = watch::channel(false);
+    let marks = Arc::new(rollup::Marks::default());
 
     let mut options = settings.mqtt.options(PROGRAM);
     // A persistent session keeps what arrives while we are away; manual acks let us hold
@@ -90,10 +93,19 @@ async fn run(settings: Settings, influx: InfluxClient) {
             flush_interval: settings.flush_interval(),
         },
         items_rx,
-        writer::Writer::new(influx, stats.clone()),
+        writer::Writer::new(influx.clone(), stats.clone()),
         client.clone(),
         stats.clone(),
+        marks.clone(),
         shutdown_rx.clone(),
+    ));
+    let rollup = tokio::spawn(rollup::run(
+        energy_rollup::Rollup::new(influx, settings.max_power_kw),
+        marks,
+        rollup::Config {
+            rebuild: settings.rebuild_rollup,
+        },
+        rollup_stop_rx,
     ));
     let summary = tokio::spawn(stats::log_every(
         stats.clone(),
@@ -108,7 +120,10 @@ async fn run(settings: Settings, influx: InfluxClient) {
     // intake task keeps the event loop turning until that is done.
     let _ = batcher.await;
     let _ = client.disconnect().await;
+    // The rollup does a last round for what the batcher wrote.
+    let _ = rollup_stop_tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), intake).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rollup).await;
     summary.abort();
     stats.log_summary("final summary");
 }

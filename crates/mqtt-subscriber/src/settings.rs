@@ -48,6 +48,16 @@ pub struct Settings {
     #[arg(long, env = "MQTT_SHARED_GROUP", value_parser = parse_group)]
     pub mqtt_shared_group: Option<String>,
 
+    /// An increase implying more power than this (kW) is a glitch and counts as 0. The usage
+    /// rollup is computed with it, so set the same value as the api-server's.
+    #[arg(long, env = "MAX_POWER_KW", default_value_t = 5000.0, value_parser = energy_service::parse_max_power)]
+    pub max_power_kw: f64,
+
+    /// Recompute the whole usage rollup from the raw readings at start (it is otherwise kept
+    /// up to date as readings are written, and rebuilt by itself when MAX_POWER_KW changes).
+    #[arg(long)]
+    pub rebuild_rollup: bool,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
