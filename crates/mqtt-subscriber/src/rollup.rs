@@ -70,16 +70,22 @@ pub async fn run(
     }
     let mut last_save = tokio::time::Instant::now();
     let mut backoff = FIRST_BACKOFF;
+    // The first round runs at once: it records the catch-up as soon as it is done.
+    let mut first = true;
     loop {
-        let stopping = tokio::select! {
-            _ = marks.notify.notified() => {
-                tokio::select! {
-                    _ = tokio::time::sleep(GATHER) => false,
-                    _ = stop.changed() => true,
+        let stopping = if std::mem::take(&mut first) {
+            false
+        } else {
+            tokio::select! {
+                _ = marks.notify.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => false,
+                        _ = stop.changed() => true,
+                    }
                 }
+                _ = tokio::time::sleep_until(last_save + IDLE_SAVE) => false,
+                _ = stop.changed() => true,
             }
-            _ = tokio::time::sleep_until(last_save + IDLE_SAVE) => false,
-            _ = stop.changed() => true,
         } || *stop.borrow();
         let round_start = Utc::now();
         let dirty = marks.take();

@@ -71,9 +71,13 @@ fn line(panel: &str, point: &EnergyPoint) -> String {
 type Expected = BTreeMap<(String, String, DateTime<Utc>), (Usage, u64)>;
 
 fn expected(histories: &BTreeMap<String, Vec<EnergyPoint>>) -> Expected {
+    expected_at(histories, MAX_KW)
+}
+
+fn expected_at(histories: &BTreeMap<String, Vec<EnergyPoint>>, max_power_kw: f64) -> Expected {
     let mut out = Expected::new();
     for (panel, points) in histories {
-        for bucket in buckets(points, DateTime::<Utc>::MIN_UTC, MAX_KW) {
+        for bucket in buckets(points, DateTime::<Utc>::MIN_UTC, max_power_kw) {
             out.insert(
                 (QUARTER_MEASUREMENT.into(), panel.clone(), bucket.start),
                 (bucket.usage, bucket.readings),
@@ -236,4 +240,66 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     })
     .unwrap();
     assert_eq!(Rollup::new(missing, 1.0).state().await.unwrap(), None);
+}
+
+/// Readings already in InfluxDB when mqtt-subscriber first starts (an upgrade from another
+/// writer, or `sensor-publisher --backfill --direct`) are rolled up by its catch-up, and rolled
+/// up again when MAX_POWER_KW changes.
+#[test]
+fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_changes() {
+    let broker = test_support::Mosquitto::start();
+    let influx = Influx::start();
+    influx.create_database("energy");
+    let mut rng = StdRng::seed_from_u64(7);
+    let histories: BTreeMap<String, Vec<EnergyPoint>> = (0..3)
+        .map(|i| (format!("OLD{i}"), history(&mut rng)))
+        .collect();
+    let body: String = histories
+        .iter()
+        .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
+        .collect();
+    influx.write("energy", &body);
+
+    let state = |influx: &Influx| {
+        let answer = influx.query(
+            "energy",
+            "SELECT last(complete_until), last(max_power_kw) FROM energy_rollup_state",
+        );
+        let row = &answer["results"][0]["series"][0]["values"][0];
+        (row[1].as_i64(), row[2].as_f64())
+    };
+    for max_power_kw in [MAX_KW, 50.0] {
+        let mut subscriber = test_support::Program::start(
+            "mqtt-subscriber",
+            &[
+                ("MQTT_URL", broker.url()),
+                ("INFLUX_URL", influx.url()),
+                ("MAX_POWER_KW", max_power_kw.to_string()),
+            ],
+        );
+        test_support::wait_until(
+            std::time::Duration::from_secs(120),
+            "the rollup to be recorded complete",
+            || {
+                // Recorded only once the catch-up is done; each run records its own threshold.
+                let (until, max) = state(&influx);
+                until.is_some() && max == Some(max_power_kw)
+            },
+        );
+        let mut expected = expected(&histories);
+        if max_power_kw != MAX_KW {
+            expected = expected_at(&histories, max_power_kw);
+        }
+        assert_same(
+            &format!("catch-up at {max_power_kw} kW"),
+            &stored(&influx, "energy"),
+            &expected,
+        );
+        assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
+        assert!(
+            subscriber.output().contains("usage rollup caught up"),
+            "{}",
+            subscriber.output()
+        );
+    }
 }
