@@ -215,16 +215,43 @@ impl Rollup {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        on_day: impl FnMut(DateTime<Utc>, Progress),
+    ) -> Result<Progress, InfluxError> {
+        self.rebuild_for(None, from, to, on_day).await
+    }
+
+    /// Like [`Rollup::rebuild`], for the given panels only.
+    pub async fn rebuild_panels(
+        &self,
+        panels: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        on_day: impl FnMut(DateTime<Utc>, Progress),
+    ) -> Result<Progress, InfluxError> {
+        self.rebuild_for(Some(panels), from, to, on_day).await
+    }
+
+    async fn rebuild_for(
+        &self,
+        panels: Option<&[String]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
         mut on_day: impl FnMut(DateTime<Utc>, Progress),
     ) -> Result<Progress, InfluxError> {
+        let groups: Vec<Panels> = match panels {
+            None => vec![Panels::All],
+            Some(panels) => panels.chunks(PANELS_PER_STATEMENT).map(Panels::Only).collect(),
+        };
         let mut progress = Progress::default();
         let mut day = day_of(from);
         while day.start < to {
             let mut touched_days = BTreeMap::new();
             let start = day.start.max(rollup::bucket_start(from));
-            progress += self
-                .recompute(Panels::All, start, day.end, &mut touched_days)
-                .await?;
+            for &group in &groups {
+                progress += self
+                    .recompute(group, start, day.end, &mut touched_days)
+                    .await?;
+            }
             progress.days += self.resum_days(&touched_days).await?;
             on_day(day.end, progress);
             day = day_of(day.end);

@@ -9,7 +9,8 @@
 //! live run afterwards continues where the backfill ended.
 //!
 //! Two outputs: `--direct` writes line protocol straight to InfluxDB in batches of
-//! [`BATCH_LINES`] with [`WRITES_IN_FLIGHT`] requests in flight; otherwise the readings go
+//! [`BATCH_LINES`] with [`WRITES_IN_FLIGHT`] requests in flight, then updates the usage rollup
+//! for the backfilled period (mqtt-subscriber never saw those readings); otherwise the readings go
 //! through the broker at QoS 1 as fast as the client allows, and the program waits for the
 //! broker's acknowledgements before it exits.
 
@@ -21,6 +22,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use energy_core::Reading;
 use energy_influx::{InfluxClient, InfluxError};
+use energy_rollup::Rollup;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -204,6 +206,10 @@ pub async fn run(settings: Settings, days: f64) -> Result<(), BackfillError> {
         publish_to_broker(&settings, &mut history, &progress).await?
     };
     progress.finish_and_clear();
+    if settings.direct {
+        let panels: Vec<String> = settings.panels.0.iter().map(|p| p.to_string()).collect();
+        roll_up(&settings, &panels, start, end).await?;
+    }
 
     let mut last = Vec::new();
     for meter in &history.meters {
@@ -226,6 +232,41 @@ pub async fn run(settings: Settings, days: f64) -> Result<(), BackfillError> {
         seconds = format_args!("{seconds:.2}"),
         readings_per_sec = (written as f64 / seconds.max(1e-9)).round() as u64,
         "backfill done"
+    );
+    Ok(())
+}
+
+/// Brings the usage rollup up to date with what `--direct` wrote, which mqtt-subscriber never
+/// saw: recomputes the backfilled panels' buckets over the backfilled period (and the bucket of
+/// each panel's first reading after it), with the glitch threshold the rollup was computed with.
+/// If no rollup is recorded yet, mqtt-subscriber builds it from every reading at its next start.
+async fn roll_up(
+    settings: &Settings,
+    panels: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), BackfillError> {
+    let client = InfluxClient::new(&settings.influx)?;
+    let probe = Rollup::new(client.clone(), 1.0);
+    let Some(state) = probe.state().await? else {
+        tracing::info!("no usage rollup recorded yet: mqtt-subscriber builds it from all readings at its next start");
+        return Ok(());
+    };
+    let started = Instant::now();
+    let rollup = Rollup::new(client, state.max_power_kw);
+    let progress = rollup
+        .rebuild_panels(
+            panels,
+            start,
+            end + energy_rollup::rebuild_margin(),
+            |_, _| {},
+        )
+        .await?;
+    tracing::info!(
+        buckets = progress.buckets,
+        days = progress.days,
+        seconds = format_args!("{:.2}", started.elapsed().as_secs_f64()),
+        "usage rollup updated for the backfilled period"
     );
     Ok(())
 }

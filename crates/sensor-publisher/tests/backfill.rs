@@ -219,3 +219,67 @@ fn a_backfill_through_the_broker_arrives_complete() {
         assert!((saved - points[143].energy_kwh).abs() <= 1e-6, "{panel}");
     }
 }
+
+/// The rollup's 15-minute buckets of `panel` as stored: start -> (usage nano-kWh, readings).
+fn stored_buckets(influx: &Influx, panel: &str) -> BTreeMap<DateTime<Utc>, (i64, u64)> {
+    let json = influx.query(
+        DATABASE,
+        &format!("SELECT usage_nkwh, readings FROM energy_usage_15m WHERE panel = '{panel}'"),
+    );
+    json["results"][0]["series"][0]["values"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    let time = row[0].as_str().unwrap().parse().unwrap();
+                    (time, (row[1].as_i64().unwrap(), row[2].as_u64().unwrap()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_direct_backfill_updates_an_existing_usage_rollup_and_leaves_a_missing_one_to_the_subscriber() {
+    use energy_core::rollup::buckets;
+    use energy_core::EnergyPoint;
+
+    // No rollup recorded: nothing is rolled up here.
+    let influx = Influx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let output = backfill_direct(&influx, &dir.path().join("state.json"), &["--resets", "2"]);
+    assert!(output.contains("no usage rollup recorded yet"), "{output}");
+    assert!(stored_buckets(&influx, "A").is_empty());
+
+    // A rollup recorded (by a subscriber, with a 5000 kW threshold): the backfill brings it up
+    // to date, bucket for bucket.
+    let influx = Influx::start();
+    influx.create_database(DATABASE);
+    influx.write(
+        DATABASE,
+        &format!(
+            "energy_rollup_state complete_until={}i,max_power_kw=5000.0\n",
+            Utc::now().timestamp_nanos_opt().unwrap()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = backfill_direct(&influx, &dir.path().join("state.json"), &["--resets", "2"]);
+    assert!(output.contains("usage rollup updated"), "{output}");
+    for panel in ["A", "B"] {
+        let points: Vec<EnergyPoint> = points(&influx, panel)
+            .iter()
+            .map(|p| EnergyPoint {
+                time: p.time,
+                energy_kwh: p.energy_kwh,
+            })
+            .collect();
+        let expected: BTreeMap<DateTime<Utc>, (i64, u64)> =
+            buckets(&points, DateTime::<Utc>::MIN_UTC, 5000.0)
+                .into_iter()
+                .map(|b| (b.start, (b.usage.nano_kwh() as i64, b.readings)))
+                .collect();
+        // 1440 minutes span 96 or 97 quarter hours, depending on where they start.
+        assert!((96..=97).contains(&expected.len()), "{}", expected.len());
+        assert_eq!(stored_buckets(&influx, panel), expected, "panel {panel}");
+    }
+}
