@@ -3,12 +3,15 @@
 //! Dashboards poll the same few endpoints, often many at once. Without this, 16 screens asking
 //! for today's usage at the same moment are 16 identical scans of today's points. Here the
 //! first request runs the query and the others wait for its answer ("single flight"); the
-//! answer is then reused for `ttl` (one second by default), so figures are at most that stale.
-//! Only the InfluxDB answer is cached: whatever depends on "now" (status, seconds since last
-//! seen) is computed for every request. Failures are not cached.
+//! answer is then reused for `ttl` (one second by default). For one more `ttl` after that, an
+//! answer is still served while a single request refreshes it ("stale while revalidate"), so
+//! under steady polling nobody but that one request waits for InfluxDB; figures are at most
+//! two `ttl`s stale. Only the InfluxDB answer is cached: whatever depends on "now" (status,
+//! seconds since last seen) is computed for every request. Failures are not cached.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,21 +26,49 @@ pub struct QueryCache<T> {
 struct Entry<T> {
     created: Instant,
     answer: OnceCell<(Instant, Arc<T>)>,
+    /// Whether a request is refreshing this (stale) answer.
+    refreshing: AtomicBool,
 }
 
 /// How long an entry whose computation failed (and which nobody retried) is kept.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 impl<T> Entry<T> {
-    /// An answer younger than `ttl`, or a computation still running: worth joining. The age
-    /// counts from when the answer was stored, so an answer that took longer than `ttl` to
-    /// compute is still served for `ttl`.
-    fn is_live(&self, ttl: Duration) -> bool {
+    fn computing() -> Self {
+        Entry {
+            created: Instant::now(),
+            answer: OnceCell::new(),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    fn answered(answer: Arc<T>) -> Self {
+        let now = Instant::now();
+        Entry {
+            created: now,
+            answer: OnceCell::new_with(Some((now, answer))),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// An answer that may still be served (fresh or stale), or a computation still running:
+    /// worth keeping. The age counts from when the answer was stored, so an answer that took
+    /// longer than `ttl` to compute is still served for `ttl`.
+    fn is_kept(&self, ttl: Duration) -> bool {
         match self.answer.get() {
-            Some((stored, _)) => stored.elapsed() < ttl,
+            Some((stored, _)) => stored.elapsed() < ttl * 2,
             None => self.created.elapsed() < ABANDONED_AFTER,
         }
     }
+}
+
+/// What a lookup found.
+enum Found<T> {
+    Answer(Arc<T>),
+    /// A stale answer this caller refreshes.
+    Refresh(Arc<Entry<T>>),
+    /// A computation to join (or start).
+    Join(Arc<Entry<T>>),
 }
 
 impl<T> QueryCache<T> {
@@ -49,8 +80,8 @@ impl<T> QueryCache<T> {
         }
     }
 
-    /// The answer for `key`: a fresh cached one, the one a concurrent caller is computing, or
-    /// a new one from `compute`.
+    /// The answer for `key`: a fresh cached one, a stale one while another caller refreshes
+    /// it, the one a concurrent caller is computing, or a new one from `compute`.
     pub async fn get_or_try<E, F, Fut>(&self, key: &str, compute: F) -> Result<Arc<T>, E>
     where
         F: FnOnce() -> Fut,
@@ -59,29 +90,50 @@ impl<T> QueryCache<T> {
         if self.ttl.is_zero() {
             return compute().await.map(Arc::new);
         }
-        let entry = {
+        let found = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             let ttl = self.ttl;
-            entries.retain(|_, entry| entry.is_live(ttl));
-            entries
+            entries.retain(|_, entry| entry.is_kept(ttl));
+            let entry = entries
                 .entry(key.to_owned())
-                .or_insert_with(|| {
-                    Arc::new(Entry {
-                        created: Instant::now(),
-                        answer: OnceCell::new(),
-                    })
-                })
-                .clone()
+                .or_insert_with(|| Arc::new(Entry::computing()))
+                .clone();
+            match entry.answer.get() {
+                Some((stored, answer)) if stored.elapsed() < ttl => Found::Answer(answer.clone()),
+                Some((_, answer)) => {
+                    if entry.refreshing.swap(true, Ordering::AcqRel) {
+                        Found::Answer(answer.clone())
+                    } else {
+                        Found::Refresh(entry)
+                    }
+                }
+                None => Found::Join(entry),
+            }
         };
-        // If `compute` fails, the cell stays empty and the next waiter tries for itself.
-        entry
-            .answer
-            .get_or_try_init(|| async {
-                let answer = Arc::new(compute().await?);
-                Ok((Instant::now(), answer))
-            })
-            .await
-            .map(|(_, answer)| answer.clone())
+        match found {
+            Found::Answer(answer) => Ok(answer),
+            Found::Refresh(stale) => match compute().await {
+                Ok(answer) => {
+                    let answer = Arc::new(answer);
+                    let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+                    entries.insert(key.to_owned(), Arc::new(Entry::answered(answer.clone())));
+                    Ok(answer)
+                }
+                Err(error) => {
+                    stale.refreshing.store(false, Ordering::Release);
+                    Err(error)
+                }
+            },
+            // If `compute` fails, the cell stays empty and the next waiter tries for itself.
+            Found::Join(entry) => entry
+                .answer
+                .get_or_try_init(|| async {
+                    let answer = Arc::new(compute().await?);
+                    Ok((Instant::now(), answer))
+                })
+                .await
+                .map(|(_, answer)| answer.clone()),
+        }
     }
 }
 
@@ -147,6 +199,40 @@ mod tests {
             "kept for the ttl after it was stored"
         );
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_answer_is_served_while_one_caller_refreshes_it() {
+        let cache = QueryCache::new(Duration::from_millis(100));
+        let runs = AtomicUsize::new(0);
+        let slow = || async {
+            let run = runs.fetch_add(1, Ordering::SeqCst);
+            if run > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok::<_, ()>(run)
+        };
+        assert_eq!(*cache.get_or_try("q", slow).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // Stale now: the first caller refreshes (and waits), the others get the stale answer
+        // at once.
+        let refresher = cache.get_or_try("q", slow);
+        let others = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let started = Instant::now();
+            let answers =
+                futures_util::future::join_all((0..5).map(|_| cache.get_or_try("q", slow))).await;
+            (answers, started.elapsed())
+        };
+        let (refreshed, (answers, waited)) = tokio::join!(refresher, others);
+        assert_eq!(*refreshed.unwrap(), 1);
+        assert!(answers.iter().all(|a| **a.as_ref().unwrap() == 0));
+        assert!(waited < Duration::from_millis(40), "{waited:?}");
+        assert_eq!(*cache.get_or_try("q", slow).await.unwrap(), 1, "refreshed");
+        // Too old to serve: computed again, with single flight.
+        tokio::time::sleep(Duration::from_millis(210)).await;
+        assert_eq!(*cache.get_or_try("q", slow).await.unwrap(), 2);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

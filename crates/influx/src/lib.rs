@@ -7,4 +7,4 @@ mod client;
 mod response;
 
 pub use client::{InfluxClient, InfluxError, InfluxSettings};
-pub use response::{Series, StatementResult};
+pub use response::{QueryResult, RowSeries, Rows, Series, StatementResult};

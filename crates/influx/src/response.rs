@@ -2,14 +2,62 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct QueryResponse {
-    #[serde(default)]
-    pub results: Vec<StatementResult>,
+#[serde(bound = "T: DeserializeOwned")]
+pub(crate) struct QueryResponse<T> {
+    #[serde(default = "Vec::new")]
+    pub results: Vec<T>,
     pub error: Option<String>,
+}
+
+/// The result of one statement, in one of the shapes a query can be read into.
+pub trait QueryResult: DeserializeOwned {
+    /// The error InfluxDB reported for the statement, if any.
+    fn error(&self) -> Option<&str>;
+}
+
+impl QueryResult for StatementResult {
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// The result of one statement with each row read into an `R`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(bound = "R: DeserializeOwned")]
+pub struct Rows<R> {
+    #[serde(default = "Vec::new")]
+    pub series: Vec<RowSeries<R>>,
+    pub error: Option<String>,
+}
+
+impl<R> Default for Rows<R> {
+    fn default() -> Self {
+        Rows {
+            series: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> QueryResult for Rows<R> {
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// One series' tags and rows, each row read into an `R`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(bound = "R: DeserializeOwned")]
+pub struct RowSeries<R> {
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default = "Vec::new")]
+    pub values: Vec<R>,
 }
 
 /// The result of one statement of a (possibly multi-statement) query.

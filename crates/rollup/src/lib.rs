@@ -21,10 +21,12 @@ use energy_core::rollup::{
     QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, Usage, MEASUREMENT};
-use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
+use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
 
-/// Longest run of buckets recomputed in one read: one UTC day.
-const MAX_RUN_BUCKETS: i64 = rollup::DAY_SECS / GRAIN_SECS;
+/// Longest stretch recomputed in one read: six hours (for 200 panels at one reading a minute,
+/// 72 000 readings, a few MB of JSON).
+const STEP_SECS: i64 = 6 * 3600;
+const MAX_RUN_BUCKETS: i64 = STEP_SECS / GRAIN_SECS;
 /// Panels named in one statement's `panel = … OR …` filter.
 const PANELS_PER_STATEMENT: usize = 200;
 /// Lines per write request.
@@ -68,7 +70,7 @@ impl Dirty {
         self.by_panel.values().map(BTreeSet::len).sum()
     }
 
-    /// Runs of consecutive buckets (at most a day long), each with the panels that have exactly
+    /// Runs of consecutive buckets (at most [`STEP_SECS`] long), each with the panels that have exactly
     /// that run: live traffic marks the same bucket for every panel, so it becomes one read.
     fn runs(&self) -> BTreeMap<(i64, i64), Vec<String>> {
         let mut runs: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
@@ -201,7 +203,13 @@ impl Rollup {
         for ((start, end), panels) in dirty.runs() {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 progress += self
-                    .recompute(Panels::Only(chunk), at(start), at(end), &mut touched_days)
+                    .recompute(
+                        Panels::Only(chunk),
+                        at(start),
+                        at(end),
+                        &mut touched_days,
+                        None,
+                    )
                     .await?;
             }
         }
@@ -240,17 +248,26 @@ impl Rollup {
     ) -> Result<Progress, InfluxError> {
         let groups: Vec<Panels> = match panels {
             None => vec![Panels::All],
-            Some(panels) => panels.chunks(PANELS_PER_STATEMENT).map(Panels::Only).collect(),
+            Some(panels) => panels
+                .chunks(PANELS_PER_STATEMENT)
+                .map(Panels::Only)
+                .collect(),
         };
         let mut progress = Progress::default();
+        let mut carried: Vec<Option<Latest>> = vec![None; groups.len()];
         let mut day = day_of(from);
         while day.start < to {
             let mut touched_days = BTreeMap::new();
-            let start = day.start.max(rollup::bucket_start(from));
-            for &group in &groups {
-                progress += self
-                    .recompute(group, start, day.end, &mut touched_days)
-                    .await?;
+            let mut start = day.start.max(rollup::bucket_start(from));
+            while start < day.end && start < to {
+                let end = (start + Duration::seconds(STEP_SECS)).min(day.end);
+                let last = end >= to;
+                for (&group, carried) in groups.iter().zip(&mut carried) {
+                    progress += self
+                        .recompute(group, start, end, &mut touched_days, Some((carried, last)))
+                        .await?;
+                }
+                start = end;
             }
             progress.days += self.resum_days(&touched_days).await?;
             on_day(day.end, progress);
@@ -261,31 +278,74 @@ impl Rollup {
 
     /// Recomputes the buckets of `panels` in `[start, end)` (both bucket boundaries) and the
     /// bucket of each panel's first reading at or after `end`. Records the UTC days it wrote.
+    ///
+    /// `walk` carries what a walk through consecutive stretches already knows: each panel's last
+    /// reading so far (read from InfluxDB on the first stretch), and whether the stretch is the
+    /// walk's last. Between stretches of a walk, the first reading after one stretch is
+    /// recomputed with the next stretch anyway, so only the last stretch looks beyond itself.
     async fn recompute(
         &self,
         panels: Panels<'_>,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         touched_days: &mut BTreeMap<i64, BTreeSet<String>>,
+        walk: Option<(&mut Option<Latest>, bool)>,
     ) -> Result<Progress, InfluxError> {
         let filter = panels.condition();
+        let (carried, last_stretch) = match walk {
+            Some((carried, last)) => (Some(carried), last),
+            None => (None, true),
+        };
         // The reading that opens the first pair, and the first reading after the run.
-        let edges = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {start}{filter} GROUP BY panel ORDER BY time DESC LIMIT 1;\n\
-             SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {end}{filter} GROUP BY panel ORDER BY time ASC LIMIT 1",
-            start = time_literal(start),
-            end = time_literal(end),
+        let before_statement = format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {}{filter} GROUP BY panel ORDER BY time DESC LIMIT 1",
+            time_literal(start),
         );
-        let edges = self.query(&edges).await?;
-        let before = points_by_panel(edges.first());
-        let after = points_by_panel(edges.get(1));
+        let after_statement = format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {}{filter} GROUP BY panel ORDER BY time ASC LIMIT 1",
+            time_literal(end),
+        );
+        let known = carried.as_ref().and_then(|c| c.as_ref()).cloned();
+        let mut statements = Vec::new();
+        if known.is_none() {
+            statements.push(before_statement);
+        }
+        if last_stretch {
+            statements.push(after_statement);
+        }
+        let mut edges = if statements.is_empty() {
+            Vec::new()
+        } else {
+            self.query_points(&statements.join(";\n")).await?
+        };
+        let after = if last_stretch {
+            points_by_panel(edges.pop().as_ref())
+        } else {
+            BTreeMap::new()
+        };
+        let before: Latest = match known {
+            Some(known) => known,
+            None => points_by_panel(edges.first())
+                .into_iter()
+                .filter_map(|(panel, points)| Some((panel, *points.last()?)))
+                .collect(),
+        };
         let readings = format!(
             "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {}{filter} GROUP BY panel",
             time_literal(start),
             time_literal(end),
         );
-        let readings = self.query(&readings).await?;
+        let readings = self.query_points(&readings).await?;
         let mut by_panel = points_by_panel(readings.first());
+        if let Some(carried) = carried {
+            let mut latest = before.clone();
+            for (panel, points) in &by_panel {
+                if let Some(last) = points.last() {
+                    latest.insert(panel.clone(), *last);
+                }
+            }
+            *carried = Some(latest);
+        }
 
         // The bucket of each panel's first reading after the run, whose first pair may have
         // changed: usually the same bucket for every panel, read with one statement.
@@ -310,7 +370,7 @@ impl Rollup {
             })
             .collect();
         for batch in statements.chunks(DAYS_PER_REQUEST) {
-            for result in self.query(&batch.join(";\n")).await? {
+            for result in self.query_points(&batch.join(";\n")).await? {
                 for (panel, mut points) in points_by_panel(Some(&result)) {
                     by_panel.entry(panel).or_default().append(&mut points);
                 }
@@ -321,9 +381,9 @@ impl Rollup {
         let mut body = String::new();
         let mut lines = 0;
         for (panel, points) in &mut by_panel {
-            let mut series: Vec<EnergyPoint> = before.get(panel).cloned().unwrap_or_default();
+            progress.readings += points.len() as u64;
+            let mut series: Vec<EnergyPoint> = before.get(panel).copied().into_iter().collect();
             series.append(points);
-            progress.readings += (series.len() - before.get(panel).map_or(0, Vec::len)) as u64;
             for bucket in rollup::buckets(&series, start, self.max_power_kw) {
                 rollup::encode(QUARTER_MEASUREMENT, panel, &bucket, &mut body);
                 lines += 1;
@@ -398,6 +458,14 @@ impl Rollup {
         results.resize_with(count, StatementResult::default);
         Ok(results)
     }
+
+    /// Runs statements of the form `SELECT energy_kwh …`, reading rows as (time, energy).
+    async fn query_points(&self, statements: &str) -> Result<Vec<Rows<PointRow>>, InfluxError> {
+        let count = statements.split(";\n").count();
+        let mut results = self.influx.query_rows_ns(statements).await?;
+        results.resize_with(count, Rows::default);
+        Ok(results)
+    }
 }
 
 /// The statement that reads the rollup's state (times in nanoseconds).
@@ -429,24 +497,30 @@ fn time_at(series: &Series, row: usize) -> Option<DateTime<Utc>> {
     series.i64_at(row, "time").map(|ns| Utc.timestamp_nanos(ns))
 }
 
+/// Each panel's latest reading so far.
+type Latest = BTreeMap<String, EnergyPoint>;
+
+/// A row of `SELECT energy_kwh …` with nanosecond times.
+type PointRow = (i64, Option<f64>);
+
 /// Every row of every series as points per panel, in time order.
-fn points_by_panel(result: Option<&StatementResult>) -> BTreeMap<String, Vec<EnergyPoint>> {
+fn points_by_panel(result: Option<&Rows<PointRow>>) -> BTreeMap<String, Vec<EnergyPoint>> {
     let mut out = BTreeMap::new();
     for series in result.into_iter().flat_map(|r| r.series.iter()) {
-        let Some(panel) = series.tag("panel").filter(|p| !p.is_empty()) else {
+        let Some(panel) = series.tags.get("panel").filter(|p| !p.is_empty()) else {
             continue;
         };
-        let column = series.column("energy_kwh");
-        let points: Vec<EnergyPoint> = (0..series.values.len())
-            .filter_map(|row| {
-                let energy_kwh = series.values[row].get(column?)?.as_f64()?;
+        let points: Vec<EnergyPoint> = series
+            .values
+            .iter()
+            .filter_map(|&(time, energy_kwh)| {
                 Some(EnergyPoint {
-                    time: time_at(series, row)?,
-                    energy_kwh,
+                    time: Utc.timestamp_nanos(time),
+                    energy_kwh: energy_kwh?,
                 })
             })
             .collect();
-        out.insert(panel.to_owned(), points);
+        out.insert(panel.clone(), points);
     }
     out
 }
@@ -487,7 +561,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_is_at_most_a_day_long() {
+    fn a_run_is_at_most_six_hours_long() {
         let mut dirty = Dirty::default();
         let mut time = t("2026-11-01T00:00:00Z");
         while time < t("2026-11-03T12:00:00Z") {
@@ -495,8 +569,8 @@ mod tests {
             time += Duration::minutes(1);
         }
         let runs: Vec<(i64, i64)> = dirty.runs().into_keys().collect();
-        assert_eq!(runs.len(), 3);
-        assert!(runs.iter().all(|(s, e)| e - s <= rollup::DAY_SECS));
+        assert_eq!(runs.len(), 10, "60 hours");
+        assert!(runs.iter().all(|(s, e)| e - s <= STEP_SECS));
         assert!(
             runs.windows(2).all(|w| w[0].1 == w[1].0),
             "contiguous: {runs:?}"
