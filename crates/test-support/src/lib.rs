@@ -14,6 +14,8 @@
 //!   request headers and body, returning the response headers too.
 //! - [`BrokerSecurity`]: a throw-away CA, server certificate and password file for a broker on
 //!   TLS with authentication ([`Mosquitto::start_secure`]).
+//! - [`ApiServer`]: the api-server program on a free port against a given InfluxDB, and
+//!   [`EventStream`] to read its Server-Sent Events.
 //!
 //! Everything here is blocking on purpose: tests read top to bottom, and the HTTP helpers run
 //! their requests on a helper thread so they also work when called from inside a Tokio runtime
@@ -22,21 +24,25 @@
 //! Only processes started here are ever signalled, always by their own pid, and a process is only
 //! signalled while it is still our un-reaped child (so its pid cannot have been reused).
 
+mod api_server;
 mod http;
 mod influx;
 mod mosquitto;
 pub mod mqtt;
 mod process;
 mod program;
+mod sse;
 mod tls;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+pub use api_server::ApiServer;
 pub use http::{http_get, http_request, try_http_get, try_http_request, Headers};
 pub use influx::Influx;
 pub use mosquitto::Mosquitto;
 pub use program::{binary, run_to_exit, Program};
+pub use sse::{EventStream, Next, SseEvent};
 pub use tls::BrokerSecurity;
 
 /// A TCP port that is free on 127.0.0.1 right now: bind port 0, read what the kernel chose, drop.
