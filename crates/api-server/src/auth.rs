@@ -2,8 +2,9 @@
 //!
 //! When a token is configured, every request needs `Authorization: Bearer <token>`, except
 //! `GET /health`, which load balancers and orchestrators probe without credentials (it reveals
-//! only whether InfluxDB answers). Unknown paths need the token too, so an anonymous client
-//! cannot map the routes: it gets 401 everywhere but `/health`.
+//! only whether InfluxDB answers), and the dashboard's page and assets, which hold no data (the
+//! page asks for the token and sends it with its API calls). Unknown paths need the token too,
+//! so an anonymous client cannot map the API: it gets 401 everywhere but those.
 //!
 //! The comparison takes the same time however many leading bytes match (only the length of
 //! the token can be learnt from timing, which a long random token makes worthless). Neither
@@ -18,8 +19,12 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 
-/// The paths anyone may call without the token.
+/// The paths anyone may call without the token besides the dashboard's.
 pub const OPEN_PATHS: [&str; 1] = ["/health"];
+
+fn is_open(path: &str) -> bool {
+    OPEN_PATHS.contains(&path) || crate::dashboard::PATHS.contains(&path)
+}
 
 /// Middleware (`axum::middleware::from_fn_with_state`): lets a request through only with the
 /// configured bearer token, or to an open path.
@@ -28,7 +33,7 @@ pub async fn require_bearer_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if OPEN_PATHS.contains(&request.uri().path()) {
+    if is_open(request.uri().path()) {
         return next.run(request).await;
     }
     match presented_token(request.headers()) {

@@ -1,15 +1,18 @@
-//! `api-server`: the REST API of CONTRACT §6 over what the subscriber stored in InfluxDB.
+//! `api-server`: the REST API of CONTRACT §6 over what the subscriber stored in InfluxDB, a
+//! live stream of the panels' state, and the dashboard that shows them.
 
 mod access_log;
 mod auth;
 mod cache;
 mod cors;
+mod dashboard;
 mod error;
 mod limits;
 mod routes;
 mod server;
 mod settings;
 mod store;
+mod stream;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use energy_influx::InfluxClient;
 use crate::routes::AppState;
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::stream::LiveFeed;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -48,6 +52,7 @@ async fn main() -> std::process::ExitCode {
         timezone: settings.timezone,
         tariff: settings.tariff(),
         offline_after_secs: settings.offline_after_secs,
+        live: LiveFeed::new(),
     });
     let policy = settings.policy();
     tracing::info!(
@@ -59,8 +64,14 @@ async fn main() -> std::process::ExitCode {
         cors = ?policy.cors_origins,
         "listening"
     );
-    let app = server::protect(routes::app(state), &policy);
-    server::serve(listener, app, energy_service::shutdown::signal()).await;
+    let app = server::protect(routes::app(state.clone()), &policy);
+    let shutdown = async move {
+        energy_service::shutdown::signal().await;
+        // Live streams never finish by themselves: end them, so that shutdown waits only for
+        // ordinary requests.
+        state.live.close();
+    };
+    server::serve(listener, app, shutdown).await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
 }

@@ -16,13 +16,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::store::Store;
+use crate::store::{Latest, Store};
+use crate::stream::LiveFeed;
+use crate::{dashboard, stream};
 
 pub struct AppState {
     pub store: Store,
     pub timezone: Tz,
     pub tariff: Tariff,
     pub offline_after_secs: u64,
+    /// The panels' live state for `/api/panel/stream`.
+    pub live: LiveFeed,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -33,26 +37,47 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/panel/today-usage", get(today_usage))
         .route("/api/panel/summary", get(summary))
         .route("/api/energy/monthly", get(monthly))
+        .route("/api/panel/stream", get(stream::stream))
         .route("/health", get(health))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
 /// RFC 3339 UTC: whole seconds when the instant has no fraction, else milliseconds.
-fn rfc3339(time: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(time: DateTime<Utc>) -> String {
     time.trunc_subsecs(3)
         .to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-#[derive(Serialize)]
-struct RealtimePanel {
-    panel: String,
-    status: Status,
-    power_kw: f64,
-    energy_kwh: f64,
-    last_seen: String,
-    seconds_since_last_seen: i64,
+/// One entry of `/api/panel/realtime`'s `panels`, and of `/api/panel/stream`'s `panel` events.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct RealtimePanel {
+    pub panel: String,
+    pub status: Status,
+    pub power_kw: f64,
+    pub energy_kwh: f64,
+    pub last_seen: String,
+    pub seconds_since_last_seen: i64,
+}
+
+impl RealtimePanel {
+    pub fn new(
+        panel: String,
+        latest: &Latest,
+        now: DateTime<Utc>,
+        offline_after_secs: u64,
+    ) -> Self {
+        RealtimePanel {
+            panel,
+            status: status(latest.time, now, offline_after_secs),
+            power_kw: latest.power_kw,
+            energy_kwh: latest.energy_kwh,
+            last_seen: rfc3339(latest.time),
+            seconds_since_last_seen: seconds_since(latest.time, now),
+        }
+    }
 }
 
 async fn realtime(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
@@ -60,14 +85,7 @@ async fn realtime(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     let now = Utc::now();
     let panels: Vec<_> = latest
         .into_iter()
-        .map(|(panel, latest)| RealtimePanel {
-            panel,
-            status: status(latest.time, now, state.offline_after_secs),
-            power_kw: latest.power_kw,
-            energy_kwh: latest.energy_kwh,
-            last_seen: rfc3339(latest.time),
-            seconds_since_last_seen: seconds_since(latest.time, now),
-        })
+        .map(|(panel, latest)| RealtimePanel::new(panel, &latest, now, state.offline_after_secs))
         .collect();
     Ok(Json(json!({
         "generated_at": rfc3339(now),
@@ -254,14 +272,14 @@ async fn health(State(state): Shared) -> impl IntoResponse {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
 
-    /// A router whose InfluxDB is never reached by the requests below.
-    fn offline_app() -> Router {
+    /// State whose InfluxDB refuses every connection (nothing listens on port 9).
+    pub(crate) fn offline_state() -> Arc<AppState> {
         use clap::Parser;
         let settings = crate::settings::Settings::try_parse_from([
             "api-server",
@@ -270,7 +288,7 @@ mod tests {
         ])
         .unwrap();
         let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
-        app(Arc::new(AppState {
+        Arc::new(AppState {
             store: Store::new(
                 influx,
                 settings.max_power_kw,
@@ -279,7 +297,13 @@ mod tests {
             timezone: settings.timezone,
             tariff: settings.tariff(),
             offline_after_secs: settings.offline_after_secs,
-        }))
+            live: LiveFeed::new(),
+        })
+    }
+
+    /// A router whose InfluxDB is never reached by the requests below.
+    fn offline_app() -> Router {
+        app(offline_state())
     }
 
     async fn call(method: &str, uri: &str) -> (StatusCode, serde_json::Value) {

@@ -164,9 +164,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_a_token_set_every_path_but_health_needs_it() {
+    async fn with_a_token_set_every_path_but_health_and_the_dashboard_needs_it() {
         let policy = with_token();
-        for uri in ["/api/panel/realtime", "/api/nope", "/"] {
+        for uri in [
+            "/api/panel/realtime",
+            "/api/nope",
+            "/index.html",
+            "/assets/nope.js",
+        ] {
             let (response, body) = send(&policy, get_request(uri, &[])).await;
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri}");
             assert_eq!(body["error"]["code"], "unauthorized", "{uri}");
@@ -174,6 +179,14 @@ mod tests {
         }
         let (response, _) = send(&policy, get_request("/health", &[])).await;
         assert_eq!(response.status(), StatusCode::OK);
+        // The dashboard's page and assets hold no data; the page asks for the token.
+        for uri in crate::dashboard::PATHS {
+            let response = protect(crate::dashboard::routes(), &policy)
+                .oneshot(get_request(uri, &[]))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        }
     }
 
     #[tokio::test]

@@ -318,7 +318,8 @@ fn bad_requests_and_unknown_paths_get_json_errors() {
     let (status, body) = api.get("/api/nope");
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
-    let (status, body) = api.get("/");
+    // `/` is the dashboard; other paths outside the API are unknown.
+    let (status, body) = api.get("/index.html");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("not_found"))

@@ -105,10 +105,35 @@ fn with_api_token_health_stays_open_for_load_balancers() {
 }
 
 #[test]
+fn with_api_token_the_dashboard_loads_without_it_but_its_data_needs_it() {
+    let influx = influx_with_a_reading();
+    let api = Api::start(&influx.url(), &[("API_TOKEN", API_TOKEN)]);
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+    ] {
+        let (status, _, headers) = api.get(path, &[]);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["content-type"], content_type, "{path}");
+    }
+    for path in ["/api/panel/realtime", "/api/panel/stream"] {
+        let (status, _, _) = api.get(path, &[]);
+        assert_eq!(status, 401, "{path}");
+    }
+}
+
+#[test]
 fn with_api_token_unknown_paths_answer_401_so_routes_stay_hidden() {
     let influx = Influx::start();
     let api = Api::start(&influx.url(), &[("API_TOKEN", API_TOKEN)]);
-    for path in ["/api/nope", "/", "/admin", "/health/extra"] {
+    for path in [
+        "/api/nope",
+        "/index.html",
+        "/admin",
+        "/health/extra",
+        "/assets/x.js",
+    ] {
         let (status, body, _) = api.get(path, &[]);
         assert_eq!(status, 401, "{path}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized", "{path}");
