@@ -25,7 +25,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use energy_core::influxql::time_literal;
+use energy_core::influxql::{string_literal, time_literal};
 use energy_core::rollup::{self, DAY_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD};
 use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution};
 use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
@@ -187,9 +187,36 @@ impl Store {
     }
 
     /// The latest reading of every panel that ever wrote one.
+    ///
+    /// Scanning all of history for each panel's newest point gets slower with every week
+    /// stored, so the newest points are looked for in the last [`LOOKBACK`] first; only panels
+    /// silent for longer (listed by the index) are looked up without a bound.
     pub async fn latest(&self) -> Result<ByPanel<Latest>, InfluxError> {
-        let results = self.run(&[latest_statement(None)]).await?;
-        Ok(parse_latest(&results[0]))
+        let recent = format!(
+            "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= now() - {LOOKBACK} \
+             GROUP BY panel ORDER BY time DESC LIMIT 1"
+        );
+        let panels = format!("SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = panel");
+        let results = self.run(&[recent, panels]).await?;
+        let mut latest = parse_latest(&results[0]);
+        let silent: Vec<String> = results[1]
+            .series
+            .iter()
+            .flat_map(|series| {
+                (0..series.values.len()).filter_map(|row| series.str_at(row, "value"))
+            })
+            .filter(|panel| !latest.contains_key(*panel))
+            .map(str::to_owned)
+            .collect();
+        for chunk in silent.chunks(PANELS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {} \
+                 GROUP BY panel ORDER BY time DESC LIMIT 1",
+                panel_filter(chunk)
+            );
+            latest.extend(parse_latest(&self.run(&[statement]).await?[0]));
+        }
+        Ok(latest)
     }
 
     /// Every panel's latest reading, and the usage of the panels with data in each period.
@@ -197,19 +224,20 @@ impl Store {
         &self,
         periods: &[Period],
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
-        let until = self.rollup_complete_until().await?;
-        let plans = self.plan(periods, until);
-        // InfluxDB runs the statements of one request one after another: send the latest
-        // readings and each period as requests of their own, so they run side by side.
-        let latest = [latest_statement(None)];
-        let requests =
-            std::iter::once(&latest[..]).chain(plans.iter().map(|plan| plan.statements.as_slice()));
-        let answers = futures_util::future::try_join_all(requests.map(|s| self.run(s))).await?;
-        let latest = parse_latest(&answers[0][0]);
-        let per_period: Vec<&[StatementResult]> =
-            answers[1..].iter().map(|a| a.as_slice()).collect();
-        let usage = self.combine_usage(periods.len(), &plans, &per_period);
-        Ok((latest, usage))
+        let usage = async {
+            let until = self.rollup_complete_until().await?;
+            let plans = self.plan(periods, until);
+            // InfluxDB runs the statements of one request one after another: send each period
+            // as a request of its own, so they run side by side.
+            let answers = futures_util::future::try_join_all(
+                plans.iter().map(|plan| self.run(&plan.statements)),
+            )
+            .await?;
+            let per_period: Vec<&[StatementResult]> =
+                answers.iter().map(|a| a.as_slice()).collect();
+            self.combine_usage(periods.len(), &plans, &per_period).await
+        };
+        futures_util::future::try_join(self.latest(), usage).await
     }
 
     /// Usage and statistics of the panels that have readings in `day`.
@@ -218,7 +246,7 @@ impl Store {
         day: Period,
     ) -> Result<(ByPanel<DayStats>, ByPanel<Usage>), InfluxError> {
         let mut statements = vec![
-            latest_statement(Some(day)),
+            latest_statement(day),
             format!(
                 "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM {MEASUREMENT} \
                  WHERE {} GROUP BY panel",
@@ -258,6 +286,7 @@ impl Store {
         }
         let usage = self
             .combine_usage(1, &plans, &[&results[2..]])
+            .await?
             .into_iter()
             .map(|(panel, usage)| (panel, usage[0]))
             .collect();
@@ -318,12 +347,12 @@ impl Store {
     }
 
     /// Usage per panel and period from the results of each planned period's statements.
-    fn combine_usage(
+    async fn combine_usage(
         &self,
         period_count: usize,
         plans: &[PeriodPlan],
         results: &[&[StatementResult]],
-    ) -> ByPanel<Vec<Usage>> {
+    ) -> Result<ByPanel<Vec<Usage>>, InfluxError> {
         let mut usage: ByPanel<Vec<Usage>> = ByPanel::new();
         for (plan, results) in plans.iter().zip(results) {
             let mut offset = 0;
@@ -333,7 +362,12 @@ impl Store {
                     break;
                 };
                 offset += count;
-                for (panel, piece_usage) in piece.usage(piece_results, self.max_power_kw) {
+                let mut piece_usage = piece.usage(piece_results, self.max_power_kw);
+                if let Piece::Raw(period) = piece {
+                    self.add_pairs_from_long_ago(period, piece_results, &mut piece_usage)
+                        .await?;
+                }
+                for (panel, piece_usage) in piece_usage {
                     usage
                         .entry(panel)
                         .or_insert_with(|| vec![Usage::ZERO; period_count])[plan.index] +=
@@ -341,7 +375,43 @@ impl Store {
                 }
             }
         }
-        usage
+        Ok(usage)
+    }
+
+    /// The raw path looks for the reading before a piece only in the [`LOOKBACK`] before it.
+    /// For a panel that has readings in the piece but was silent for longer, find that reading
+    /// without a bound and add its pair.
+    async fn add_pairs_from_long_ago(
+        &self,
+        period: Period,
+        results: &[StatementResult],
+        usage: &mut ByPanel<Usage>,
+    ) -> Result<(), InfluxError> {
+        let [_, first, before] = results else {
+            return Ok(());
+        };
+        let first = parse_points(first);
+        let before = parse_points(before);
+        let silent: Vec<String> = first
+            .keys()
+            .filter(|panel| !before.contains_key(*panel))
+            .cloned()
+            .collect();
+        for chunk in silent.chunks(PANELS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} AND {} \
+                 GROUP BY panel ORDER BY time DESC LIMIT 1",
+                time_literal(period.start),
+                panel_filter(chunk)
+            );
+            let long_ago = parse_points(&self.run(&[statement]).await?[0]);
+            for (panel, before) in long_ago {
+                if let (Some(first), Some(total)) = (first.get(&panel), usage.get_mut(&panel)) {
+                    *total += pair_contribution(before, *first, self.max_power_kw);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -353,17 +423,32 @@ fn time_range(period: Period) -> String {
     )
 }
 
-/// The latest reading per panel, overall or within `period`.
-fn latest_statement(period: Option<Period>) -> String {
-    let bound = period
-        .map(|p| format!(" WHERE {}", time_range(p)))
-        .unwrap_or_default();
+/// The latest reading per panel within `period`.
+fn latest_statement(period: Period) -> String {
     format!(
-        "SELECT power_kw, energy_kwh FROM {MEASUREMENT}{bound} GROUP BY panel ORDER BY time DESC LIMIT 1"
+        "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {} GROUP BY panel ORDER BY time DESC LIMIT 1",
+        time_range(period)
     )
 }
 
-/// The sum of the period's inner pairs, its first reading, and the last reading before it.
+/// How far back the newest reading of a panel, or the reading before a period, is looked for
+/// first (InfluxQL duration).
+const LOOKBACK: &str = "1d";
+const LOOKBACK_SECS: i64 = 86_400;
+
+/// Panels named in one `panel = … OR …` filter.
+const PANELS_PER_STATEMENT: usize = 200;
+
+fn panel_filter(panels: &[String]) -> String {
+    let alternatives: Vec<String> = panels
+        .iter()
+        .map(|p| format!("panel = {}", string_literal(p)))
+        .collect();
+    format!("({})", alternatives.join(" OR "))
+}
+
+/// The sum of the period's inner pairs, its first reading, and the last reading before it
+/// within [`LOOKBACK`] (see `add_pairs_from_long_ago` for older ones).
 fn raw_usage_statements(period: Period, max_power_kw: f64) -> [String; 3] {
     let range = time_range(period);
     // Display never uses exponent notation, which InfluxQL would not parse.
@@ -376,7 +461,8 @@ fn raw_usage_statements(period: Period, max_power_kw: f64) -> [String; 3] {
         ),
         format!("SELECT energy_kwh FROM {MEASUREMENT} WHERE {range} GROUP BY panel ORDER BY time ASC LIMIT 1"),
         format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
+            time_literal(period.start - chrono::Duration::seconds(LOOKBACK_SECS)),
             time_literal(period.start)
         ),
     ]
@@ -444,6 +530,8 @@ mod tests {
             "{inside}"
         );
         assert!(first.contains("ORDER BY time ASC LIMIT 1"));
-        assert!(before.contains("WHERE time < '2026-11-26T17:00:00.000000000Z'"));
+        assert!(before.contains(
+            "WHERE time >= '2026-11-25T17:00:00.000000000Z' AND time < '2026-11-26T17:00:00.000000000Z'"
+        ));
     }
 }

@@ -25,9 +25,10 @@ const ZONE: &str = "Asia/Kolkata";
 const MAX_KW: f64 = 5000.0;
 const YEAR: i32 = 2025;
 
-/// One panel's readings: from late January to early March `YEAR` every few minutes, and today
-/// up to a minute ago; with resets, zero glitches and spikes.
-fn history(rng: &mut StdRng, now: DateTime<Utc>) -> Vec<EnergyPoint> {
+/// One panel's readings: from late January to early March `YEAR` every few minutes, and, if
+/// `today_from` is given, from that long after today's local midnight (negative: before it) up
+/// to a minute ago; with resets, zero glitches and spikes.
+fn history(rng: &mut StdRng, now: DateTime<Utc>, today_from: Option<i64>) -> Vec<EnergyPoint> {
     let mut points = Vec::new();
     let mut register = f64::from(rng.gen_range(0..4_000_000)) / 1024.0;
     let mut push = |time: DateTime<Utc>, rng: &mut StdRng| {
@@ -50,8 +51,11 @@ fn history(rng: &mut StdRng, now: DateTime<Utc>) -> Vec<EnergyPoint> {
         push(time, rng);
         time += Span::seconds(rng.gen_range(60..900));
     }
+    let Some(today_from) = today_from else {
+        return points;
+    };
     let (_, day) = today(now, ZONE.parse().unwrap());
-    let mut time = day.start - Span::minutes(20);
+    let mut time = day.start + Span::minutes(today_from);
     while time < now - Span::minutes(1) {
         push(time, rng);
         time += Span::seconds(rng.gen_range(30..400));
@@ -153,11 +157,12 @@ fn expected_months(
 fn expected_today(
     histories: &BTreeMap<String, Vec<EnergyPoint>>,
     now: DateTime<Utc>,
+    max_kw: f64,
 ) -> BTreeMap<String, f64> {
     let (_, day) = today(now, ZONE.parse().unwrap());
     histories
         .iter()
-        .map(|(panel, points)| (panel.clone(), usage_in(points, day, MAX_KW).kwh_rounded()))
+        .map(|(panel, points)| (panel.clone(), usage_in(points, day, max_kw).kwh_rounded()))
         .collect()
 }
 
@@ -186,10 +191,17 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
 
     let now = Utc::now();
     let mut rng = StdRng::seed_from_u64(now.timestamp() as u64);
-    let histories: BTreeMap<String, Vec<EnergyPoint>> = ["P_A", "P_B", "P_C"]
-        .iter()
-        .map(|p| (p.to_string(), history(&mut rng, now)))
-        .collect();
+    // P_C's first reading today follows one from 2025, P_D has been silent since 2025: the
+    // raw path must look further back than its usual one-day window for both.
+    let histories: BTreeMap<String, Vec<EnergyPoint>> = [
+        ("P_A", Some(-20)),
+        ("P_B", Some(-20)),
+        ("P_C", Some(5)),
+        ("P_D", None),
+    ]
+    .into_iter()
+    .map(|(p, today_from)| (p.to_string(), history(&mut rng, now, today_from)))
+    .collect();
     let distinct: usize = histories.values().map(Vec::len).sum();
 
     // Delivery: chunks in time order but shuffled inside, 3 % of readings again later, and
@@ -259,7 +271,7 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
     let answered_at = Utc::now();
     assert_eq!(
         today,
-        expected_today(&histories, answered_at),
+        expected_today(&histories, answered_at, MAX_KW),
         "today from the rollup"
     );
 
@@ -295,5 +307,35 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
         expected_months(&histories, 50.0),
         "monthly from raw points"
     );
+    let today = other.today();
+    assert_eq!(
+        today,
+        expected_today(&histories, Utc::now(), 50.0),
+        "today from raw points"
+    );
+    // Every panel is listed, also the one silent for more than a day, with its last reading.
+    let realtime = other.get("/api/panel/realtime");
+    let last_seen: BTreeMap<String, String> = realtime["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["panel"].as_str().unwrap().to_owned(),
+                p["last_seen"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected_last_seen: BTreeMap<String, String> = histories
+        .iter()
+        .map(|(panel, points)| {
+            let last = points.last().unwrap().time;
+            (
+                panel.clone(),
+                last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+        })
+        .collect();
+    assert_eq!(last_seen, expected_last_seen);
     assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
 }

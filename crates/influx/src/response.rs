@@ -97,6 +97,12 @@ impl Series {
         self.values.get(row)?.get(column)?.as_f64()
     }
 
+    /// The value of column `name` in row `row` as a string, if it is one.
+    pub fn str_at(&self, row: usize, name: &str) -> Option<&str> {
+        let column = self.column(name)?;
+        self.values.get(row)?.get(column)?.as_str()
+    }
+
     /// The value of column `name` in row `row` as an integer, if it is one (integer fields,
     /// `count()`, `sum()` of integers, and times).
     pub fn i64_at(&self, row: usize, name: &str) -> Option<i64> {
