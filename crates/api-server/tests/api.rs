@@ -6,45 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Duration as Span, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
-use test_support::{free_port, http_get, try_http_get, Influx, Program};
-
-/// A running api-server and its base URL.
-struct Api {
-    _program: Program,
-    base: String,
-}
-
-impl Api {
-    fn start(influx_url: &str, database: &str, extra: &[(&str, &str)]) -> Api {
-        let port = free_port();
-        let mut envs = vec![
-            ("INFLUX_URL", influx_url.to_owned()),
-            ("INFLUX_DATABASE", database.to_owned()),
-            ("API_ADDR", format!("127.0.0.1:{port}")),
-        ];
-        envs.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-        let program = Program::start("api-server", &envs);
-        let base = format!("http://127.0.0.1:{port}");
-        test_support::wait_until(Duration::from_secs(20), "api-server to listen", || {
-            try_http_get(&format!("{base}/health")).is_ok()
-        });
-        Api {
-            _program: program,
-            base,
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        let (status, body, _) = http_get(&format!("{}{path}", self.base));
-        (status, body)
-    }
-
-    fn ok(&self, path: &str) -> Value {
-        let (status, body) = self.get(path);
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
-}
+use test_support::{free_port, http_get, try_http_get, ApiServer, Influx, Program};
 
 fn line(panel: &str, power_kw: f64, energy_kwh: f64, time: DateTime<Utc>) -> String {
     format!(
@@ -127,7 +89,7 @@ fn today_usage_and_summary_follow_the_pair_rule_across_local_midnight() {
         lines += &line("D", 3.0, e, min(t));
     }
     influx.write("energy", &lines);
-    let api = Api::start(&influx.url(), "energy", &[]);
+    let api = ApiServer::start(&influx.url(), "energy", &[]);
 
     let today = api.ok("/api/panel/today-usage");
     if today["date"] != date.to_string() {
@@ -199,7 +161,7 @@ fn monthly_usage_splits_at_local_month_boundaries_with_resets_and_glitches() {
     // H: only 2024 data: listed with zeros.
     lines += &line("H", 1.0, 3.0, local(tz, 2024, 5, 1, 0, 0));
     influx.write("energy", &lines);
-    let api = Api::start(&influx.url(), "energy", &[]);
+    let api = ApiServer::start(&influx.url(), "energy", &[]);
 
     let body = api.ok("/api/energy/monthly?year=2025");
     assert_eq!(body["year"], 2025);
@@ -234,7 +196,7 @@ fn monthly_usage_splits_at_local_month_boundaries_with_resets_and_glitches() {
     // A's New Year pair (2024-12-31 12:00 there) belongs to December 2024, the February
     // boundary pair (2025-01-31 12:01) to January, and the pair of 2026-01-01 00:01 Jakarta
     // (2025-12-31 12:01) to December 2025.
-    let ny = Api::start(&influx.url(), "energy", &[("TIMEZONE", "America/New_York")]);
+    let ny = ApiServer::start(&influx.url(), "energy", &[("TIMEZONE", "America/New_York")]);
     let body = ny.ok("/api/energy/monthly?year=2025");
     let a: Vec<f64> = panel(&body, "A")["months"]
         .as_array()
@@ -258,7 +220,7 @@ fn realtime_lists_every_panel_with_its_status() {
     lines += &line("STALE", 1.0, 99.0, now - Span::hours(1));
     lines += &line("STALE", 2.0, 98.0, now - Span::hours(2));
     influx.write("energy", &lines);
-    let api = Api::start(&influx.url(), "energy", &[("OFFLINE_AFTER_SECS", "300")]);
+    let api = ApiServer::start(&influx.url(), "energy", &[("OFFLINE_AFTER_SECS", "300")]);
 
     let body = api.ok("/api/panel/realtime");
     assert_eq!(body["offline_after_secs"], 300);
@@ -283,7 +245,7 @@ fn realtime_lists_every_panel_with_its_status() {
 #[test]
 fn an_empty_or_missing_database_is_not_an_error() {
     let influx = Influx::start();
-    let api = Api::start(&influx.url(), "never_written", &[]);
+    let api = ApiServer::start(&influx.url(), "never_written", &[]);
     for path in [
         "/api/panel/realtime",
         "/api/panel/today-usage",
@@ -304,7 +266,7 @@ fn bad_requests_and_unknown_paths_get_json_errors() {
     let influx = Influx::start();
     influx.create_database("energy");
     influx.write("energy", &line("A", 1.0, 1.0, Utc::now()));
-    let api = Api::start(&influx.url(), "energy", &[]);
+    let api = ApiServer::start(&influx.url(), "energy", &[]);
     let year_error = json!({"error": {"code": "bad_request", "message": "year must be an integer between 1970 and 9999"}});
     for year in ["abc", "1969", "10000", "2025.5", "", "%00", "2026;DROP"] {
         let (status, body) = api.get(&format!("/api/energy/monthly?year={year}"));

@@ -3,13 +3,11 @@
 //! endpoint must still answer 200 with those panels listed exactly as stored, and no name may
 //! change a statement — the database is still there afterwards, with every point.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Asia::Jakarta;
 use energy_core::{influxql, line_protocol};
 use serde_json::Value;
-use test_support::{free_port, http_get, try_http_get, Influx, Program};
+use test_support::{ApiServer, Influx};
 
 const DB: &str = "energy";
 
@@ -50,44 +48,6 @@ fn tag_value(value: &str) -> String {
         line_protocol::escape_tag_value(value, &mut out);
     }
     out
-}
-
-struct Api {
-    _program: Program,
-    base: String,
-}
-
-impl Api {
-    fn start(influx: &Influx) -> Api {
-        let port = free_port();
-        let program = Program::start(
-            "api-server",
-            &[
-                ("INFLUX_URL", influx.url()),
-                ("INFLUX_DATABASE", DB.to_owned()),
-                ("API_ADDR", format!("127.0.0.1:{port}")),
-            ],
-        );
-        let base = format!("http://127.0.0.1:{port}");
-        test_support::wait_until(Duration::from_secs(20), "api-server to listen", || {
-            try_http_get(&format!("{base}/health")).is_ok()
-        });
-        Api {
-            _program: program,
-            base,
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        let (status, body, _) = http_get(&format!("{}{path}", self.base));
-        (status, body)
-    }
-
-    fn ok(&self, path: &str) -> Value {
-        let (status, body) = self.get(path);
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
 }
 
 fn ids(body: &Value) -> Vec<String> {
@@ -156,7 +116,7 @@ fn hostile_panel_names_are_listed_by_every_endpoint_and_change_no_statement() {
 
     let mut expected: Vec<String> = HOSTILE_PANELS.iter().map(|p| (*p).to_owned()).collect();
     expected.sort();
-    let api = Api::start(&influx);
+    let api = ApiServer::start(&influx.url(), DB, &[]);
     assert_eq!(api.get("/health").0, 200);
 
     let realtime = api.ok("/api/panel/realtime");
