@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
 use energy_core::rollup::{self, DAY_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD};
-use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution};
+use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution, usage_in};
 use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
 use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
 
@@ -67,6 +67,9 @@ enum Piece {
     Raw(Period),
     /// A rollup measurement's sums: one statement.
     Rollup(&'static str, Period),
+    /// The part after the rollup, computed from the recent readings (see [`Recent`]): no
+    /// statement of its own.
+    Tail(Period),
 }
 
 /// The pieces of one period and the statements that read them, in order.
@@ -81,12 +84,14 @@ impl Piece {
         match self {
             Piece::Raw(_) => 3,
             Piece::Rollup(..) => 1,
+            Piece::Tail(_) => 0,
         }
     }
 
     fn statements(self, max_power_kw: f64) -> Vec<String> {
         match self {
             Piece::Raw(period) => raw_usage_statements(period, max_power_kw).to_vec(),
+            Piece::Tail(_) => Vec::new(),
             Piece::Rollup(measurement, period) => vec![format!(
                 "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
                 time_range(period)
@@ -114,6 +119,7 @@ impl Piece {
                     })
                     .collect()
             }
+            Piece::Tail(_) => ByPanel::new(),
             Piece::Rollup(..) => results
                 .iter()
                 .flat_map(|r| r.series.iter())
@@ -129,9 +135,11 @@ impl Piece {
     }
 }
 
-/// The pieces of `period`: rollup before `complete_until` (if any), raw elsewhere.
+/// The pieces of `period`: rollup before `complete_until` (if any), raw elsewhere; the raw part
+/// after the rollup from the recent readings.
 fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
     let split = rollup::split(period, complete_until);
+    let tail_start = complete_until.map(rollup::bucket_start);
     let quarters = split
         .quarters
         .into_iter()
@@ -140,7 +148,10 @@ fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
     split
         .raw
         .into_iter()
-        .map(Piece::Raw)
+        .map(|raw| match tail_start {
+            Some(start) if raw.start == start => Piece::Tail(raw),
+            _ => Piece::Raw(raw),
+        })
         .chain(quarters)
         .chain(days)
         .collect()
@@ -187,36 +198,90 @@ impl Store {
     }
 
     /// The latest reading of every panel that ever wrote one.
-    ///
-    /// Scanning all of history for each panel's newest point gets slower with every week
-    /// stored, so the newest points are looked for in the last [`LOOKBACK`] first; only panels
-    /// silent for longer (listed by the index) are looked up without a bound.
     pub async fn latest(&self) -> Result<ByPanel<Latest>, InfluxError> {
-        let recent = format!(
-            "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= now() - {LOOKBACK} \
-             GROUP BY panel ORDER BY time DESC LIMIT 1"
-        );
-        let panels = format!("SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = panel");
-        let results = self.run(&[recent, panels]).await?;
-        let mut latest = parse_latest(&results[0]);
+        let until = self.rollup_complete_until().await?;
+        let recent = self.recent(until).await?;
+        Ok(recent.latest)
+    }
+
+    /// The readings since shortly before the rollup's end (see [`Recent`]), and every panel's
+    /// latest reading.
+    ///
+    /// In InfluxDB 1.x every statement on raw readings costs time per panel in proportion to the
+    /// points held in memory (its write cache holds the most recent days), however narrow the
+    /// time range: this is the one such statement the usual request makes. Panels silent for
+    /// longer are looked up on their own: within [`LOOKBACK`] first, then without a bound.
+    async fn recent(&self, until: Option<DateTime<Utc>>) -> Result<Recent, InfluxError> {
+        let since = recent_since(until.unwrap_or_else(Utc::now));
+        let statements = [
+            format!(
+                "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= {} GROUP BY panel",
+                time_literal(since)
+            ),
+            format!("SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = panel"),
+        ];
+        let results = self.run(&statements).await?;
+        let mut recent = Recent {
+            points: ByPanel::new(),
+            latest: ByPanel::new(),
+        };
+        for series in &results[0].series {
+            let Some(panel) = panel_of(series) else {
+                continue;
+            };
+            let rows: Vec<Latest> = (0..series.values.len())
+                .filter_map(|row| {
+                    Some(Latest {
+                        time: time_of(series, row)?,
+                        power_kw: series.f64_at(row, "power_kw")?,
+                        energy_kwh: series.f64_at(row, "energy_kwh")?,
+                    })
+                })
+                .collect();
+            if let Some(last) = rows.last() {
+                recent.latest.insert(panel.to_owned(), last.clone());
+            }
+            let points = rows
+                .iter()
+                .map(|r| EnergyPoint {
+                    time: r.time,
+                    energy_kwh: r.energy_kwh,
+                })
+                .collect();
+            recent.points.insert(panel.to_owned(), points);
+        }
         let silent: Vec<String> = results[1]
             .series
             .iter()
             .flat_map(|series| {
                 (0..series.values.len()).filter_map(|row| series.str_at(row, "value"))
             })
-            .filter(|panel| !latest.contains_key(*panel))
+            .filter(|panel| !recent.latest.contains_key(*panel))
             .map(str::to_owned)
             .collect();
         for chunk in silent.chunks(PANELS_PER_STATEMENT) {
-            let statement = format!(
-                "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {} \
-                 GROUP BY panel ORDER BY time DESC LIMIT 1",
-                panel_filter(chunk)
-            );
-            latest.extend(parse_latest(&self.run(&[statement]).await?[0]));
+            let filter = panel_filter(chunk);
+            let statements = [
+                format!(
+                    "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= now() - {LOOKBACK} \
+                     AND {filter} GROUP BY panel ORDER BY time DESC LIMIT 1"
+                ),
+                format!(
+                    "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {filter} \
+                     GROUP BY panel ORDER BY time DESC LIMIT 1"
+                ),
+            ];
+            let within = parse_latest(&self.run(&statements[..1]).await?[0]);
+            let found_all = within.len() == chunk.len();
+            recent.latest.extend(within);
+            if !found_all {
+                let all_time = parse_latest(&self.run(&statements[1..]).await?[0]);
+                for (panel, latest) in all_time {
+                    recent.latest.entry(panel).or_insert(latest);
+                }
+            }
         }
-        Ok(latest)
+        Ok(recent)
     }
 
     /// Every panel's latest reading, and the usage of the panels with data in each period.
@@ -224,20 +289,20 @@ impl Store {
         &self,
         periods: &[Period],
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
-        let usage = async {
-            let until = self.rollup_complete_until().await?;
-            let plans = self.plan(periods, until);
-            // InfluxDB runs the statements of one request one after another: send each period
-            // as a request of its own, so they run side by side.
-            let answers = futures_util::future::try_join_all(
-                plans.iter().map(|plan| self.run(&plan.statements)),
-            )
+        let until = self.rollup_complete_until().await?;
+        let plans = self.plan(periods, until);
+        // InfluxDB runs the statements of one request one after another: send the recent
+        // readings and each period as requests of their own, so they run side by side.
+        let (recent, answers) = futures_util::future::try_join(
+            self.recent(until),
+            futures_util::future::try_join_all(plans.iter().map(|plan| self.run(&plan.statements))),
+        )
+        .await?;
+        let per_period: Vec<&[StatementResult]> = answers.iter().map(|a| a.as_slice()).collect();
+        let usage = self
+            .combine_usage(periods.len(), &plans, &per_period, &recent)
             .await?;
-            let per_period: Vec<&[StatementResult]> =
-                answers.iter().map(|a| a.as_slice()).collect();
-            self.combine_usage(periods.len(), &plans, &per_period).await
-        };
-        futures_util::future::try_join(self.latest(), usage).await
+        Ok((recent.latest, usage))
     }
 
     /// Usage and statistics of the panels that have readings in `day`.
@@ -245,14 +310,11 @@ impl Store {
         &self,
         day: Period,
     ) -> Result<(ByPanel<DayStats>, ByPanel<Usage>), InfluxError> {
-        let mut statements = vec![
-            latest_statement(day),
-            format!(
-                "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM {MEASUREMENT} \
-                 WHERE {} GROUP BY panel",
-                time_range(day)
-            ),
-        ];
+        let mut statements = vec![format!(
+            "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM {MEASUREMENT} \
+             WHERE {} GROUP BY panel",
+            time_range(day)
+        )];
         let until = self.rollup_complete_until().await?;
         let plans = self.plan(&[day], until);
         statements.extend(
@@ -260,9 +322,16 @@ impl Store {
                 .iter()
                 .flat_map(|plan| plan.statements.iter().cloned()),
         );
-        let results = self.run(&statements).await?;
-        let latest = parse_latest(&results[0]);
-        let power = &results[1];
+        let (recent, results) =
+            futures_util::future::try_join(self.recent(until), self.run(&statements)).await?;
+        // The day's latest reading is the panel's latest if that falls in the day.
+        let latest: ByPanel<Latest> = recent
+            .latest
+            .iter()
+            .filter(|(_, latest)| day.contains(latest.time))
+            .map(|(panel, latest)| (panel.clone(), latest.clone()))
+            .collect();
+        let power = &results[0];
         let mut stats = ByPanel::new();
         for series in &power.series {
             let Some(panel) = panel_of(series) else {
@@ -285,7 +354,7 @@ impl Store {
             );
         }
         let usage = self
-            .combine_usage(1, &plans, &[&results[2..]])
+            .combine_usage(1, &plans, &[&results[1..]], &recent)
             .await?
             .into_iter()
             .map(|(panel, usage)| (panel, usage[0]))
@@ -352,6 +421,7 @@ impl Store {
         period_count: usize,
         plans: &[PeriodPlan],
         results: &[&[StatementResult]],
+        recent: &Recent,
     ) -> Result<ByPanel<Vec<Usage>>, InfluxError> {
         let mut usage: ByPanel<Vec<Usage>> = ByPanel::new();
         for (plan, results) in plans.iter().zip(results) {
@@ -362,11 +432,16 @@ impl Store {
                     break;
                 };
                 offset += count;
-                let mut piece_usage = piece.usage(piece_results, self.max_power_kw);
-                if let Piece::Raw(period) = piece {
-                    self.add_pairs_from_long_ago(period, piece_results, &mut piece_usage)
-                        .await?;
-                }
+                let piece_usage = match piece {
+                    Piece::Tail(period) => self.tail_usage(period, recent).await?,
+                    Piece::Raw(period) => {
+                        let mut usage = piece.usage(piece_results, self.max_power_kw);
+                        self.add_pairs_from_long_ago(period, piece_results, &mut usage)
+                            .await?;
+                        usage
+                    }
+                    Piece::Rollup(..) => piece.usage(piece_results, self.max_power_kw),
+                };
                 for (panel, piece_usage) in piece_usage {
                     usage
                         .entry(panel)
@@ -376,6 +451,72 @@ impl Store {
             }
         }
         Ok(usage)
+    }
+
+    /// Usage in the part of a period after the rollup, from the recent readings; the reading
+    /// before it is among them unless a panel was silent since before they start.
+    async fn tail_usage(
+        &self,
+        period: Period,
+        recent: &Recent,
+    ) -> Result<ByPanel<Usage>, InfluxError> {
+        let mut usage = ByPanel::new();
+        let mut silent = Vec::new();
+        for (panel, points) in &recent.points {
+            if !points.iter().any(|p| period.contains(p.time)) {
+                continue;
+            }
+            usage.insert(panel.clone(), usage_in(points, period, self.max_power_kw));
+            if points.first().is_some_and(|p| p.time >= period.start) {
+                silent.push(panel.clone());
+            }
+        }
+        let before = self.readings_before(period.start, &silent).await?;
+        for (panel, before) in before {
+            if let (Some(points), Some(total)) = (recent.points.get(&panel), usage.get_mut(&panel))
+            {
+                if let Some(first) = points.iter().find(|p| period.contains(p.time)) {
+                    *total += pair_contribution(before, *first, self.max_power_kw);
+                }
+            }
+        }
+        Ok(usage)
+    }
+
+    /// The last reading before `start` of each of `panels`: within [`LOOKBACK`] first, then
+    /// without a bound for those silent longer.
+    async fn readings_before(
+        &self,
+        start: DateTime<Utc>,
+        panels: &[String],
+    ) -> Result<ByPanel<EnergyPoint>, InfluxError> {
+        let mut found = ByPanel::new();
+        for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+            let filter = panel_filter(chunk);
+            let within = format!(
+                "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {} AND {filter} \
+                 GROUP BY panel ORDER BY time DESC LIMIT 1",
+                time_literal(start - chrono::Duration::seconds(LOOKBACK_SECS)),
+                time_literal(start),
+            );
+            let within = parse_points(&self.run(&[within]).await?[0]);
+            let missing: Vec<String> = chunk
+                .iter()
+                .filter(|p| !within.contains_key(*p))
+                .cloned()
+                .collect();
+            found.extend(within);
+            if !missing.is_empty() {
+                let all_time = format!(
+                    "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} AND {} \
+                     GROUP BY panel ORDER BY time DESC LIMIT 1",
+                    time_literal(start),
+                    panel_filter(&missing)
+                );
+                found.extend(parse_points(&self.run(&[all_time]).await?[0]));
+            }
+        }
+        Ok(found)
     }
 
     /// The raw path looks for the reading before a piece only in the [`LOOKBACK`] before it.
@@ -423,18 +564,27 @@ fn time_range(period: Period) -> String {
     )
 }
 
-/// The latest reading per panel within `period`.
-fn latest_statement(period: Period) -> String {
-    format!(
-        "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {} GROUP BY panel ORDER BY time DESC LIMIT 1",
-        time_range(period)
-    )
-}
-
 /// How far back the newest reading of a panel, or the reading before a period, is looked for
 /// first (InfluxQL duration).
 const LOOKBACK: &str = "1d";
 const LOOKBACK_SECS: i64 = 86_400;
+
+/// The recent readings start this long before the rollup's end, so that the reading before the
+/// tail is usually among them.
+const RECENT_MARGIN_SECS: i64 = 15 * 60;
+
+/// Where the recent readings start: a bucket boundary, so the statement (and its cache key)
+/// changes only every quarter hour.
+fn recent_since(until: DateTime<Utc>) -> DateTime<Utc> {
+    rollup::bucket_start(until) - chrono::Duration::seconds(RECENT_MARGIN_SECS)
+}
+
+/// Every panel's readings since `since`, and every panel's latest reading (also of panels
+/// with none since `since`).
+struct Recent {
+    points: ByPanel<Vec<EnergyPoint>>,
+    latest: ByPanel<Latest>,
+}
 
 /// Panels named in one `panel = … OR …` filter.
 const PANELS_PER_STATEMENT: usize = 200;
