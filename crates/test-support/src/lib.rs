@@ -16,6 +16,9 @@
 //!   TLS with authentication ([`Mosquitto::start_secure`]).
 //! - [`ApiServer`]: the api-server program on a free port against a given InfluxDB, and
 //!   [`EventStream`] to read its Server-Sent Events.
+//! - [`wrk`]: the `wrk` load generator, run and its report read back.
+//! - [`sibling_binary`] and [`Program::start_exe`]: the same programs for a caller that is itself
+//!   a workspace binary (the benchmarks in `crates/bench`).
 //!
 //! Everything here is blocking on purpose: tests read top to bottom, and the HTTP helpers run
 //! their requests on a helper thread so they also work when called from inside a Tokio runtime
@@ -33,6 +36,7 @@ mod process;
 mod program;
 mod sse;
 mod tls;
+pub mod wrk;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -41,7 +45,7 @@ pub use api_server::ApiServer;
 pub use http::{http_get, http_request, try_http_get, try_http_request, Headers};
 pub use influx::Influx;
 pub use mosquitto::Mosquitto;
-pub use program::{binary, run_to_exit, Program};
+pub use program::{binary, run_to_exit, sibling_binary, Program};
 pub use sse::{EventStream, Next, SseEvent};
 pub use tls::BrokerSecurity;
 
@@ -56,6 +60,12 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("local address of a bound listener")
         .port()
+}
+
+/// Finds the executable `name` in `PATH`, then in the system directories (`/usr/sbin`, …), e.g.
+/// `mosquitto_sub`; `None` when it is not installed.
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    process::find_executable(name)
 }
 
 /// Polls `f` every 50 ms until it returns true; panics naming `what` after `timeout`.

@@ -37,6 +37,38 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The path of the workspace binary `name`, for a caller that is itself one of the workspace's
+/// binaries (a benchmark run with `cargo run --release -p energy-bench --bin …`).
+///
+/// Cargo puts every binary of a profile in `target/<profile>/`, so such a caller finds `name` in
+/// its own directory. When it is not there, this looks where [`binary`] looks (one directory up,
+/// for a caller in `target/<profile>/deps/`), so it works from a test too.
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the running executable");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&file))
+        .collect();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "binary {name} not found at {}: build the workspace's programs with the same \
+                 profile first (`cargo build --release --workspace` for a release run)",
+                candidates
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        })
+}
+
 /// A running workspace program started by this test; killed when dropped.
 pub struct Program {
     name: String,
@@ -65,8 +97,27 @@ impl Program {
         Self::spawn(name, args, None, envs)
     }
 
+    /// Like [`Program::start_with_args`], but runs the executable at `exe` (e.g. one found by
+    /// [`sibling_binary`]) instead of looking it up with [`binary`].
+    pub fn start_exe(exe: &Path, args: &[&str], envs: &[(&str, String)]) -> Self {
+        let name = exe
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| exe.display().to_string());
+        Self::spawn_exe(exe.to_path_buf(), &name, args, None, envs)
+    }
+
     fn spawn(name: &str, args: &[&str], dir: Option<&Path>, envs: &[(&str, String)]) -> Self {
-        let exe = binary(name);
+        Self::spawn_exe(binary(name), name, args, dir, envs)
+    }
+
+    fn spawn_exe(
+        exe: PathBuf,
+        name: &str,
+        args: &[&str],
+        dir: Option<&Path>,
+        envs: &[(&str, String)],
+    ) -> Self {
         let scratch = tempfile::Builder::new()
             .prefix(&format!("test-{name}-"))
             .tempdir()
@@ -151,16 +202,53 @@ impl Program {
     /// The program's resident memory (`VmRSS` in `/proc/<pid>/status`) in KiB, or `None` once it
     /// has exited (or where `/proc` is not available).
     pub fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The program's peak resident memory so far (`VmHWM` in `/proc/<pid>/status`) in KiB, or
+    /// `None` once it has exited (or where `/proc` is not available).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The CPU time the program has used so far, user plus system (`utime + stime` in
+    /// `/proc/<pid>/stat`, in clock ticks of `sysconf(_SC_CLK_TCK)`, usually 10 ms each), or
+    /// `None` once it has exited (or where `/proc` is not available).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let text = self.proc_file("stat")?;
+        // "pid (comm) state ppid …": comm may hold spaces and parentheses, so the fields are
+        // counted from the last ')'. utime and stime are fields 14 and 15 of the whole line.
+        let fields: Vec<&str> = text
+            .get(text.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+        let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let ticks_per_sec = u64::try_from(ticks_per_sec).ok().filter(|&t| t > 0)?;
+        Some(Duration::from_secs_f64(
+            (utime + stime) as f64 / ticks_per_sec as f64,
+        ))
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`, e.g. `"VmRSS:"`.
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = self.proc_file("status")?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// `/proc/<pid>/<file>` of the program, while it is running.
+    fn proc_file(&self, file: &str) -> Option<String> {
         let mut child = self.child();
         // Only while it is our un-reaped child, so the pid cannot be someone else's.
         if !matches!(child.try_wait(), Ok(None)) {
             return None;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        std::fs::read_to_string(format!("/proc/{}/{file}", child.id())).ok()
     }
 
     /// SIGKILL (a crash, as far as the program can tell) and reap it.

@@ -242,3 +242,33 @@ async fn helpers_work_inside_a_tokio_runtime() {
     let (status, _, _) = test_support::http_get(&format!("{}/ping", influx.url()));
     assert_eq!(status, 204);
 }
+
+#[test]
+fn a_sibling_binary_runs_and_reports_its_cpu_time_and_memory() {
+    let name = format!("test-support-sibling-{}", std::process::id());
+    // Busy, so that it has used some CPU time by the time we look.
+    let _fake = FakeBinary::new(&name, "#!/bin/sh\necho ready\nwhile :; do :; done\n");
+    // A test runs from target/<profile>/deps/: the binary is found one directory up.
+    let exe = test_support::sibling_binary(&name);
+    let mut program = Program::start_exe(&exe, &[], &[]);
+    program.wait_for_output("ready", Duration::from_secs(10));
+    wait_until(Duration::from_secs(10), "CPU time to be counted", || {
+        program.cpu_time().is_some_and(|cpu| cpu > Duration::ZERO)
+    });
+    let rss = program.rss_kib().expect("VmRSS of a running program");
+    let peak = program.peak_rss_kib().expect("VmHWM of a running program");
+    assert!(rss > 0 && peak >= rss, "VmRSS {rss} KiB, VmHWM {peak} KiB");
+    program.kill();
+    assert_eq!(
+        program.cpu_time(),
+        None,
+        "nothing is read once it has exited"
+    );
+    assert_eq!(program.peak_rss_kib(), None);
+}
+
+#[test]
+#[should_panic(expected = "cargo build --release --workspace")]
+fn a_missing_sibling_binary_names_the_build_command() {
+    test_support::sibling_binary("no-such-program-anywhere");
+}
