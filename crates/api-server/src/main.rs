@@ -8,6 +8,7 @@ mod cors;
 mod dashboard;
 mod error;
 mod limits;
+mod metrics;
 mod routes;
 mod server;
 mod settings;
@@ -43,6 +44,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Before anything records, so that nothing is recorded into the void.
+    let metrics = crate::metrics::install();
+    tokio::spawn(crate::metrics::upkeep(metrics.clone()));
     let state = Arc::new(AppState {
         store: Store::new(
             influx,
@@ -53,6 +57,7 @@ async fn main() -> std::process::ExitCode {
         tariff: settings.tariff(),
         offline_after_secs: settings.offline_after_secs,
         live: LiveFeed::new(),
+        metrics,
     });
     let policy = settings.policy();
     tracing::info!(

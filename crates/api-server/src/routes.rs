@@ -27,6 +27,8 @@ pub struct AppState {
     pub offline_after_secs: u64,
     /// The panels' live state for `/api/panel/stream`.
     pub live: LiveFeed,
+    /// Renders `/metrics` (see [`crate::metrics`]).
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -39,6 +41,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/energy/monthly", get(monthly))
         .route("/api/panel/stream", get(stream::stream))
         .route("/health", get(health))
+        .route("/metrics", get(crate::metrics::render))
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -298,6 +301,7 @@ pub(crate) mod tests {
             tariff: settings.tariff(),
             offline_after_secs: settings.offline_after_secs,
             live: LiveFeed::new(),
+            metrics: crate::metrics::install(),
         })
     }
 

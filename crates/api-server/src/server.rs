@@ -2,15 +2,17 @@
 //! `axum::serve` does not expose) and the layers every request passes through.
 //!
 //! Order of the layers, outermost first:
-//! 1. request log — sees every answer, including the refusals below;
-//! 2. timeout — a whole request, body included, gets at most `request_timeout`;
-//! 3. CORS (when `CORS_ORIGINS` is set) — answers preflights before authentication, since
+//! 1. metrics — counts and times every answer by route (the route itself is noted by a layer
+//!    on each route, inside the router, where axum knows which one matched);
+//! 2. request log — sees every answer, including the refusals below;
+//! 3. timeout — a whole request, body included, gets at most `request_timeout`;
+//! 4. CORS (when `CORS_ORIGINS` is set) — answers preflights before authentication, since
 //!    browsers send them without credentials, and puts CORS headers on 401s too so a browser
 //!    page can read why it was refused;
-//! 4. bearer token (when `API_TOKEN` is set) — before the body is read, so an anonymous
+//! 5. bearer token (when `API_TOKEN` is set) — before the body is read, so an anonymous
 //!    client cannot make the server buffer anything;
-//! 5. body limit;
-//! 6. the routes.
+//! 6. body limit;
+//! 7. the routes.
 
 use std::future::Future;
 use std::pin::pin;
@@ -26,7 +28,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::cors::CorsOrigins;
-use crate::{access_log, auth, limits};
+use crate::{access_log, auth, limits, metrics};
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -44,7 +46,9 @@ pub struct Policy {
 
 /// `routes` behind the layers of this module's doc, configured by `policy`.
 pub fn protect(routes: Router, policy: &Policy) -> Router {
-    let mut router = routes.layer(from_fn(limits::limit_body));
+    let mut router = routes
+        .layer(from_fn(metrics::note_route))
+        .layer(from_fn(limits::limit_body));
     if let Some(token) = &policy.api_token {
         router = router.layer(from_fn_with_state(
             token.clone(),
@@ -60,6 +64,7 @@ pub fn protect(routes: Router, policy: &Policy) -> Router {
             limits::time_limit,
         ))
         .layer(from_fn(access_log::log_request))
+        .layer(from_fn(metrics::count_request))
 }
 
 /// Serves `app` over HTTP/1.1 on `listener` until `shutdown` completes, then lets the

@@ -383,7 +383,7 @@ impl Store {
                             .map(|_| StatementResult::default())
                             .collect())
                     }
-                    Err(error) => Err(error),
+                    Err(error) => Err(crate::metrics::influx_failed(error)),
                 }
             })
             .await

@@ -84,7 +84,21 @@ impl InfluxError {
     pub fn is_database_missing(&self) -> bool {
         matches!(self, InfluxError::Status { message, .. } if message.contains("database not found"))
     }
+
+    /// A short, fixed name of the class of failure, for counting failures by kind (a metric
+    /// label): `timeout`, `unreachable`, `status` or `bad_response`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InfluxError::Unreachable(message) if message.starts_with(TIMED_OUT) => "timeout",
+            InfluxError::Unreachable(_) => "unreachable",
+            InfluxError::Status { .. } => "status",
+            InfluxError::BadResponse(_) => "bad_response",
+        }
+    }
 }
+
+/// How [`unreachable`] begins the message of a request that ran out of time.
+const TIMED_OUT: &str = "timed out";
 
 /// A client for one database. Cheap to clone (the connection pool is shared).
 #[derive(Clone, Debug)]
@@ -254,7 +268,7 @@ impl InfluxClient {
 fn unreachable(error: reqwest::Error) -> InfluxError {
     // reqwest's messages name the URL, which holds no secret (tokens travel in a header).
     let kind = if error.is_timeout() {
-        "timed out"
+        TIMED_OUT
     } else {
         "request failed"
     };
@@ -315,5 +329,38 @@ mod tests {
         assert!(status(500).is_retryable());
         assert!(status(401).is_retryable());
         assert!(InfluxError::Unreachable("x".into()).is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_and_a_timeout_are_different_kinds() {
+        let refused = Cli::try_parse_from(["x", "--influx-url", "http://127.0.0.1:9"]).unwrap();
+        let error = InfluxClient::new(&refused.influx)
+            .unwrap()
+            .ping()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "unreachable", "{error}");
+
+        // A server that accepts the connection and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let cli =
+            Cli::try_parse_from(["x", "--influx-url", &url, "--influx-timeout-ms", "200"]).unwrap();
+        let error = InfluxClient::new(&cli.influx)
+            .unwrap()
+            .ping()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "timeout", "{error}");
+
+        let status = InfluxError::Status {
+            status: 500,
+            message: String::new(),
+        };
+        assert_eq!(status.kind(), "status");
+        assert_eq!(
+            InfluxError::BadResponse(String::new()).kind(),
+            "bad_response"
+        );
     }
 }

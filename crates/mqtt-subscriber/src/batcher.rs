@@ -1,7 +1,6 @@
 //! The batcher: collects validated messages into batches, writes each batch, then
 //! acknowledges its messages in the order they arrived (MQTT 3.1.1 §4.6.0-2).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,7 +76,7 @@ pub async fn run(
         }
 
         if batch.points > 0 {
-            stats.batches.fetch_add(1, Relaxed);
+            stats.batch(batch.points);
             if writer.write(&batch.body, batch.points, &mut shutdown).await == Outcome::Abandoned {
                 return;
             }
@@ -100,5 +99,5 @@ async fn acknowledge(client: &AsyncClient, acks: &[Ack], stats: &Stats) {
             }
         }
     }
-    stats.buffered.fetch_sub(acks.len() as u64, Relaxed);
+    stats.acknowledged(acks.len());
 }

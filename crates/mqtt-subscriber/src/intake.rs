@@ -1,7 +1,6 @@
 //! The intake task: owns the MQTT event loop, (re)subscribes after every clean connect,
 //! validates each message and passes the outcome to the batcher in arrival order.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,9 +72,8 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                stats.received.fetch_add(1, Relaxed);
+                stats.received();
                 let item = validate(&mut source, publish, &stats);
-                stats.buffered.fetch_add(1, Relaxed);
                 // Blocks while the batcher is full (InfluxDB down): the event loop stops, the
                 // socket fills, and the broker holds the rest. Memory stays bounded.
                 if items.send(item).await.is_err() {

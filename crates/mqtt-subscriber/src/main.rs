@@ -9,6 +9,7 @@
 
 mod batcher;
 mod intake;
+mod metrics;
 mod panels;
 mod rollup;
 mod settings;
@@ -39,7 +40,23 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let metrics = match settings.metrics_addr {
+        None => None,
+        Some(addr) => match crate::metrics::serve(addr) {
+            Ok(listener) => {
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+                Some(listener)
+            }
+            Err(error) => {
+                tracing::error!(%error, %addr, "cannot serve metrics on METRICS_ADDR");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+    };
     run(settings, influx).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     std::process::ExitCode::SUCCESS
 }
 

@@ -1,5 +1,6 @@
 //! The subscriber's settings (CONTRACT §2): flags with environment twins.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use energy_influx::InfluxSettings;
@@ -57,6 +58,11 @@ pub struct Settings {
     /// up to date as readings are written, and rebuilt by itself when MAX_POWER_KW changes).
     #[arg(long)]
     pub rebuild_rollup: bool,
+
+    /// Serve Prometheus metrics at http://<this address>/metrics (e.g. 127.0.0.1:9464). Unset:
+    /// no metrics listener.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -116,6 +122,18 @@ mod tests {
         assert!(
             Settings::try_parse_from(["mqtt-subscriber", "--mqtt-shared-group", "a/b"]).is_err()
         );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let s = Settings::try_parse_from(["mqtt-subscriber"]).unwrap();
+        assert_eq!(s.metrics_addr, None);
+        let s = Settings::try_parse_from(["mqtt-subscriber", "--metrics-addr", "127.0.0.1:9464"])
+            .unwrap();
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let err = Settings::try_parse_from(["mqtt-subscriber", "--metrics-addr", "localhost"])
+            .unwrap_err();
+        assert!(err.to_string().contains("--metrics-addr"), "{err}");
     }
 
     #[test]

@@ -1,27 +1,66 @@
-//! Counters for the periodic one-line summary.
+//! The subscriber's counts, made in one place: they feed the periodic one-line summary in the
+//! log and, through the `metrics` facade, the Prometheus series of [`crate::metrics`] (which
+//! drops them when `METRICS_ADDR` is unset).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ::metrics::{counter, gauge, histogram};
 use tokio::sync::watch;
+
+use crate::metrics::{BATCH_POINTS, BUFFERED, RECEIVED, REJECTED, RETRIES, WRITTEN};
 
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub received: AtomicU64,
-    pub written: AtomicU64,
-    pub retries: AtomicU64,
-    pub batches: AtomicU64,
+    received: AtomicU64,
+    written: AtomicU64,
+    retries: AtomicU64,
+    batches: AtomicU64,
     /// Messages received but not yet acknowledged (in the channel or the current batch).
-    pub buffered: AtomicU64,
+    buffered: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
+    /// A message arrived; it is held until [`Stats::acknowledged`].
+    pub fn received(&self) {
+        self.received.fetch_add(1, Relaxed);
+        self.buffered.fetch_add(1, Relaxed);
+        counter!(RECEIVED).increment(1);
+        gauge!(BUFFERED).increment(1.0);
+    }
+
+    /// `count` messages were acknowledged and left memory.
+    pub fn acknowledged(&self, count: usize) {
+        self.buffered.fetch_sub(count as u64, Relaxed);
+        gauge!(BUFFERED).decrement(count as f64);
+    }
+
+    /// A batch of `points` is about to be written.
+    pub fn batch(&self, points: usize) {
+        self.batches.fetch_add(1, Relaxed);
+        histogram!(BATCH_POINTS).record(points as f64);
+    }
+
+    /// `points` were stored in InfluxDB.
+    pub fn written(&self, points: usize) {
+        self.written.fetch_add(points as u64, Relaxed);
+        counter!(WRITTEN).increment(points as u64);
+    }
+
+    /// A write failed and will be tried again.
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+        counter!(RETRIES).increment(1);
+    }
+
+    /// A message (or, for `influx_refused`, a point) was rejected for `reason`.
     pub fn reject(&self, reason: &'static str) {
         let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         *rejected.entry(reason).or_default() += 1;
+        counter!(REJECTED, "reason" => reason).increment(1);
     }
 
     pub fn rejected(&self) -> BTreeMap<&'static str, u64> {

@@ -1,6 +1,5 @@
 //! Writing a batch to InfluxDB: retry what may succeed later, isolate what never will.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +59,7 @@ impl Writer {
             attempt += 1;
             match self.influx.write(body.to_owned()).await {
                 Ok(()) => {
-                    self.stats.written.fetch_add(points as u64, Relaxed);
+                    self.stats.written(points);
                     if attempt > 1 {
                         tracing::info!(points, attempt, "batch written after retries");
                     }
@@ -79,7 +78,7 @@ impl Writer {
                     }
                 }
             }
-            self.stats.retries.fetch_add(1, Relaxed);
+            self.stats.retry();
             if *shutdown.borrow() {
                 tracing::warn!(points, "shutting down while InfluxDB fails: leaving the batch unacknowledged for redelivery");
                 return Outcome::Abandoned;
@@ -111,7 +110,7 @@ impl Writer {
             loop {
                 match self.influx.write(line.clone()).await {
                     Ok(()) => {
-                        self.stats.written.fetch_add(1, Relaxed);
+                        self.stats.written(1);
                         break;
                     }
                     Err(error) if error.is_rejected_write() => {
@@ -120,7 +119,7 @@ impl Writer {
                         break;
                     }
                     Err(error) => {
-                        self.stats.retries.fetch_add(1, Relaxed);
+                        self.stats.retry();
                         if *shutdown.borrow() {
                             return Outcome::Abandoned;
                         }

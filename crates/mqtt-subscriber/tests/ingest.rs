@@ -258,6 +258,7 @@ fn a_bad_setting_stops_the_program_naming_it() {
         ("INFLUX_URL", "not a url"),
         ("MQTT_TOPIC_PREFIX", "DATA/#"),
         ("LOG_FORMAT", "xml"),
+        ("METRICS_ADDR", "localhost"),
     ] {
         let (code, output) = run_to_exit(
             "mqtt-subscriber",
@@ -304,6 +305,7 @@ fn help_documents_every_setting() {
         "MAX_PANELS",
         "MQTT_SHARED_GROUP",
         "MQTT_CA_FILE",
+        "METRICS_ADDR",
         "LOG_FORMAT",
     ] {
         assert!(
