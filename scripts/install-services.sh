@@ -2,6 +2,7 @@
 # Installs what the pipeline and its tests need from the OS packages when it is missing
 # (Debian/Ubuntu): Mosquitto, InfluxDB 1.x, and for the tests wrk (load test) and openssl
 # (test certificates). Starts nothing.
+# For the browser test also Chromium, Node.js and npm (crates/api-server/tests/browser.rs).
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,10 @@ command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influ
 if [ "${1:-}" = "--for-tests" ]; then
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    # crates/api-server/tests/browser.rs: the dashboard in headless Chromium, driven from Node.js.
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

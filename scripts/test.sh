@@ -3,10 +3,15 @@
 # InfluxDB 1.x, wrk and openssl from the OS packages on Debian/Ubuntu), then builds and runs
 # the whole suite.
 # The tests start their own private Mosquitto and influxd on free loopback ports.
+# The browser test also needs Chromium and Node.js (installed when missing) and its Node
+# packages (`npm ci` in tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-services.sh --for-tests
+# playwright-core for the browser test, as pinned in its package-lock.json (it drives the
+# system's Chromium and downloads no browser).
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 # Integration tests run the real binaries of every crate, so build them all first.
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast -- "$@"

@@ -1,0 +1,217 @@
+//! The dashboard in a real browser: the whole pipeline with real processes (Mosquitto, influxd,
+//! mqtt-subscriber, sensor-publisher every 2 s, api-server, all private on free loopback ports),
+//! and `tests/browser/dashboard.test.mjs` opening the page in headless Chromium through
+//! playwright-core. The script compares every card, today's figures, the settings and the
+//! monthly chart with what the API answers at the same time, waits for a reading to arrive
+//! through the live stream without a reload, and saves a screenshot.
+//!
+//! Needs Node.js, Debian's `chromium` and `npm ci` in `tests/browser`; `scripts/test.sh`
+//! provides all three. Without them the test fails and says what is missing: a browser test
+//! that skips itself would pass in CI without ever having run.
+//!
+//! `SCREENSHOT_OUT=<path.png>` also copies the screenshot there (a relative path is taken from
+//! the workspace root); `docs/dashboard.png` is made that way.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use test_support::{find_program, run_to_exit, wait_until, ApiServer, Influx, Mosquitto, Program};
+
+const PANELS: [&str; 3] = ["PANEL_LANTAI_1", "PANEL_LANTAI_2", "PANEL_LANTAI_3"];
+/// History written before the live run, so the monthly chart has bars: most of a year, one
+/// reading per panel every 15 minutes (about 29 000 readings per panel, a few seconds).
+const HISTORY_DAYS: &str = "300";
+const HISTORY_INTERVAL_SECS: &str = "900";
+/// The live publisher's interval: short, so the page sees new readings within the test.
+const LIVE_INTERVAL_SECS: &str = "2";
+/// The script gives up after 150 s by itself; this only catches a script that hangs anyway.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(200);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
+/// Node.js, Chromium and the script's packages, or a panic saying how to get them.
+fn browser_tools(project: &Path) -> (PathBuf, PathBuf) {
+    let node = find_program("node").unwrap_or_else(|| {
+        panic!(
+            "the browser test needs Node.js (`node`), which is not installed: \
+             `apt-get install nodejs npm`, or run ./scripts/test.sh, which installs it"
+        )
+    });
+    let chromium = match std::env::var_os("CHROMIUM") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "CHROMIUM={} is not a file", path.display());
+            path
+        }
+        None => find_program("chromium").unwrap_or_else(|| {
+            panic!(
+                "the browser test needs Chromium (`chromium`), which is not installed: \
+                 `apt-get install chromium`, or run ./scripts/test.sh, which installs it \
+                 (or set CHROMIUM to a Chromium executable)"
+            )
+        }),
+    };
+    let package = project.join("node_modules/playwright-core/package.json");
+    assert!(
+        package.is_file(),
+        "the browser test needs playwright-core in {}: run `npm ci` there \
+         (./scripts/test.sh does)",
+        project.display()
+    );
+    (node, chromium)
+}
+
+/// Runs `command` to its end or until `timeout`; its exit code (`None` if it was killed) and
+/// everything it printed.
+fn run_with_timeout(
+    mut command: Command,
+    output: &Path,
+    timeout: Duration,
+) -> (Option<i32>, String) {
+    let file = std::fs::File::create(output).expect("create the script's output file");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone a file handle"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            // Our own child, not yet reaped: its pid is still its own.
+            child.kill().expect("kill the script");
+            child.wait().expect("reap the script");
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let printed = std::fs::read(output).unwrap_or_default();
+    (code, String::from_utf8_lossy(&printed).into_owned())
+}
+
+#[test]
+fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
+    let started = Instant::now();
+    let root = workspace_root();
+    let project = root.join("tests/browser");
+    let (node, chromium) = browser_tools(&project);
+    let scratch = tempfile::Builder::new()
+        .prefix("test-browser-")
+        .tempdir()
+        .expect("create a temp dir");
+    let state_file = scratch.path().join("sensor-publisher-state.json");
+
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+
+    // History first, straight into InfluxDB, and the subscriber after it: the subscriber builds
+    // the usage rollup from every reading when it starts and finds none recorded yet.
+    let (code, output) = run_to_exit(
+        "sensor-publisher",
+        &["--backfill", HISTORY_DAYS, "--direct"],
+        &[
+            ("INFLUX_URL", influx.url()),
+            ("PANELS", PANELS.join(",")),
+            ("PUBLISH_INTERVAL_SECS", HISTORY_INTERVAL_SECS.to_owned()),
+            ("STATE_FILE", state_file.display().to_string()),
+            // Never used by --direct; the private broker, never a public one.
+            ("MQTT_URL", broker.url()),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "backfill failed:\n{output}");
+    let subscriber = Program::start(
+        "mqtt-subscriber",
+        &[
+            ("MQTT_URL", broker.url()),
+            ("INFLUX_URL", influx.url()),
+            ("MQTT_CLIENT_ID", "browser-test-subscriber".to_owned()),
+        ],
+    );
+    subscriber.wait_for_output("subscribed", Duration::from_secs(20));
+    subscriber.wait_for_output("usage rollup caught up", Duration::from_secs(120));
+
+    // The live publisher continues the backfilled registers (same state file).
+    let _publisher = Program::start(
+        "sensor-publisher",
+        &[
+            ("MQTT_URL", broker.url()),
+            ("PANELS", PANELS.join(",")),
+            ("PUBLISH_INTERVAL_SECS", LIVE_INTERVAL_SECS.to_owned()),
+            ("STATE_FILE", state_file.display().to_string()),
+        ],
+    );
+    let api = ApiServer::start(&influx.url(), "energy", &[]);
+    wait_until(
+        Duration::from_secs(30),
+        "a live reading of every panel",
+        || {
+            let body = api.ok("/api/panel/realtime");
+            let panels = body["panels"].as_array().cloned().unwrap_or_default();
+            panels.len() == PANELS.len()
+                && panels.iter().all(|p| {
+                    p["seconds_since_last_seen"]
+                        .as_u64()
+                        .is_some_and(|s| s <= 5)
+                })
+        },
+    );
+    let services_ready = started.elapsed();
+
+    let screenshot = scratch.path().join("dashboard.png");
+    let mut command = Command::new(&node);
+    command
+        .current_dir(&project)
+        .arg("dashboard.test.mjs")
+        .arg(api.url("/"))
+        .arg("--panels")
+        .arg(PANELS.join(","))
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .env("CHROMIUM", &chromium);
+    let script_started = Instant::now();
+    let (code, output) =
+        run_with_timeout(command, &scratch.path().join("script.log"), SCRIPT_TIMEOUT);
+    if code != Some(0) {
+        // Kept, so the screenshot of the failing page can be looked at.
+        let kept = scratch.keep();
+        panic!(
+            "the browser test failed ({}; screenshot and output kept in {}):\n{output}",
+            match code {
+                Some(code) => format!("exit code {code}"),
+                None => format!("killed after {SCRIPT_TIMEOUT:?}"),
+            },
+            kept.display()
+        );
+    }
+    println!("{output}");
+
+    let png = std::fs::read(&screenshot).expect("the script saved a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} is not a PNG of the page ({} bytes)",
+        screenshot.display(),
+        png.len()
+    );
+    if let Some(out) = std::env::var_os("SCREENSHOT_OUT") {
+        let out = root.join(out);
+        std::fs::write(&out, &png)
+            .unwrap_or_else(|e| panic!("cannot write the screenshot to {}: {e}", out.display()));
+        println!("screenshot copied to {}", out.display());
+    }
+    println!(
+        "services ready after {:.1} s, browser checks {:.1} s, total {:.1} s",
+        services_ready.as_secs_f64(),
+        script_started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
