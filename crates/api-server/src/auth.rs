@@ -22,7 +22,8 @@ use crate::error::ApiError;
 /// The paths anyone may call without the token besides the dashboard's.
 pub const OPEN_PATHS: [&str; 1] = ["/health"];
 
-fn is_open(path: &str) -> bool {
+/// Whether `path` is served without the token; the OpenAPI document (`openapi`) says the same.
+pub(crate) fn is_open(path: &str) -> bool {
     OPEN_PATHS.contains(&path) || crate::dashboard::PATHS.contains(&path)
 }
 

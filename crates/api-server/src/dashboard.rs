@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use utoipa::openapi::Paths;
 
 /// One embedded file.
 struct Asset {
@@ -84,6 +85,49 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             get(move |headers: HeaderMap| async move { serve(asset, &headers) }),
         )
     })
+}
+
+/// The page and its assets in the OpenAPI document (`crate::openapi`), from the same table as
+/// [`routes`].
+pub fn document(paths: &mut Paths) {
+    use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{
+        ContentBuilder, HttpMethod, ObjectBuilder, Required, ResponseBuilder, Type,
+    };
+    let text = || ObjectBuilder::new().schema_type(Type::String).build();
+    for asset in &ASSETS {
+        let summary = match asset.path {
+            "/" => "The dashboard page",
+            _ => "A file the dashboard page loads",
+        };
+        // `text/html; charset=utf-8` is served as such; the document names the media type.
+        let media_type = asset.content_type.split(';').next().unwrap_or_default();
+        let operation = OperationBuilder::new()
+            .tag("dashboard")
+            .summary(Some(summary))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("If-None-Match")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some("The `ETag` of a copy the client holds"))
+                    .schema(Some(text())),
+            )
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("The file, with a `Content-Security-Policy` and an `ETag`")
+                    .content(
+                        media_type,
+                        ContentBuilder::new().schema(Some(text())).build(),
+                    ),
+            )
+            .response(
+                "304",
+                ResponseBuilder::new().description("The client's copy is current (no body)"),
+            );
+        paths.add_path_operation(asset.path, vec![HttpMethod::Get], operation);
+    }
 }
 
 fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {

@@ -7,7 +7,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use energy_influx::InfluxError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -29,6 +30,33 @@ pub enum ApiError {
     Timeout(Duration),
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "bad_request", "message": "year must be an integer between 1970 and 9999"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// What was wrong, for a person to read.
+    pub message: String,
+}
+
+/// What kind of error, for a program to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    InfluxdbUnavailable,
+    Timeout,
+}
+
 impl From<InfluxError> for ApiError {
     fn from(error: InfluxError) -> Self {
         tracing::warn!(%error, "InfluxDB call failed");
@@ -45,10 +73,12 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let (status, code, message) = match self {
-            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
+            ApiError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+            }
             ApiError::Unauthorized { token_given } => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 if token_given {
                     "the bearer token is not valid".into()
                 } else {
@@ -57,35 +87,34 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "no such endpoint".into(),
             ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this endpoint only answers GET".into(),
             ),
             ApiError::PayloadTooLarge { limit_bytes } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("the request body is larger than {limit_bytes} bytes"),
             ),
             ApiError::Unavailable(message) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "influxdb_unavailable",
+                ErrorCode::InfluxdbUnavailable,
                 message,
             ),
             ApiError::Timeout(limit) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+                ErrorCode::Timeout,
                 format!("the request took longer than {} ms", limit.as_millis()),
             ),
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -9,6 +9,7 @@ mod dashboard;
 mod error;
 mod limits;
 mod metrics;
+mod openapi;
 mod routes;
 mod server;
 mod settings;

@@ -87,6 +87,17 @@ pub async fn upkeep(handle: PrometheusHandle) {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics of this server",
+    responses(
+        (status = 200, content_type = "text/plain", body = String,
+            description = "The Prometheus text format, version 0.0.4: `http_requests_total`, \
+                `http_request_duration_seconds`, `influxdb_errors_total`"),
+    )
+)]
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

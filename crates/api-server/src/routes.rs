@@ -1,24 +1,30 @@
 //! The HTTP routes of CONTRACT §6. Handlers read from the [`Store`], apply the core's rules
 //! (status, usage, cost, rounding) and answer JSON.
+//!
+//! Each handler's `#[utoipa::path]` attribute is where its method and path are written down:
+//! [`api`] registers it with `utoipa_axum::routes!`, which puts it in the router and in the
+//! OpenAPI document (`crate::openapi`) together, so the two cannot disagree. The answers are
+//! typed structs deriving `ToSchema`, so the document describes exactly what is serialized.
 
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, SubsecRound, Utc};
 use chrono_tz::Tz;
 use energy_core::status::{seconds_since, status};
 use energy_core::{period, Status, Tariff, Usage};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::store::{Latest, Store};
 use crate::stream::LiveFeed;
-use crate::{dashboard, stream};
+use crate::{dashboard, metrics, openapi, stream};
 
 pub struct AppState {
     pub store: Store,
@@ -33,15 +39,21 @@ pub struct AppState {
 
 type Shared = State<Arc<AppState>>;
 
+/// The documented routes: the router and its part of the OpenAPI document.
+pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(realtime))
+        .routes(routes!(today_usage))
+        .routes(routes!(summary))
+        .routes(routes!(monthly))
+        .routes(routes!(stream::stream))
+        .routes(routes!(health))
+        .routes(routes!(metrics::render))
+        .routes(routes!(openapi::openapi_json))
+}
+
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/api/panel/realtime", get(realtime))
-        .route("/api/panel/today-usage", get(today_usage))
-        .route("/api/panel/summary", get(summary))
-        .route("/api/energy/monthly", get(monthly))
-        .route("/api/panel/stream", get(stream::stream))
-        .route("/health", get(health))
-        .route("/metrics", get(crate::metrics::render))
+    Router::from(api())
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -54,14 +66,34 @@ pub(crate) fn rfc3339(time: DateTime<Utc>) -> String {
         .to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// The schema of [`Status`] as it serializes (the core knows nothing of OpenAPI).
+fn status_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let names = [Status::Online, Status::Offline]
+        .map(|status| serde_json::to_value(status).expect("a status serializes"));
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .description(Some(
+            "ONLINE while `seconds_since_last_seen <= offline_after_secs`, else OFFLINE",
+        ))
+        .build()
+}
+
 /// One entry of `/api/panel/realtime`'s `panels`, and of `/api/panel/stream`'s `panel` events.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub(crate) struct RealtimePanel {
     pub panel: String,
+    #[schema(schema_with = status_schema)]
     pub status: Status,
+    /// The latest reading's power.
     pub power_kw: f64,
+    /// The latest reading's energy register.
     pub energy_kwh: f64,
+    /// When the latest reading was taken.
+    #[schema(format = DateTime)]
     pub last_seen: String,
+    #[schema(minimum = 0)]
     pub seconds_since_last_seen: i64,
 }
 
@@ -83,23 +115,51 @@ impl RealtimePanel {
     }
 }
 
-async fn realtime(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+/// The answer of `GET /api/panel/realtime`.
+#[derive(Serialize, ToSchema)]
+struct Realtime {
+    #[schema(format = DateTime)]
+    generated_at: String,
+    /// A panel is ONLINE while its latest reading is at most this many seconds old.
+    offline_after_secs: u64,
+    /// Every panel that has ever written a reading, sorted by id.
+    panels: Vec<RealtimePanel>,
+}
+
+/// The latest reading of each panel and whether it is ONLINE.
+#[utoipa::path(
+    get,
+    path = "/api/panel/realtime",
+    tag = "panels",
+    responses(
+        (status = 200, description = "The latest reading of every panel", body = Realtime),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    )
+)]
+async fn realtime(State(state): Shared) -> Result<Json<Realtime>, ApiError> {
     let latest = state.store.latest().await?;
     let now = Utc::now();
     let panels: Vec<_> = latest
         .into_iter()
         .map(|(panel, latest)| RealtimePanel::new(panel, &latest, now, state.offline_after_secs))
         .collect();
-    Ok(Json(json!({
-        "generated_at": rfc3339(now),
-        "offline_after_secs": state.offline_after_secs,
-        "panels": panels,
-    })))
+    Ok(Json(Realtime {
+        generated_at: rfc3339(now),
+        offline_after_secs: state.offline_after_secs,
+        panels,
+    }))
 }
 
-#[derive(Serialize)]
+/// The 503 of every route that reads InfluxDB.
+const UNAVAILABLE: &str = "InfluxDB failed or did not answer within `INFLUX_TIMEOUT_MS` \
+     (`influxdb_unavailable`), or the whole request took longer than that plus 1 s (`timeout`)";
+
+/// An amount of energy and what it costs.
+#[derive(Serialize, ToSchema)]
 struct UsageFigure {
+    /// kWh, rounded to 3 decimals.
     usage_kwh: f64,
+    /// `usage_kwh × tariff_per_kwh` (from the exact usage), rounded to 2 decimals.
     cost: f64,
 }
 
@@ -112,14 +172,40 @@ impl UsageFigure {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PanelUsage {
     panel: String,
     #[serde(flatten)]
     figure: UsageFigure,
 }
 
-async fn today_usage(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+/// The answer of `GET /api/panel/today-usage`.
+#[derive(Serialize, ToSchema)]
+struct TodayUsage {
+    /// Today in `timezone`.
+    #[schema(format = Date)]
+    date: String,
+    /// The IANA time zone that defines "today".
+    timezone: &'static str,
+    tariff_per_kwh: f64,
+    currency: String,
+    /// Every panel that has ever written a reading, sorted by id; 0 for one without a reading
+    /// today.
+    panels: Vec<PanelUsage>,
+    total: UsageFigure,
+}
+
+/// Today's usage and cost per panel and in total.
+#[utoipa::path(
+    get,
+    path = "/api/panel/today-usage",
+    tag = "energy",
+    responses(
+        (status = 200, description = "Today's usage and cost", body = TodayUsage),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    )
+)]
+async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError> {
     let (date, today) = period::today(Utc::now(), state.timezone);
     let (latest, usage) = state.store.latest_and_usage(&[today]).await?;
     let mut total = Usage::ZERO;
@@ -134,35 +220,67 @@ async fn today_usage(State(state): Shared) -> Result<impl IntoResponse, ApiError
             }
         })
         .collect();
-    Ok(Json(json!({
-        "date": date.to_string(),
-        "timezone": state.timezone.name(),
-        "tariff_per_kwh": state.tariff.per_kwh,
-        "currency": state.tariff.currency,
-        "panels": panels,
-        "total": UsageFigure::new(total, &state.tariff),
-    })))
+    Ok(Json(TodayUsage {
+        date: date.to_string(),
+        timezone: state.timezone.name(),
+        tariff_per_kwh: state.tariff.per_kwh,
+        currency: state.tariff.currency.clone(),
+        panels,
+        total: UsageFigure::new(total, &state.tariff),
+    }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MonthUsage {
+    #[schema(minimum = 1, maximum = 12)]
     month: u32,
     #[serde(flatten)]
     figure: UsageFigure,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PanelYear {
     panel: String,
     total_kwh: f64,
     total_cost: f64,
+    /// January to December, 0 for a month without data.
+    #[schema(min_items = 12, max_items = 12)]
     months: Vec<MonthUsage>,
 }
 
+/// The answer of `GET /api/energy/monthly`.
+#[derive(Serialize, ToSchema)]
+struct MonthlyUsage {
+    #[schema(minimum = 1970, maximum = 9999)]
+    year: i32,
+    /// The IANA time zone whose calendar months these are.
+    timezone: &'static str,
+    tariff_per_kwh: f64,
+    currency: String,
+    /// Every panel that has ever written a reading, sorted by id.
+    panels: Vec<PanelYear>,
+}
+
+/// Each panel's usage and cost per calendar month of a year.
+#[utoipa::path(
+    get,
+    path = "/api/energy/monthly",
+    tag = "energy",
+    params(
+        ("year" = Option<i32>, Query, minimum = 1970, maximum = 9999,
+            description = "The year, in `TIMEZONE`; the current one when absent"),
+    ),
+    responses(
+        (status = 200, description = "Twelve months per panel", body = MonthlyUsage),
+        (status = 400, description = "`year` is not an integer between 1970 and 9999 \
+            (`bad_request`)", body = ErrorBody),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    )
+)]
 async fn monthly(
     State(state): Shared,
     RawQuery(query): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<MonthlyUsage>, ApiError> {
     let year = match query_param(query.as_deref(), "year") {
         None => Utc::now().with_timezone(&state.timezone).year(),
         Some(raw) => parse_year(&raw)?,
@@ -193,13 +311,13 @@ async fn monthly(
             }
         })
         .collect();
-    Ok(Json(json!({
-        "year": year,
-        "timezone": state.timezone.name(),
-        "tariff_per_kwh": state.tariff.per_kwh,
-        "currency": state.tariff.currency,
-        "panels": panels,
-    })))
+    Ok(Json(MonthlyUsage {
+        year,
+        timezone: state.timezone.name(),
+        tariff_per_kwh: state.tariff.per_kwh,
+        currency: state.tariff.currency.clone(),
+        panels,
+    }))
 }
 
 /// The last value of `name` in a query string, percent-decoded.
@@ -219,20 +337,49 @@ fn parse_year(raw: &str) -> Result<i32, ApiError> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SummaryPanel {
     panel: String,
+    #[schema(schema_with = status_schema)]
     status: Status,
+    /// The latest reading's power.
     power_kw: f64,
+    /// The latest reading's energy register.
     energy_kwh: f64,
+    #[schema(format = DateTime)]
     last_seen: String,
     today_usage_kwh: f64,
     today_cost: f64,
+    /// The largest `power_kw` of today's readings.
     today_peak_power_kw: f64,
+    /// The mean `power_kw` of today's readings, rounded to 3 decimals.
     today_avg_power_kw: f64,
 }
 
-async fn summary(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+/// The answer of `GET /api/panel/summary`.
+#[derive(Serialize, ToSchema)]
+struct Summary {
+    /// Today in `timezone`.
+    #[schema(format = Date)]
+    date: String,
+    timezone: &'static str,
+    currency: String,
+    /// The panels with at least one reading today, sorted by id.
+    panels: Vec<SummaryPanel>,
+}
+
+/// The latest reading of each panel that reported today, with today's figures.
+#[utoipa::path(
+    get,
+    path = "/api/panel/summary",
+    tag = "panels",
+    responses(
+        (status = 200, description = "Today's figures of the panels that reported today",
+            body = Summary),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    )
+)]
+async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiError> {
     let now = Utc::now();
     let (date, today): (NaiveDate, _) = period::today(now, state.timezone);
     let (stats, usage) = state.store.day_summary(today).await?;
@@ -253,23 +400,58 @@ async fn summary(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
             }
         })
         .collect();
-    Ok(Json(json!({
-        "date": date.to_string(),
-        "timezone": state.timezone.name(),
-        "currency": state.tariff.currency,
-        "panels": panels,
-    })))
+    Ok(Json(Summary {
+        date: date.to_string(),
+        timezone: state.timezone.name(),
+        currency: state.tariff.currency.clone(),
+        panels,
+    }))
 }
 
+/// The answer of `GET /health`.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    status: HealthStatus,
+    /// `ok`, or why InfluxDB did not answer.
+    influxdb: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+/// Whether the server can reach InfluxDB.
+///
+/// The probe for load balancers: open even when `API_TOKEN` is set.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "InfluxDB answers", body = Health,
+            example = json!({"status": "ok", "influxdb": "ok"})),
+        (status = 503, description = "InfluxDB does not answer", body = Health,
+            example = json!({"status": "degraded", "influxdb": "connection refused"})),
+    )
+)]
 async fn health(State(state): Shared) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "ok", "influxdb": "ok"})),
+            Json(Health {
+                status: HealthStatus::Ok,
+                influxdb: "ok".into(),
+            }),
         ),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "degraded", "influxdb": error.to_string()})),
+            Json(Health {
+                status: HealthStatus::Degraded,
+                influxdb: error.to_string(),
+            }),
         ),
     }
 }

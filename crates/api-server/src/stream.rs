@@ -34,9 +34,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::{broadcast, watch};
+use utoipa::ToSchema;
 
+use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{rfc3339, AppState, RealtimePanel};
 
 /// How often the poller reads the latest readings: a new reading is on every screen within
@@ -154,15 +156,26 @@ fn panel_event(panel: &RealtimePanel) -> Event {
         .unwrap_or_else(|_| error_event("a panel could not be encoded"))
 }
 
+/// The data of a `sync` event.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StreamSync<'a> {
+    #[schema(format = DateTime)]
+    generated_at: String,
+    offline_after_secs: u64,
+    /// Every panel there is: the `panel` events since the previous `sync` are the whole state.
+    panels: Vec<&'a str>,
+}
+
 fn full_events(snapshot: &Snapshot) -> impl Iterator<Item = Event> + '_ {
-    let sync = Event::default().event("sync").data(
-        json!({
-            "generated_at": rfc3339(snapshot.generated_at),
-            "offline_after_secs": snapshot.offline_after_secs,
-            "panels": snapshot.panels.keys().collect::<Vec<_>>(),
-        })
-        .to_string(),
-    );
+    let sync = StreamSync {
+        generated_at: rfc3339(snapshot.generated_at),
+        offline_after_secs: snapshot.offline_after_secs,
+        panels: snapshot.panels.keys().map(String::as_str).collect(),
+    };
+    let sync = Event::default()
+        .event("sync")
+        .json_data(sync)
+        .unwrap_or_else(|_| error_event("the panel list could not be encoded"));
     snapshot
         .panels
         .values()
@@ -171,9 +184,17 @@ fn full_events(snapshot: &Snapshot) -> impl Iterator<Item = Event> + '_ {
 }
 
 fn error_event(message: &str) -> Event {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: ErrorCode::InfluxdbUnavailable,
+            message: message.to_owned(),
+        },
+    };
+    // An `ErrorBody` is strings only: serializing it cannot fail.
     Event::default()
         .event("error")
-        .data(json!({"error": {"code": "influxdb_unavailable", "message": message}}).to_string())
+        .json_data(body)
+        .expect("an error body serializes")
 }
 
 fn events_of(update: &Update) -> Vec<Event> {
@@ -340,7 +361,30 @@ impl Client {
     }
 }
 
-/// `GET /api/panel/stream`.
+/// The panels' live state as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/api/panel/stream",
+    tag = "panels",
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "An endless stream of [Server-Sent Events]\
+(https://html.spec.whatwg.org/multipage/server-sent-events.html). It opens with `retry: 3000`; \
+each event's `data` is one line of JSON:\n\n\
+- `panel`: a `RealtimePanel` (an entry of `/api/panel/realtime`'s `panels`). Sent for every \
+panel on connect, then whenever a panel's reading or status changes (ONLINE turning OFFLINE \
+as time passes, too).\n\
+- `sync`: a `StreamSync`, after a complete set of `panel` events (on connect, after InfluxDB \
+recovers, to a client that fell behind); a panel not in its `panels` is gone.\n\
+- `error`: an `ErrorBody` with code `influxdb_unavailable` when reading InfluxDB fails; the \
+stream stays open and starts again with a full set once InfluxDB answers.\n\n\
+A comment line (`:`) every 15 s keeps an idle connection open.",
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("X-Accel-Buffering" = String, description = "`no`, so nginx does not buffer events"),
+            )),
+    )
+)]
 pub async fn stream(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         // A reverse proxy that buffers (nginx does by default) would hold events back.
