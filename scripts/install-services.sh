@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the pipeline and its tests need from the OS packages when it is missing
-# (Debian/Ubuntu): Mosquitto, InfluxDB 1.x, and for the tests wrk (load test) and openssl
-# (test certificates). Starts nothing.
+# (Debian/Ubuntu): Mosquitto, InfluxDB 1.x, and for the tests wrk (load test), openssl
+# (test certificates), python3-venv and curl (scripts/schemathesis.sh). Starts nothing.
 # For the browser test also Chromium, Node.js and npm (crates/api-server/tests/browser.rs).
 set -euo pipefail
 
@@ -15,6 +15,9 @@ if [ "${1:-}" = "--for-tests" ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # scripts/schemathesis.sh: a venv for schemathesis, and curl to wait for the servers.
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need when it is missing (Mosquitto,
-# InfluxDB 1.x, wrk and openssl from the OS packages on Debian/Ubuntu), then builds and runs
-# the whole suite.
+# InfluxDB 1.x, wrk, openssl, python3-venv and curl from the OS packages on Debian/Ubuntu), then
+# builds and runs the whole suite, then fuzzes the api-server with schemathesis.
 # The tests start their own private Mosquitto and influxd on free loopback ports.
 # The browser test also needs Chromium and Node.js (installed when missing) and its Node
 # packages (`npm ci` in tests/browser).
@@ -15,3 +15,5 @@ cd "$(dirname "$0")/.."
 # Integration tests run the real binaries of every crate, so build them all first.
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast -- "$@"
+# The api-server fuzzed against its own OpenAPI document (about 15 s).
+./scripts/schemathesis.sh
