@@ -135,8 +135,8 @@ impl Piece {
     }
 }
 
-/// The pieces of `period`: rollup before `complete_until` (if any), raw elsewhere; the raw part
-/// after the rollup from the recent readings.
+/// The pieces of `period`: rollup before `complete_until` (if any), raw elsewhere; the raw
+/// parts from the rollup's end on from the recent readings.
 fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
     let split = rollup::split(period, complete_until);
     let tail_start = complete_until.map(rollup::bucket_start);
@@ -148,8 +148,11 @@ fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
     split
         .raw
         .into_iter()
+        // Everything from the rollup's end on (this month's rest, later months) is among the
+        // recent readings, which have no upper bound: no statement of its own. (A raw
+        // statement over an empty future range still costs InfluxDB 1.6 over half a second.)
         .map(|raw| match tail_start {
-            Some(start) if raw.start == start => Piece::Tail(raw),
+            Some(start) if raw.start >= start => Piece::Tail(raw),
             _ => Piece::Raw(raw),
         })
         .chain(quarters)
@@ -683,5 +686,39 @@ mod tests {
         assert!(before.contains(
             "WHERE time >= '2026-11-25T17:00:00.000000000Z' AND time < '2026-11-26T17:00:00.000000000Z'"
         ));
+    }
+
+    #[test]
+    fn with_a_rollup_months_need_no_raw_statement() {
+        let tz: chrono_tz::Tz = "Asia/Jakarta".parse().unwrap();
+        let until: DateTime<Utc> = "2026-11-27T05:20:07Z".parse().unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // A past month: two runs of buckets and the days between.
+        let october = energy_core::period::month(2026, 10, tz).unwrap();
+        let pieces = pieces(october, Some(until));
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|p| matches!(p, Piece::Rollup(..))));
+        // This month: the rest after the rollup's last whole bucket comes from the recent
+        // readings.
+        let november = energy_core::period::month(2026, 11, tz).unwrap();
+        let pieces = pieces_of(november, until);
+        assert_eq!(pieces.len(), 4, "{pieces:?}");
+        assert!(pieces.contains(&Piece::Tail(Period {
+            start: at("2026-11-27T05:15:00Z"),
+            end: november.end
+        })));
+        // A month after it: all from the recent readings, no statement.
+        let december = energy_core::period::month(2026, 12, tz).unwrap();
+        assert_eq!(pieces_of(december, until), vec![Piece::Tail(december)]);
+        assert_eq!(
+            Piece::Tail(december).statements(5000.0),
+            Vec::<String>::new()
+        );
+        // Without a rollup, everything is raw.
+        assert_eq!(super::pieces(october, None), vec![Piece::Raw(october)]);
+    }
+
+    fn pieces_of(period: Period, until: DateTime<Utc>) -> Vec<Piece> {
+        pieces(period, Some(until))
     }
 }
