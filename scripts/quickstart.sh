@@ -92,11 +92,13 @@ pids+=($!)
 cat <<INFO
 
 Energy monitor running (publishing every ${PUBLISH_INTERVAL_SECS}s):
+  dashboard: http://127.0.0.1:$API_PORT/
   curl http://127.0.0.1:$API_PORT/api/panel/realtime
   curl http://127.0.0.1:$API_PORT/api/panel/today-usage
   curl http://127.0.0.1:$API_PORT/api/panel/summary
   curl http://127.0.0.1:$API_PORT/api/energy/monthly
   curl http://127.0.0.1:$API_PORT/health
+  curl http://127.0.0.1:$API_PORT/api/openapi.json
 Logs: $RUN/*.log    Broker: $MQTT_URL    InfluxDB: $INFLUX_URL (database "energy")
 Press Ctrl-C to stop everything.
 INFO
