@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration as Span, TimeZone, Utc};
 use chrono_tz::Tz;
 use energy_core::period::{month, today};
 use energy_core::usage::usage_in;
@@ -109,7 +109,12 @@ impl Api {
 
     /// Panel -> usage_kwh of each month of `YEAR`.
     fn months(&self) -> BTreeMap<String, Vec<f64>> {
-        let body = self.get(&format!("/api/energy/monthly?year={YEAR}"));
+        self.months_of(YEAR)
+    }
+
+    /// Panel -> usage_kwh of each month of `year`.
+    fn months_of(&self, year: i32) -> BTreeMap<String, Vec<f64>> {
+        let body = self.get(&format!("/api/energy/monthly?year={year}"));
         body["panels"]
             .as_array()
             .unwrap()
@@ -142,12 +147,20 @@ fn expected_months(
     histories: &BTreeMap<String, Vec<EnergyPoint>>,
     max_kw: f64,
 ) -> BTreeMap<String, Vec<f64>> {
+    expected_months_of(histories, YEAR, max_kw)
+}
+
+fn expected_months_of(
+    histories: &BTreeMap<String, Vec<EnergyPoint>>,
+    year: i32,
+    max_kw: f64,
+) -> BTreeMap<String, Vec<f64>> {
     let tz: Tz = ZONE.parse().unwrap();
     histories
         .iter()
         .map(|(panel, points)| {
             let months = (1..=12)
-                .map(|m| usage_in(points, month(YEAR, m, tz).unwrap(), max_kw).kwh_rounded())
+                .map(|m| usage_in(points, month(year, m, tz).unwrap(), max_kw).kwh_rounded())
                 .collect();
             (panel.clone(), months)
         })
@@ -265,6 +278,16 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
     assert!(
         months.values().all(|m| m[1] > 0.0),
         "February has usage: {months:?}"
+    );
+    // This year: the rollup, this month's rest from the recent readings, and months still to
+    // come with no statement at all.
+    let this_year = energy_core::period::today(Utc::now(), ZONE.parse().unwrap())
+        .0
+        .year();
+    assert_eq!(
+        api.months_of(this_year),
+        expected_months_of(&histories, this_year, MAX_KW),
+        "this year's months from the rollup"
     );
     // The day may have turned meanwhile; then "today" is a new, empty day for both.
     let today = api.today();
