@@ -170,6 +170,15 @@ impl EndpointRun {
         }
     }
 
+    /// The larger of the two samples taken while the server is idle: right after it listened,
+    /// and after its first (cold) request (KiB).
+    pub fn idle_rss_kib(&self) -> Option<u64> {
+        [self.rss_after_start, self.rss_before_load]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
     /// The largest of the three RSS samples (KiB).
     pub fn max_rss_kib(&self) -> Option<u64> {
         [

@@ -294,13 +294,14 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
             );
         }
     }
+    // The target is for an idle server; the largest sample (after wrk) is in the tables.
     let api_rss = run
         .endpoints
         .iter()
-        .filter_map(EndpointRun::max_rss_kib)
+        .filter_map(EndpointRun::idle_rss_kib)
         .max();
     checks.check(
-        format!("{size}: api-server RSS, largest sample"),
+        format!("{size}: api-server idle RSS (after start, after one request)"),
         api_rss.map_or("?".into(), |kib| format!("{:.1} MiB", mib(kib))),
         api_rss.map_or(f64::NAN, mib),
         Bound::Below(IDLE_RSS_BELOW_MIB),
@@ -308,7 +309,8 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
     );
     let subscriber_rss = run.subscriber_rss.iter().flatten().max().copied();
     checks.check(
-        format!("{size}: mqtt-subscriber RSS, largest sample"),
+        // It is idle during the API load too (nothing is published).
+        format!("{size}: mqtt-subscriber RSS, largest sample (idle)"),
         subscriber_rss.map_or("?".into(), |kib| format!("{:.1} MiB", mib(kib))),
         subscriber_rss.map_or(f64::NAN, mib),
         Bound::Below(IDLE_RSS_BELOW_MIB),
