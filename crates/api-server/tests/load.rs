@@ -17,14 +17,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{
     DateTime, Datelike, Duration as Span, FixedOffset, NaiveDate, TimeZone, Timelike, Utc,
 };
 use serde_json::Value;
+use test_support::wrk::{Wrk, WrkOptions, WrkReport};
 use test_support::{binary, free_port, http_get, try_http_get, wait_until, Influx, Program};
 
 const DATABASE: &str = "energy";
@@ -65,6 +64,12 @@ const KWH_TOLERANCE: f64 = 0.0015;
 fn every_endpoint_serves_sustained_load_without_errors_wrong_figures_or_memory_growth() {
     // First, so a machine without wrk fails at once, before two minutes of setup.
     let wrk = Wrk::require();
+    let wrk_options = |duration| WrkOptions {
+        threads: WRK_THREADS,
+        connections: WRK_CONNECTIONS,
+        duration,
+        timeout: WRK_TIMEOUT,
+    };
 
     let now = Utc::now().with_nanosecond(0).unwrap();
     let zone = Zone::at_local_noon(now);
@@ -133,7 +138,10 @@ fn every_endpoint_serves_sustained_load_without_errors_wrong_figures_or_memory_g
     let start_rss = resident_kib(api.pid());
     for (path, duration) in ENDPOINTS {
         let rss_before = resident_kib(api.pid());
-        let report = wrk.run(&format!("{base}{path}"), duration);
+        let url = format!("{base}{path}");
+        let report = wrk
+            .run(&url, &wrk_options(duration))
+            .unwrap_or_else(|e| panic!("wrk against {url}: {e}"));
         let rss_after = resident_kib(api.pid());
         runs.push(Run {
             path,
@@ -173,10 +181,10 @@ fn every_endpoint_serves_sustained_load_without_errors_wrong_figures_or_memory_g
         if report.requests == 0 {
             failures.push(format!("{}: wrk completed no request", run.path));
         }
-        if report.non_success > 0 {
+        if report.non_2xx_3xx > 0 {
             failures.push(format!(
                 "{}: {} of {} answers were not 2xx/3xx",
-                run.path, report.non_success, report.requests
+                run.path, report.non_2xx_3xx, report.requests
             ));
         }
         if report.socket_errors.total() > 0 {
@@ -753,7 +761,7 @@ fn table(runs: &[Run]) -> String {
             percentile(r.p50, 0.5),
             percentile(r.p99, 0.01),
             percentile(r.max, f64::MIN_POSITIVE),
-            r.non_success,
+            r.non_2xx_3xx,
             r.socket_errors.total(),
             format!("{} -> {}", mib(run.rss_before), mib(run.rss_after)),
         )
@@ -817,243 +825,3 @@ fn cores() -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // wrk
-
-/// The `wrk` executable.
-struct Wrk {
-    exe: PathBuf,
-}
-
-/// What one wrk run reported.
-#[derive(Debug, PartialEq)]
-struct WrkReport {
-    requests: u64,
-    requests_per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    /// "Non-2xx or 3xx responses" (absent from wrk's output when there are none).
-    non_success: u64,
-    socket_errors: SocketErrors,
-    /// wrk's whole output, for the failure message.
-    output: String,
-}
-
-/// wrk's "Socket errors" line (absent when all are zero). A timeout is a request that got no
-/// answer within wrk's timeout (2 s by default).
-#[derive(Debug, Default, PartialEq)]
-struct SocketErrors {
-    connect: u64,
-    read: u64,
-    write: u64,
-    timeout: u64,
-}
-
-impl SocketErrors {
-    fn total(&self) -> u64 {
-        self.connect + self.read + self.write + self.timeout
-    }
-}
-
-impl Wrk {
-    /// Finds `wrk` in `PATH` (or /usr/bin); a missing wrk fails the test with how to install it.
-    fn require() -> Wrk {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-            .map(|dir| dir.join("wrk"))
-            .find(|candidate| candidate.is_file())
-            .map(|exe| Wrk { exe })
-            .unwrap_or_else(|| {
-                panic!(
-                    "`wrk` is not installed, and the load test needs it: install it with \
-                     `apt-get install -y wrk` (scripts/install-services.sh does)"
-                )
-            })
-    }
-
-    /// `wrk -t2 -c16 -d<duration> --timeout=2s --latency <url>`, parsed.
-    fn run(&self, url: &str, duration: Duration) -> WrkReport {
-        let mut child = Command::new(&self.exe)
-            .arg(format!("-t{WRK_THREADS}"))
-            .arg(format!("-c{WRK_CONNECTIONS}"))
-            .arg(format!("-d{}s", duration.as_secs()))
-            .arg(format!("--timeout={}s", WRK_TIMEOUT.as_secs()))
-            .arg("--latency")
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.exe.display()));
-        // wrk stops by itself after `duration`; only a hung wrk gets here with a live child.
-        let deadline = Instant::now() + duration + Duration::from_secs(60);
-        while child.try_wait().expect("wait for wrk").is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("wrk against {url} did not finish within {duration:?} + 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Its report is a few hundred bytes, far below a pipe's buffer, so waiting first is safe.
-        let output = child.wait_with_output().expect("read wrk's output");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if !output.status.success() {
-            panic!(
-                "wrk against {url} failed ({}):\n{stdout}{stderr}",
-                output.status
-            );
-        }
-        parse_wrk(&stdout).unwrap_or_else(|e| panic!("cannot read wrk's report ({e}):\n{stdout}"))
-    }
-}
-
-fn parse_wrk(output: &str) -> Result<WrkReport, String> {
-    let mut requests = None;
-    let mut requests_per_sec = None;
-    let mut max = None;
-    let mut percentiles = BTreeMap::new();
-    let mut non_success = 0;
-    let mut socket_errors = SocketErrors::default();
-    let mut in_distribution = false;
-    for line in output.lines().map(str::trim) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if line == "Latency Distribution" {
-            in_distribution = true;
-        } else if in_distribution && words.len() == 2 && words[0].ends_with('%') {
-            percentiles.insert(words[0].to_owned(), parse_wrk_time(words[1])?);
-        } else {
-            in_distribution = false;
-            if let ["Latency", _avg, _stdev, maximum, ..] = words.as_slice() {
-                max = Some(parse_wrk_time(maximum)?);
-            } else if let [count, "requests", "in", ..] = words.as_slice() {
-                requests = Some(count.parse().map_err(|_| format!("requests in {line:?}"))?);
-            } else if let Some(rate) = line.strip_prefix("Requests/sec:") {
-                requests_per_sec = Some(
-                    rate.trim()
-                        .parse()
-                        .map_err(|_| format!("requests/sec in {line:?}"))?,
-                );
-            } else if let Some(count) = line.strip_prefix("Non-2xx or 3xx responses:") {
-                non_success = count
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("count in {line:?}"))?;
-            } else if let Some(errors) = line.strip_prefix("Socket errors:") {
-                // "connect 0, read 0, write 0, timeout 2"
-                for part in errors.split(',') {
-                    let (kind, count) = part
-                        .trim()
-                        .split_once(' ')
-                        .ok_or_else(|| format!("socket errors in {line:?}"))?;
-                    let count: u64 = count
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("socket errors in {line:?}"))?;
-                    match kind {
-                        "connect" => socket_errors.connect = count,
-                        "read" => socket_errors.read = count,
-                        "write" => socket_errors.write = count,
-                        "timeout" => socket_errors.timeout = count,
-                        _ => return Err(format!("unknown socket error kind in {line:?}")),
-                    }
-                }
-            }
-        }
-    }
-    let percentile = |name: &str| {
-        percentiles
-            .get(name)
-            .copied()
-            .ok_or_else(|| format!("no {name} latency (was --latency given?)"))
-    };
-    Ok(WrkReport {
-        requests: requests.ok_or("no \"N requests in\" line")?,
-        requests_per_sec: requests_per_sec.ok_or("no Requests/sec line")?,
-        p50: percentile("50%")?,
-        p99: percentile("99%")?,
-        max: max.ok_or("no Latency line")?,
-        non_success,
-        socket_errors,
-        output: output.to_owned(),
-    })
-}
-
-/// A wrk time: a number with `us`, `ms`, `s`, `m` or `h`.
-fn parse_wrk_time(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .ok_or_else(|| format!("no unit in time {text:?}"))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("bad number in time {text:?}"))?;
-    let seconds = match unit {
-        "us" => number / 1e6,
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(format!("unknown unit in time {text:?}")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-#[test]
-fn wrk_reports_are_read_including_errors_and_non_success_answers() {
-    let clean = "\
-Running 1s test @ http://127.0.0.1:18767/
-  1 threads and 2 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     2.97ms    2.64ms  12.78ms   82.75%
-    Req/Sec   758.10    181.05     0.98k    60.00%
-  Latency Distribution
-     50%    1.54ms
-     75%    4.81ms
-     90%    7.41ms
-     99%   10.07ms
-  758 requests in 1.01s, 83.65KB read
-Requests/sec:    752.66
-Transfer/sec:     83.06KB
-";
-    let report = parse_wrk(clean).unwrap();
-    assert_eq!(report.requests, 758);
-    assert_eq!(report.requests_per_sec, 752.66);
-    assert_eq!(report.p50, Duration::from_micros(1540));
-    assert_eq!(report.p99, Duration::from_micros(10070));
-    assert_eq!(report.max, Duration::from_micros(12780));
-    assert_eq!(report.non_success, 0);
-    assert_eq!(report.socket_errors.total(), 0);
-
-    let troubled = "\
-Running 4s test @ http://127.0.0.1:18767/slow
-  1 threads and 2 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   812.00us    0.00us     1.20s    -nan%
-    Req/Sec     0.00      0.00     0.00    100.00%
-  Latency Distribution
-     50%  812.00us
-     75%    1.20s
-     90%    1.20s
-     99%    1.20s
-  2248 requests in 4.01s, 226.00B read
-  Socket errors: connect 0, read 3, write 0, timeout 2
-  Non-2xx or 3xx responses: 2248
-Requests/sec:      0.50
-Transfer/sec:      56.37B
-";
-    let report = parse_wrk(troubled).unwrap();
-    assert_eq!(report.p50, Duration::from_micros(812));
-    assert_eq!(report.p99, Duration::from_millis(1200));
-    assert_eq!(report.non_success, 2248);
-    assert_eq!(
-        report.socket_errors,
-        SocketErrors {
-            read: 3,
-            timeout: 2,
-            ..SocketErrors::default()
-        }
-    );
-    assert!(parse_wrk("unable to connect to 127.0.0.1:1 Connection refused").is_err());
-}
