@@ -101,6 +101,15 @@ impl Checks {
         self.checks.iter().all(|check| check.pass)
     }
 
+    /// 0 when every check passed, 1 otherwise.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.all_pass() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+
     pub fn failed(&self) -> usize {
         self.checks.iter().filter(|check| !check.pass).count()
     }

@@ -610,11 +610,7 @@ fn main() -> std::process::ExitCode {
         "checks": checks.to_json(),
         "all_pass": checks.all_pass(),
     }));
-    if checks.all_pass() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    }
+    checks.exit_code()
 }
 
 fn wanted_minus(wanted: usize, stored: u64) -> u64 {
