@@ -17,35 +17,14 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use test_support::mqtt::Publisher;
-use test_support::{free_port, http_get, try_http_get, wait_until, Influx, Mosquitto, Program};
+use test_support::{
+    free_port, http_get, start_subscriber, try_http_get, wait_until, Influx, Mosquitto, Program,
+};
 
 const DB: &str = "energy";
 
 /// One stored (or expected) point: panel, time in epoch ms, power_kw, energy_kwh.
 type Row = (String, i64, f64, f64);
-
-fn start_subscriber(
-    broker: &Mosquitto,
-    influx: &Influx,
-    client_id: &str,
-    extra: &[(&str, String)],
-) -> Program {
-    let mut envs = vec![
-        ("MQTT_URL", broker.url()),
-        ("MQTT_CLIENT_ID", client_id.to_owned()),
-        ("INFLUX_URL", influx.url()),
-        ("INFLUX_DATABASE", DB.to_owned()),
-        ("INFLUX_TIMEOUT_MS", "2000".to_owned()),
-        ("SUMMARY_INTERVAL_SECS", "1".to_owned()),
-    ];
-    for (key, value) in extra {
-        envs.retain(|(k, _)| k != key);
-        envs.push((key, value.clone()));
-    }
-    let program = Program::start("mqtt-subscriber", &envs);
-    program.wait_for_output("subscribed", Duration::from_secs(30));
-    program
-}
 
 fn payload(power_kw: f64, energy_kwh: f64, epoch_ms: i64) -> Vec<u8> {
     format!(

@@ -18,25 +18,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use test_support::{mqtt, wait_until, Influx, Mosquitto, Program};
+use test_support::{mqtt, start_subscriber, wait_until, Influx, Mosquitto};
 
 const DB: &str = "energy";
-
-fn start_subscriber(broker: &Mosquitto, influx: &Influx, client_id: &str) -> Program {
-    let program = Program::start(
-        "mqtt-subscriber",
-        &[
-            ("MQTT_URL", broker.url()),
-            ("MQTT_CLIENT_ID", client_id.to_owned()),
-            ("INFLUX_URL", influx.url()),
-            ("INFLUX_DATABASE", DB.to_owned()),
-            ("INFLUX_TIMEOUT_MS", "2000".to_owned()),
-            ("SUMMARY_INTERVAL_SECS", "1".to_owned()),
-        ],
-    );
-    program.wait_for_output("subscribed", Duration::from_secs(20));
-    program
-}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -263,7 +247,7 @@ fn cases() -> Vec<Case> {
 fn hostile_messages_are_rejected_counted_and_not_stored_and_ingest_goes_on() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let subscriber = start_subscriber(&broker, &influx, "hostile-test");
+    let subscriber = start_subscriber(&broker, &influx, "hostile-test", &[]);
     let cases = cases();
     for case in &cases {
         broker.publish(&case.topic, &case.payload, 1);
@@ -374,7 +358,7 @@ struct BrokerCase {
 fn topics_the_broker_refuses_never_reach_the_subscriber() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let subscriber = start_subscriber(&broker, &influx, "broker-refuses-test");
+    let subscriber = start_subscriber(&broker, &influx, "broker-refuses-test", &[]);
     let payload = format!(
         r#"{{"power_kw": 1, "energy_kwh": 1, "timestamp": {}}}"#,
         now_ms()
@@ -470,7 +454,7 @@ fn a_broker_with_the_shipped_size_limit_drops_an_oversized_message_and_ingest_go
     // As docker/mosquitto.conf: the broker drops the message, so it never reaches a client.
     let broker = Mosquitto::start_with("message_size_limit 65536");
     let influx = Influx::start();
-    let subscriber = start_subscriber(&broker, &influx, "oversize-limited-test");
+    let subscriber = start_subscriber(&broker, &influx, "oversize-limited-test", &[]);
     let _ = mqtt::publish(broker.port, b"DATA/PM/P1", &oversized_payload(), 1, false);
     publish_good_reading(&broker, now_ms());
     wait_until(Duration::from_secs(20), "the good reading", || {
@@ -489,7 +473,7 @@ fn a_broker_with_the_shipped_size_limit_drops_an_oversized_message_and_ingest_go
 fn a_message_larger_than_the_mqtt_packet_limit_does_not_stop_ingest() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let subscriber = start_subscriber(&broker, &influx, "oversize-test");
+    let subscriber = start_subscriber(&broker, &influx, "oversize-test", &[]);
     broker.publish("DATA/PM/P1", &oversized_payload(), 1);
     publish_good_reading(&broker, now_ms());
     wait_until(Duration::from_secs(20), "the good reading", || {

@@ -2,25 +2,9 @@
 
 use std::time::Duration;
 
-use test_support::{run_to_exit, wait_until, Influx, Mosquitto, Program};
+use test_support::{run_to_exit, start_subscriber, wait_until, Influx, Mosquitto, Program};
 
 const DB: &str = "energy";
-
-fn start_subscriber(broker: &Mosquitto, influx: &Influx, client_id: &str) -> Program {
-    let program = Program::start(
-        "mqtt-subscriber",
-        &[
-            ("MQTT_URL", broker.url()),
-            ("MQTT_CLIENT_ID", client_id.to_owned()),
-            ("INFLUX_URL", influx.url()),
-            ("INFLUX_DATABASE", DB.to_owned()),
-            ("INFLUX_TIMEOUT_MS", "2000".to_owned()),
-            ("SUMMARY_INTERVAL_SECS", "1".to_owned()),
-        ],
-    );
-    program.wait_for_output("subscribed", Duration::from_secs(20));
-    program
-}
 
 /// All stored points as (panel, time in ms, power_kw, energy_kwh), sorted.
 fn stored(influx: &Influx) -> Vec<(String, i64, f64, f64)> {
@@ -57,7 +41,7 @@ fn now_ms() -> i64 {
 fn ingests_several_panels_including_one_never_configured() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let subscriber = start_subscriber(&broker, &influx, "ingest-test");
+    let subscriber = start_subscriber(&broker, &influx, "ingest-test", &[]);
     let t = now_ms() - 60_000;
     broker.publish("DATA/PM/PANEL_LANTAI_1", &reading("1043.25", t), 1);
     broker.publish("DATA/PM/PANEL_LANTAI_2", &reading("7", t + 1), 1);
@@ -100,7 +84,7 @@ fn ingests_several_panels_including_one_never_configured() {
 fn every_bad_input_class_is_rejected_and_ingest_goes_on() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let subscriber = start_subscriber(&broker, &influx, "reject-test");
+    let subscriber = start_subscriber(&broker, &influx, "reject-test", &[]);
     let future = now_ms() + 10 * 60_000;
     let ok = |e: &str| reading(e, now_ms());
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -215,7 +199,7 @@ fn every_bad_input_class_is_rejected_and_ingest_goes_on() {
     // Rejected messages were acknowledged: a restarted subscriber on the same session gets none
     // of them again.
     drop(subscriber);
-    let again = start_subscriber(&broker, &influx, "reject-test");
+    let again = start_subscriber(&broker, &influx, "reject-test", &[]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         !again.output().contains("rejected message"),
@@ -229,7 +213,7 @@ fn nothing_is_lost_when_influxdb_is_down_and_the_subscriber_is_killed() {
     let broker = Mosquitto::start();
     let mut influx = Influx::start();
     influx.create_database(DB);
-    let mut subscriber = start_subscriber(&broker, &influx, "outage-test");
+    let mut subscriber = start_subscriber(&broker, &influx, "outage-test", &[]);
     influx.stop();
     let t = now_ms() - 10_000;
     for i in 0..20 {
@@ -240,7 +224,7 @@ fn nothing_is_lost_when_influxdb_is_down_and_the_subscriber_is_killed() {
     // would have forgotten them and they would be lost now.
     subscriber.kill();
     influx.restart();
-    let _subscriber = start_subscriber(&broker, &influx, "outage-test");
+    let _subscriber = start_subscriber(&broker, &influx, "outage-test", &[]);
     wait_until(
         Duration::from_secs(20),
         "all 20 readings after the outage",
@@ -319,7 +303,7 @@ fn help_documents_every_setting() {
 fn sigterm_flushes_and_exits_cleanly() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let mut subscriber = start_subscriber(&broker, &influx, "sigterm-test");
+    let mut subscriber = start_subscriber(&broker, &influx, "sigterm-test", &[]);
     broker.publish("DATA/PM/P1", &reading("5", now_ms()), 1);
     wait_until(Duration::from_secs(10), "the reading", || {
         influx.count_points(DB) == 1

@@ -35,6 +35,7 @@ pub mod mqtt;
 mod process;
 mod program;
 mod sse;
+mod subscriber;
 mod tls;
 pub mod wrk;
 
@@ -47,6 +48,7 @@ pub use influx::Influx;
 pub use mosquitto::Mosquitto;
 pub use program::{binary, run_to_exit, sibling_binary, Program};
 pub use sse::{EventStream, Next, SseEvent};
+pub use subscriber::start_subscriber;
 pub use tls::BrokerSecurity;
 
 /// A TCP port that is free on 127.0.0.1 right now: bind port 0, read what the kernel chose, drop.
