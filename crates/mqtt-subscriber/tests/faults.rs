@@ -37,41 +37,11 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// Every point in `db`, sorted. Paged, so large sets are not cut by a row limit.
-fn stored(influx: &Influx, db: &str) -> Vec<Row> {
-    const PAGE: usize = 10_000;
-    let mut rows: Vec<Row> = Vec::new();
-    loop {
-        let q = format!(
-            "SELECT panel, power_kw, energy_kwh FROM energy_data ORDER BY time LIMIT {PAGE} OFFSET {}",
-            rows.len()
-        );
-        let json = influx.query(db, &q);
-        let Some(values) = json["results"][0]["series"][0]["values"].as_array() else {
-            break;
-        };
-        for row in values {
-            let time: DateTime<Utc> = row[0].as_str().unwrap().parse().unwrap();
-            rows.push((
-                row[1].as_str().unwrap().to_owned(),
-                time.timestamp_millis(),
-                row[2].as_f64().unwrap(),
-                row[3].as_f64().unwrap(),
-            ));
-        }
-        if values.len() < PAGE {
-            break;
-        }
-    }
-    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    rows
-}
-
 /// Asserts that `db` holds exactly `expected` (any order): every reading once, nothing else.
 fn assert_stored_exactly(influx: &Influx, db: &str, expected: &[Row]) {
     let mut expected = expected.to_vec();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let rows = stored(influx, db);
+    let rows = influx.readings(db);
     assert_eq!(
         influx.count_points(db),
         expected.len() as u64,
@@ -355,7 +325,7 @@ fn seconds_until_fresh_readings(
 ) -> f64 {
     let since = Instant::now();
     wait_until(Duration::from_secs(30), what, || {
-        let rows = stored(influx, DB);
+        let rows = influx.readings(DB);
         panels
             .iter()
             .all(|p| rows.iter().any(|r| r.0 == *p && r.1 >= after_ms))
@@ -380,7 +350,7 @@ fn broker_restarts_and_a_3_minute_outage_are_survived() {
         ],
     );
     wait_until(Duration::from_secs(30), "readings of both panels", || {
-        let rows = stored(&influx, DB);
+        let rows = influx.readings(DB);
         PANELS
             .iter()
             .all(|p| rows.iter().filter(|r| r.0 == *p).count() >= 3)
@@ -454,7 +424,7 @@ fn broker_restarts_and_a_3_minute_outage_are_survived() {
     assert_stored_exactly(&influx, DB, &published);
 
     // No gaps: consecutive readings of a panel are about one interval apart, outage included.
-    let rows = stored(&influx, DB);
+    let rows = influx.readings(DB);
     for panel in PANELS {
         let times: Vec<i64> = rows.iter().filter(|r| r.0 == panel).map(|r| r.1).collect();
         let max_gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
@@ -503,7 +473,7 @@ fn readings_kept_for_an_offline_subscriber(max_queued: &str) -> (Vec<Row>, Vec<R
         let now = influx.count_points(DB);
         std::mem::replace(&mut last, now) == now
     });
-    (stored(&influx, DB), expected)
+    (influx.readings(DB), expected)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use test_support::mqtt::Publisher;
 use test_support::{wait_until, Influx, Mosquitto, Program};
 
@@ -57,33 +57,13 @@ fn readings(count: usize, base_ms: i64) -> (Vec<(String, Vec<u8>)>, Vec<Row>) {
         .unzip()
 }
 
-/// Every stored point, sorted (paged, so no row limit cuts it).
+/// Every stored point as (panel, time in ms, energy_kwh), sorted.
 fn stored(influx: &Influx) -> Vec<Row> {
-    const PAGE: usize = 10_000;
-    let mut rows: Vec<Row> = Vec::new();
-    loop {
-        let q = format!(
-            "SELECT panel, energy_kwh FROM energy_data ORDER BY time LIMIT {PAGE} OFFSET {}",
-            rows.len()
-        );
-        let json = influx.query(DB, &q);
-        let Some(values) = json["results"][0]["series"][0]["values"].as_array() else {
-            break;
-        };
-        for row in values {
-            let time: DateTime<Utc> = row[0].as_str().unwrap().parse().unwrap();
-            rows.push((
-                row[1].as_str().unwrap().to_owned(),
-                time.timestamp_millis(),
-                row[2].as_f64().unwrap(),
-            ));
-        }
-        if values.len() < PAGE {
-            break;
-        }
-    }
-    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    rows
+    influx
+        .readings(DB)
+        .into_iter()
+        .map(|(panel, time_ms, _, energy_kwh)| (panel, time_ms, energy_kwh))
+        .collect()
 }
 
 fn assert_every_reading_once(influx: &Influx, expected: &[Row]) {

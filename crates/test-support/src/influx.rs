@@ -150,6 +150,40 @@ impl Influx {
             .unwrap_or_else(|e| panic!("query {q:?} answered non-JSON ({e}): {body}"))
     }
 
+    /// Every reading in `db` as (panel, time in epoch ms, power_kw, energy_kwh), sorted. Read
+    /// in pages, so a large set is not cut by a row limit.
+    pub fn readings(&self, db: &str) -> Vec<(String, i64, f64, f64)> {
+        const PAGE: usize = 10_000;
+        let mut rows: Vec<(String, i64, f64, f64)> = Vec::new();
+        loop {
+            let q = format!(
+                "SELECT panel, power_kw, energy_kwh FROM energy_data ORDER BY time LIMIT {PAGE} OFFSET {}",
+                rows.len()
+            );
+            let json = self.query(db, &q);
+            let Some(values) = json["results"][0]["series"][0]["values"].as_array() else {
+                break;
+            };
+            for row in values {
+                let time: chrono::DateTime<chrono::Utc> = row[0]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_else(|| panic!("a point without an RFC 3339 time: {row}"));
+                rows.push((
+                    row[1].as_str().unwrap_or_default().to_owned(),
+                    time.timestamp_millis(),
+                    row[2].as_f64().unwrap_or(f64::NAN),
+                    row[3].as_f64().unwrap_or(f64::NAN),
+                ));
+            }
+            if values.len() < PAGE {
+                break;
+            }
+        }
+        rows.sort_by(|a, b| a.partial_cmp(b).expect("no NaN in stored points"));
+        rows
+    }
+
     /// The number of `energy_kwh` values in `energy_data`, summed over all series; 0 when there
     /// are none, including when the database does not exist yet (so it can be polled before the
     /// program under test has created it).
