@@ -261,6 +261,39 @@ fn an_empty_or_missing_database_is_not_an_error() {
     );
 }
 
+/// The allocator's options (see `malloc_conf` in main.rs) are the ones in force: jemalloc's
+/// background thread, which hands freed memory back to the system, runs; an operator's
+/// `_RJEM_MALLOC_CONF` still overrides them.
+#[test]
+fn the_server_runs_jemalloc_with_its_background_purge() {
+    let influx = Influx::start();
+    let thread_names = |api: &mut ApiServer| -> Vec<String> {
+        let pid = api.program().pid();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the threads");
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
+    let mut api = ApiServer::start(&influx.url(), "energy", &[]);
+    assert_eq!(api.ok("/api/energy/monthly")["panels"], json!([]));
+    let names = thread_names(&mut api);
+    assert!(
+        names.iter().any(|n| n == "jemalloc_bg_thd"),
+        "threads: {names:?}"
+    );
+    let mut overridden = ApiServer::start(
+        &influx.url(),
+        "energy",
+        &[("_RJEM_MALLOC_CONF", "background_thread:false")],
+    );
+    let names = thread_names(&mut overridden);
+    assert!(
+        !names.iter().any(|n| n == "jemalloc_bg_thd"),
+        "threads: {names:?}"
+    );
+}
+
 #[test]
 fn bad_requests_and_unknown_paths_get_json_errors() {
     let influx = Influx::start();
