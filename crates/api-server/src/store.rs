@@ -12,13 +12,15 @@
 //! Only a few numbers per panel and period cross the wire, never the raw points.
 //!
 //! Scanning raw points grows with history (a month of 100 panels at one reading a minute is
-//! 4.3 M points), so whole 15-minute buckets and whole UTC days are read from the usage rollup
-//! the subscriber keeps (`energy_core::rollup`), up to the instant it records as complete; only
-//! the rest (normally the last seconds, plus the unaligned ends of a period in a historical
-//! time zone) is computed from raw readings as above. The rollup is used only if it was
-//! computed with this server's `MAX_POWER_KW`.
+//! 4.3 M points), so whole UTC months, whole UTC days and whole 15-minute buckets are read from
+//! the usage rollup the subscriber keeps (`energy_core::rollup`), up to the instant it records as
+//! complete; only the rest (normally the last seconds, plus the unaligned ends of a period in a
+//! historical time zone) is computed from raw readings as above. A local month is a UTC month
+//! plus or minus the buckets between their boundaries, so a year is a dozen month sums and one
+//! run of buckets per boundary (shared by the two months it separates), whatever the history.
+//! The rollup is used only if it was computed with this server's `MAX_POWER_KW`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
-use energy_core::rollup::{self, DAY_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD};
+use energy_core::rollup::{
+    self, Coverage, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD,
+};
 use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution, usage_in};
 use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
 use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
@@ -67,40 +71,39 @@ enum Piece {
     Raw(Period),
     /// A rollup measurement's sums: one statement.
     Rollup(&'static str, Period),
+    /// Buckets subtracted (a month sum's part outside the period): one statement, the same as
+    /// the [`Piece::Rollup`] that adds them to the neighbouring period.
+    Less(Period),
     /// The part after the rollup, computed from the recent readings (see [`Recent`]): no
     /// statement of its own.
     Tail(Period),
 }
 
-/// The pieces of one period and the statements that read them, in order.
+/// The pieces of one period, each with the statements that read it.
 struct PeriodPlan {
     index: usize,
-    pieces: Vec<Piece>,
-    statements: Vec<String>,
+    pieces: Vec<(Piece, Vec<String>)>,
 }
 
 impl Piece {
-    fn statement_count(self) -> usize {
-        match self {
-            Piece::Raw(_) => 3,
-            Piece::Rollup(..) => 1,
-            Piece::Tail(_) => 0,
-        }
-    }
-
     fn statements(self, max_power_kw: f64) -> Vec<String> {
+        let sum = |measurement: &str, period: Period| {
+            format!(
+                "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
+                time_range(period)
+            )
+        };
         match self {
             Piece::Raw(period) => raw_usage_statements(period, max_power_kw).to_vec(),
             Piece::Tail(_) => Vec::new(),
-            Piece::Rollup(measurement, period) => vec![format!(
-                "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
-                time_range(period)
-            )],
+            Piece::Rollup(measurement, period) => vec![sum(measurement, period)],
+            Piece::Less(period) => vec![sum(QUARTER_MEASUREMENT, period)],
         }
     }
 
-    /// The usage per panel with readings in the piece, from its statements' results.
-    fn usage(self, results: &[StatementResult], max_power_kw: f64) -> ByPanel<Usage> {
+    /// The usage per panel with readings in the piece (negative for [`Piece::Less`]), from its
+    /// statements' results.
+    fn usage(self, results: &[&StatementResult], max_power_kw: f64) -> ByPanel<Usage> {
         match self {
             Piece::Raw(_) => {
                 let [inside, first, before] = results else {
@@ -120,31 +123,37 @@ impl Piece {
                     .collect()
             }
             Piece::Tail(_) => ByPanel::new(),
-            Piece::Rollup(..) => results
+            Piece::Rollup(..) | Piece::Less(_) => results
                 .iter()
                 .flat_map(|r| r.series.iter())
                 .filter_map(|series| {
-                    let nano = series.i64_at(0, "usage")?;
-                    Some((
-                        panel_of(series)?.to_owned(),
-                        Usage::from_nano_kwh(nano.into()),
-                    ))
+                    let usage = Usage::from_nano_kwh(series.i64_at(0, "usage")?.into());
+                    let usage = match self {
+                        Piece::Less(_) => Usage::ZERO - usage,
+                        _ => usage,
+                    };
+                    Some((panel_of(series)?.to_owned(), usage))
                 })
                 .collect(),
         }
     }
 }
 
-/// The pieces of `period`: rollup before `complete_until` (if any), raw elsewhere; the raw
+/// The pieces of `period`: rollup before its `complete_until` (if any), raw elsewhere; the raw
 /// parts from the rollup's end on from the recent readings.
-fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
-    let split = rollup::split(period, complete_until);
-    let tail_start = complete_until.map(rollup::bucket_start);
+fn pieces(period: Period, coverage: Option<Coverage>) -> Vec<Piece> {
+    let split = rollup::split(period, coverage);
+    let tail_start = coverage.map(|c| rollup::bucket_start(c.complete_until));
     let quarters = split
         .quarters
         .into_iter()
         .map(|p| Piece::Rollup(QUARTER_MEASUREMENT, p));
-    let days = split.days.map(|p| Piece::Rollup(DAY_MEASUREMENT, p));
+    let days = split
+        .days
+        .into_iter()
+        .map(|p| Piece::Rollup(DAY_MEASUREMENT, p));
+    let months = split.months.map(|p| Piece::Rollup(MONTH_MEASUREMENT, p));
+    let less = split.less_quarters.into_iter().map(Piece::Less);
     split
         .raw
         .into_iter()
@@ -157,6 +166,8 @@ fn pieces(period: Period, complete_until: Option<DateTime<Utc>>) -> Vec<Piece> {
         })
         .chain(quarters)
         .chain(days)
+        .chain(months)
+        .chain(less)
         .collect()
 }
 
@@ -175,9 +186,9 @@ impl Store {
         }
     }
 
-    /// The instant before which the usage rollup is complete, if there is a rollup computed
-    /// with this server's `MAX_POWER_KW`.
-    async fn rollup_complete_until(&self) -> Result<Option<DateTime<Utc>>, InfluxError> {
+    /// What of the usage rollup may be used, if there is a rollup computed with this server's
+    /// `MAX_POWER_KW`.
+    async fn rollup_coverage(&self) -> Result<Option<Coverage>, InfluxError> {
         let results = self.run(&[energy_rollup::state_statement()]).await?;
         let Some(state) = results.first().and_then(energy_rollup::parse_state) else {
             return Ok(None);
@@ -193,7 +204,7 @@ impl Store {
             }
             return Ok(None);
         }
-        Ok(Some(state.complete_until))
+        Ok(Some(state.coverage()))
     }
 
     pub async fn ping(&self) -> Result<(), InfluxError> {
@@ -202,8 +213,8 @@ impl Store {
 
     /// The latest reading of every panel that ever wrote one.
     pub async fn latest(&self) -> Result<ByPanel<Latest>, InfluxError> {
-        let until = self.rollup_complete_until().await?;
-        let recent = self.recent(until).await?;
+        let coverage = self.rollup_coverage().await?;
+        let recent = self.recent(coverage.map(|c| c.complete_until)).await?;
         Ok(recent.latest)
     }
 
@@ -292,18 +303,15 @@ impl Store {
         &self,
         periods: &[Period],
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
-        let until = self.rollup_complete_until().await?;
-        let plans = self.plan(periods, until);
-        // InfluxDB runs the statements of one request one after another: send the recent
-        // readings and each period as requests of their own, so they run side by side.
+        let coverage = self.rollup_coverage().await?;
+        let plans = self.plan(periods, coverage);
         let (recent, answers) = futures_util::future::try_join(
-            self.recent(until),
-            futures_util::future::try_join_all(plans.iter().map(|plan| self.run(&plan.statements))),
+            self.recent(coverage.map(|c| c.complete_until)),
+            self.run_each_once(statements_of(&plans)),
         )
         .await?;
-        let per_period: Vec<&[StatementResult]> = answers.iter().map(|a| a.as_slice()).collect();
         let usage = self
-            .combine_usage(periods.len(), &plans, &per_period, &recent)
+            .combine_usage(periods.len(), &plans, &answers, &recent)
             .await?;
         Ok((recent.latest, usage))
     }
@@ -313,20 +321,20 @@ impl Store {
         &self,
         day: Period,
     ) -> Result<(ByPanel<DayStats>, ByPanel<Usage>), InfluxError> {
-        let mut statements = vec![format!(
+        let power_statement = format!(
             "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM {MEASUREMENT} \
              WHERE {} GROUP BY panel",
             time_range(day)
-        )];
-        let until = self.rollup_complete_until().await?;
-        let plans = self.plan(&[day], until);
-        statements.extend(
-            plans
-                .iter()
-                .flat_map(|plan| plan.statements.iter().cloned()),
         );
-        let (recent, results) =
-            futures_util::future::try_join(self.recent(until), self.run(&statements)).await?;
+        let coverage = self.rollup_coverage().await?;
+        let plans = self.plan(&[day], coverage);
+        let mut statements = vec![power_statement.clone()];
+        statements.extend(statements_of(&plans));
+        let (recent, answers) = futures_util::future::try_join(
+            self.recent(coverage.map(|c| c.complete_until)),
+            self.run_each_once(statements),
+        )
+        .await?;
         // The day's latest reading is the panel's latest if that falls in the day.
         let latest: ByPanel<Latest> = recent
             .latest
@@ -334,7 +342,7 @@ impl Store {
             .filter(|(_, latest)| day.contains(latest.time))
             .map(|(panel, latest)| (panel.clone(), latest.clone()))
             .collect();
-        let power = &results[0];
+        let power = answers.get(&power_statement);
         let mut stats = ByPanel::new();
         for series in &power.series {
             let Some(panel) = panel_of(series) else {
@@ -357,7 +365,7 @@ impl Store {
             );
         }
         let usage = self
-            .combine_usage(1, &plans, &[&results[1..]], &recent)
+            .combine_usage(1, &plans, &answers, &recent)
             .await?
             .into_iter()
             .map(|(panel, usage)| (panel, usage[0]))
@@ -396,8 +404,36 @@ impl Store {
             .await
     }
 
+    /// Runs each distinct statement once, as a few requests side by side (InfluxDB runs the
+    /// statements of one request one after another, and each request on a core of its own).
+    async fn run_each_once(&self, statements: Vec<String>) -> Result<Answers, InfluxError> {
+        let mut distinct: Vec<String> = Vec::new();
+        for statement in statements {
+            if !distinct.contains(&statement) {
+                distinct.push(statement);
+            }
+        }
+        let per_request = distinct.len().div_ceil(REQUESTS_SIDE_BY_SIDE).max(1);
+        let requests: Vec<Vec<String>> = distinct
+            .chunks(per_request)
+            .map(|chunk| chunk.to_vec())
+            .collect();
+        let results =
+            futures_util::future::try_join_all(requests.iter().map(|request| self.run(request)))
+                .await?;
+        let mut answers = Answers::default();
+        for (request, results) in requests.into_iter().zip(results) {
+            for (index, statement) in request.into_iter().enumerate() {
+                answers
+                    .by_statement
+                    .insert(statement, (results.clone(), index));
+            }
+        }
+        Ok(answers)
+    }
+
     /// For each period that can hold data: its index, pieces and their statements.
-    fn plan(&self, periods: &[Period], until: Option<DateTime<Utc>>) -> Vec<PeriodPlan> {
+    fn plan(&self, periods: &[Period], coverage: Option<Coverage>) -> Vec<PeriodPlan> {
         let limit = influx_time_limit();
         periods
             .iter()
@@ -408,16 +444,11 @@ impl Store {
                     start: period.start,
                     end: period.end.min(limit),
                 };
-                let pieces = pieces(period, until);
-                let statements = pieces
-                    .iter()
-                    .flat_map(|piece| piece.statements(self.max_power_kw))
+                let pieces = pieces(period, coverage)
+                    .into_iter()
+                    .map(|piece| (piece, piece.statements(self.max_power_kw)))
                     .collect();
-                PeriodPlan {
-                    index,
-                    pieces,
-                    statements,
-                }
+                PeriodPlan { index, pieces }
             })
             .collect()
     }
@@ -427,18 +458,16 @@ impl Store {
         &self,
         period_count: usize,
         plans: &[PeriodPlan],
-        results: &[&[StatementResult]],
+        answers: &Answers,
         recent: &Recent,
     ) -> Result<ByPanel<Vec<Usage>>, InfluxError> {
         let mut usage: ByPanel<Vec<Usage>> = ByPanel::new();
-        for (plan, results) in plans.iter().zip(results) {
-            let mut offset = 0;
-            for &piece in &plan.pieces {
-                let count = piece.statement_count();
-                let Some(piece_results) = results.get(offset..offset + count) else {
-                    break;
-                };
-                offset += count;
+        for plan in plans {
+            for (piece, statements) in &plan.pieces {
+                let piece = *piece;
+                let piece_results: Vec<&StatementResult> =
+                    statements.iter().map(|s| answers.get(s)).collect();
+                let piece_results = piece_results.as_slice();
                 let piece_usage = match piece {
                     Piece::Tail(period) => self.tail_usage(period, recent).await?,
                     Piece::Raw(period) => {
@@ -447,7 +476,9 @@ impl Store {
                             .await?;
                         usage
                     }
-                    Piece::Rollup(..) => piece.usage(piece_results, self.max_power_kw),
+                    Piece::Rollup(..) | Piece::Less(_) => {
+                        piece.usage(piece_results, self.max_power_kw)
+                    }
                 };
                 for (panel, piece_usage) in piece_usage {
                     usage
@@ -532,7 +563,7 @@ impl Store {
     async fn add_pairs_from_long_ago(
         &self,
         period: Period,
-        results: &[StatementResult],
+        results: &[&StatementResult],
         usage: &mut ByPanel<Usage>,
     ) -> Result<(), InfluxError> {
         let [_, first, before] = results else {
@@ -569,6 +600,35 @@ fn time_range(period: Period) -> String {
         time_literal(period.start),
         time_literal(period.end)
     )
+}
+
+/// Every statement of `plans`, in order (repeats included).
+fn statements_of(plans: &[PeriodPlan]) -> Vec<String> {
+    plans
+        .iter()
+        .flat_map(|plan| plan.pieces.iter().flat_map(|(_, s)| s.iter().cloned()))
+        .collect()
+}
+
+/// How many requests the statements of one answer are spread over: InfluxDB runs each on a
+/// core of its own (two here), and every request costs a little.
+const REQUESTS_SIDE_BY_SIDE: usize = 4;
+
+/// The results of a set of statements, by statement.
+#[derive(Default)]
+struct Answers {
+    by_statement: HashMap<String, (Arc<Vec<StatementResult>>, usize)>,
+}
+
+impl Answers {
+    /// The result of `statement`, which was among those run (an empty result otherwise).
+    fn get(&self, statement: &str) -> &StatementResult {
+        static EMPTY: StatementResult = StatementResult::EMPTY;
+        self.by_statement
+            .get(statement)
+            .and_then(|(results, index)| results.get(*index))
+            .unwrap_or(&EMPTY)
+    }
 }
 
 /// How far back the newest reading of a panel, or the reading before a period, is looked for
@@ -697,11 +757,40 @@ mod tests {
         let tz: chrono_tz::Tz = "Asia/Jakarta".parse().unwrap();
         let until: DateTime<Utc> = "2026-11-27T05:20:07Z".parse().unwrap();
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        // A past month: two runs of buckets and the days between.
+        // A past month, without month sums: two runs of buckets and the days between.
         let october = energy_core::period::month(2026, 10, tz).unwrap();
-        let pieces = pieces(october, Some(until));
+        let days_only = Some(Coverage {
+            complete_until: until,
+            months: false,
+        });
+        let pieces = pieces(october, days_only);
         assert_eq!(pieces.len(), 3);
         assert!(pieces.iter().all(|p| matches!(p, Piece::Rollup(..))));
+        // With month sums: October (UTC) plus its first seven hours minus its last seven.
+        let pieces = pieces_of(october, until);
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Rollup(
+                    QUARTER_MEASUREMENT,
+                    Period {
+                        start: at("2026-09-30T17:00:00Z"),
+                        end: at("2026-10-01T00:00:00Z")
+                    }
+                ),
+                Piece::Rollup(
+                    MONTH_MEASUREMENT,
+                    Period {
+                        start: at("2026-10-01T00:00:00Z"),
+                        end: at("2026-11-01T00:00:00Z")
+                    }
+                ),
+                Piece::Less(Period {
+                    start: at("2026-10-31T17:00:00Z"),
+                    end: at("2026-11-01T00:00:00Z")
+                }),
+            ]
+        );
         // This month: the rest after the rollup's last whole bucket comes from the recent
         // readings.
         let november = energy_core::period::month(2026, 11, tz).unwrap();
@@ -711,6 +800,16 @@ mod tests {
             start: at("2026-11-27T05:15:00Z"),
             end: november.end
         })));
+        // October's subtracted bit is November's added one: one statement serves both.
+        assert_eq!(
+            Piece::Less(Period {
+                start: at("2026-10-31T17:00:00Z"),
+                end: at("2026-11-01T00:00:00Z")
+            })
+            .statements(5000.0),
+            pieces[1].statements(5000.0),
+            "{pieces:?}"
+        );
         // A month after it: all from the recent readings, no statement.
         let december = energy_core::period::month(2026, 12, tz).unwrap();
         assert_eq!(pieces_of(december, until), vec![Piece::Tail(december)]);
@@ -722,7 +821,30 @@ mod tests {
         assert_eq!(super::pieces(october, None), vec![Piece::Raw(october)]);
     }
 
+    #[test]
+    fn a_subtracted_piece_counts_against_the_period() {
+        let period = Period {
+            start: "2026-10-31T17:00:00Z".parse().unwrap(),
+            end: "2026-11-01T00:00:00Z".parse().unwrap(),
+        };
+        let result: StatementResult = serde_json::from_value(serde_json::json!({
+            "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
+                        "columns": ["time", "usage"], "values": [[0, 1_500_000_000_i64]]}]
+        }))
+        .unwrap();
+        let added = Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result], 5000.0);
+        let less = Piece::Less(period).usage(&[&result], 5000.0);
+        assert_eq!(added["A"], Usage::from_kwh(1.5));
+        assert_eq!(less["A"], Usage::ZERO - Usage::from_kwh(1.5));
+    }
+
     fn pieces_of(period: Period, until: DateTime<Utc>) -> Vec<Piece> {
-        pieces(period, Some(until))
+        pieces(
+            period,
+            Some(Coverage {
+                complete_until: until,
+                months: true,
+            }),
+        )
     }
 }

@@ -306,6 +306,8 @@ fn secrets_never_appear_in_the_output() {
             ("API_TOKEN", API_TOKEN),
             ("INFLUX_TOKEN", INFLUX_TOKEN),
             ("RUST_LOG", "debug"),
+            // Every request reaches InfluxDB (its error paths below must run, not the cache).
+            ("QUERY_CACHE_MS", "0"),
         ],
     );
     let (status, _, _) = api.get("/api/panel/realtime?api_key=tok-SECRET-123", &[BEARER]);

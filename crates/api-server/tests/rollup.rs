@@ -298,32 +298,50 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
         "today from the rollup"
     );
 
-    // The months really come from the rollup: change one stored day sum and the month moves.
-    let day = Utc.with_ymd_and_hms(YEAR, 2, 10, 0, 0, 0).unwrap();
-    let answer = influx.query(
-        "energy",
-        &format!(
-            "SELECT usage_nkwh, readings FROM energy_usage_1d WHERE panel = 'P_B' AND time = {}",
-            day.timestamp_nanos_opt().unwrap()
-        ),
+    // The months really come from the rollup: add 1000 kWh to P_B's stored sum of (UTC)
+    // February, and 7 kWh to one bucket of the 5.5 hours that end it, which are Kolkata's March:
+    // February moves by 1000 - 7, March by 7.
+    let tamper = |measurement: &str, time: DateTime<Utc>, kwh: i64| {
+        let answer = influx.query(
+            "energy",
+            &format!(
+                "SELECT usage_nkwh, readings FROM {measurement} WHERE panel = 'P_B' AND time = {}",
+                time.timestamp_nanos_opt().unwrap()
+            ),
+        );
+        let row = &answer["results"][0]["series"][0]["values"][0];
+        let (usage, readings) = (row[1].as_i64().unwrap(), row[2].as_i64().unwrap());
+        influx.write(
+            "energy",
+            &format!(
+                "{measurement},panel=P_B usage_nkwh={}i,readings={readings}i {}\n",
+                usage + kwh * 1_000_000_000,
+                time.timestamp_nanos_opt().unwrap()
+            ),
+        );
+    };
+    tamper(
+        "energy_usage_1mo",
+        Utc.with_ymd_and_hms(YEAR, 2, 1, 0, 0, 0).unwrap(),
+        1000,
     );
-    let row = &answer["results"][0]["series"][0]["values"][0];
-    let (usage, readings) = (row[1].as_i64().unwrap(), row[2].as_i64().unwrap());
-    influx.write(
-        "energy",
-        &format!(
-            "energy_usage_1d,panel=P_B usage_nkwh={}i,readings={readings}i {}\n",
-            usage + 1_000_000_000_000,
-            day.timestamp_nanos_opt().unwrap()
-        ),
+    // Readings come at most 15 minutes apart: every bucket holds one.
+    tamper(
+        "energy_usage_15m",
+        Utc.with_ymd_and_hms(YEAR, 2, 28, 20, 0, 0).unwrap(),
+        7,
     );
     let tampered = api.months();
-    let february = |m: &BTreeMap<String, Vec<f64>>| m["P_B"][1];
-    let moved = february(&tampered) - february(&months);
-    assert!((moved - 1000.0).abs() < 1e-6, "February moved by {moved}");
+    let moved = |month: usize| tampered["P_B"][month] - months["P_B"][month];
+    assert!(
+        (moved(1) - 993.0).abs() < 1e-6,
+        "February moved by {}",
+        moved(1)
+    );
+    assert!((moved(2) - 7.0).abs() < 1e-6, "March moved by {}", moved(2));
 
     // A server with another glitch threshold cannot use this rollup: it reads raw points, and
-    // agrees with the raw maths at its own threshold (the tampered day sum plays no part).
+    // agrees with the raw maths at its own threshold (the tampered sums play no part).
     let other = Api::start(&influx, 50.0);
     assert_eq!(
         other.months(),

@@ -18,7 +18,7 @@
 
 use std::fmt::Write;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
 use crate::line_protocol::escape_tag_value;
 use crate::period::Period;
@@ -28,6 +28,9 @@ use crate::usage::{pair_contribution, EnergyPoint, Usage};
 pub const QUARTER_MEASUREMENT: &str = "energy_usage_15m";
 /// Usage per panel per UTC day (the sum of its 96 buckets); timestamp = midnight UTC.
 pub const DAY_MEASUREMENT: &str = "energy_usage_1d";
+/// Usage per panel per UTC calendar month (the sum of its days); timestamp = the month's first
+/// midnight UTC.
+pub const MONTH_MEASUREMENT: &str = "energy_usage_1mo";
 /// The rollup's progress: fields [`COMPLETE_UNTIL`] and [`MAX_POWER_FIELD`].
 pub const STATE_MEASUREMENT: &str = "energy_rollup_state";
 /// Integer field of the rollup points: usage in nano-kWh.
@@ -39,6 +42,11 @@ pub const COMPLETE_UNTIL: &str = "complete_until";
 /// Float field of the state: the `MAX_POWER_KW` the rollup was computed with. A reader whose
 /// glitch threshold differs must not use it.
 pub const MAX_POWER_FIELD: &str = "max_power_kw";
+/// Integer field of the state: which measurements the rollup keeps. Absent (a rollup written
+/// before month sums existed): buckets and days. [`FORMAT_WITH_MONTHS`]: also months.
+pub const FORMAT_FIELD: &str = "format";
+/// The [`FORMAT_FIELD`] of a rollup that also keeps [`MONTH_MEASUREMENT`].
+pub const FORMAT_WITH_MONTHS: i64 = 2;
 
 pub const GRAIN_SECS: i64 = 15 * 60;
 pub const DAY_SECS: i64 = 86_400;
@@ -77,6 +85,37 @@ pub fn day_of(time: DateTime<Utc>) -> Period {
     Period {
         start,
         end: start + Duration::seconds(DAY_SECS),
+    }
+}
+
+/// The UTC calendar month holding `time`.
+pub fn month_of(time: DateTime<Utc>) -> Period {
+    let date = time.date_naive();
+    let start = first_of_month(date.year(), date.month());
+    let (year, month) = if date.month() == 12 {
+        (date.year() + 1, 1)
+    } else {
+        (date.year(), date.month() + 1)
+    };
+    Period {
+        start,
+        end: first_of_month(year, month).max(start),
+    }
+}
+
+fn first_of_month(year: i32, month: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The first UTC month boundary at or after `time`.
+fn ceil_month(time: DateTime<Utc>) -> DateTime<Utc> {
+    let month = month_of(time);
+    if month.start == time {
+        time
+    } else {
+        month.end
     }
 }
 
@@ -139,7 +178,8 @@ pub fn encode_state(
     now: DateTime<Utc>,
 ) -> String {
     format!(
-        "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?} {}\n",
+        "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?},\
+         {FORMAT_FIELD}={FORMAT_WITH_MONTHS}i {}\n",
         nanos(complete_until),
         nanos(floor_to(now, 3600))
     )
@@ -149,7 +189,8 @@ fn nanos(time: DateTime<Utc>) -> i64 {
     time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// Where each part of a period's usage comes from.
+/// Where each part of a period's usage comes from: the period's usage is the sum of the added
+/// pieces minus the sum of [`Pieces::less_quarters`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pieces {
     /// Computed from raw readings (each with the pair that straddles its start).
@@ -157,16 +198,38 @@ pub struct Pieces {
     /// Summed from 15-minute buckets.
     pub quarters: Vec<Period>,
     /// Summed from UTC days.
-    pub days: Option<Period>,
+    pub days: Vec<Period>,
+    /// Summed from UTC months.
+    pub months: Option<Period>,
+    /// Summed from 15-minute buckets and subtracted: the bit of a whole UTC month outside the
+    /// period (less than a day).
+    pub less_quarters: Vec<Period>,
 }
 
-/// Cuts `period` into pieces whose usages add up to the period's: whole UTC days and whole
-/// buckets before `complete_until` from the rollup, the rest raw.
-pub fn split(period: Period, complete_until: Option<DateTime<Utc>>) -> Pieces {
+/// What of the rollup a reader may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    /// Every reading stored before this instant is rolled up.
+    pub complete_until: DateTime<Utc>,
+    /// Whether month sums are kept ([`FORMAT_WITH_MONTHS`]).
+    pub months: bool,
+}
+
+/// Cuts `period` into pieces whose usages add up to the period's: from the rollup before
+/// `coverage.complete_until` (whole UTC months, days and buckets), the rest raw.
+///
+/// A local month is not made of whole UTC months (Jakarta's March starts at 17:00 UTC on
+/// 28 February), but it is a whole UTC month plus or minus less than a day at each end. So when
+/// month sums are kept, the period is read as the UTC months between the month boundaries
+/// nearest its ends, plus the buckets between each end and its boundary (or minus them, when
+/// the boundary lies inside the period): a year of months is then a dozen month sums and one
+/// run of buckets per boundary, however long the history.
+pub fn split(period: Period, coverage: Option<Coverage>) -> Pieces {
     let mut pieces = Pieces::default();
     let covered_start = ceil_to(period.start, GRAIN_SECS);
-    let covered_end = match complete_until {
-        Some(until) => floor_to(period.end, GRAIN_SECS).min(floor_to(until, GRAIN_SECS)),
+    let limit = coverage.map(|c| floor_to(c.complete_until, GRAIN_SECS));
+    let covered_end = match limit {
+        Some(limit) => floor_to(period.end, GRAIN_SECS).min(limit),
         None => covered_start,
     };
     if covered_start >= covered_end {
@@ -181,30 +244,42 @@ pub fn split(period: Period, complete_until: Option<DateTime<Utc>>) -> Pieces {
             end: covered_start,
         });
     }
-    let first_day = ceil_to(covered_start, DAY_SECS);
-    let last_day = floor_to(covered_end, DAY_SECS);
-    if first_day < last_day {
-        if covered_start < first_day {
-            pieces.quarters.push(Period {
-                start: covered_start,
-                end: first_day,
-            });
+    let day = Duration::seconds(DAY_SECS);
+    let months = match (coverage, limit) {
+        (Some(coverage), Some(limit)) if coverage.months => {
+            let first = ceil_month(covered_start - day);
+            let mut last = month_of(covered_end + day).start;
+            if last > covered_end && last > limit {
+                last = month_of(covered_end).start;
+            }
+            Some((first, last)).filter(|(first, last)| first < last)
         }
-        pieces.days = Some(Period {
-            start: first_day,
-            end: last_day,
-        });
-        if last_day < covered_end {
-            pieces.quarters.push(Period {
-                start: last_day,
-                end: covered_end,
+        _ => None,
+    };
+    match months {
+        Some((first, last)) => {
+            pieces.months = Some(Period {
+                start: first,
+                end: last,
             });
+            if first < covered_start {
+                pieces.less_quarters.push(Period {
+                    start: first,
+                    end: covered_start,
+                });
+            } else {
+                add_span(&mut pieces, covered_start, first);
+            }
+            if covered_end < last {
+                pieces.less_quarters.push(Period {
+                    start: covered_end,
+                    end: last,
+                });
+            } else {
+                add_span(&mut pieces, last, covered_end);
+            }
         }
-    } else {
-        pieces.quarters.push(Period {
-            start: covered_start,
-            end: covered_end,
-        });
+        None => add_span(&mut pieces, covered_start, covered_end),
     }
     if covered_end < period.end {
         pieces.raw.push(Period {
@@ -213,6 +288,36 @@ pub fn split(period: Period, complete_until: Option<DateTime<Utc>>) -> Pieces {
         });
     }
     pieces
+}
+
+/// Adds `[start, end)` (bucket boundaries, rolled up) as whole UTC days and the buckets at
+/// either end.
+fn add_span(pieces: &mut Pieces, start: DateTime<Utc>, end: DateTime<Utc>) {
+    if start >= end {
+        return;
+    }
+    let first_day = ceil_to(start, DAY_SECS);
+    let last_day = floor_to(end, DAY_SECS);
+    if first_day < last_day {
+        if start < first_day {
+            pieces.quarters.push(Period {
+                start,
+                end: first_day,
+            });
+        }
+        pieces.days.push(Period {
+            start: first_day,
+            end: last_day,
+        });
+        if last_day < end {
+            pieces.quarters.push(Period {
+                start: last_day,
+                end,
+            });
+        }
+    } else {
+        pieces.quarters.push(Period { start, end });
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +330,44 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    fn coverage(until: &str, months: bool) -> Option<Coverage> {
+        Some(Coverage {
+            complete_until: at(until),
+            months,
+        })
+    }
+
+    fn days_only(until: &str) -> Option<Coverage> {
+        coverage(until, false)
+    }
+
+    fn with_months(until: &str) -> Option<Coverage> {
+        coverage(until, true)
+    }
+
+    #[test]
+    fn utc_months_and_their_boundaries() {
+        assert_eq!(
+            month_of(at("2026-12-31T23:59:59Z")),
+            Period {
+                start: at("2026-12-01T00:00:00Z"),
+                end: at("2027-01-01T00:00:00Z")
+            }
+        );
+        assert_eq!(
+            month_of(at("2028-02-29T12:00:00Z")).end,
+            at("2028-03-01T00:00:00Z")
+        );
+        assert_eq!(
+            ceil_month(at("2026-03-01T00:00:00Z")),
+            at("2026-03-01T00:00:00Z")
+        );
+        assert_eq!(
+            ceil_month(at("2026-03-01T00:00:01Z")),
+            at("2026-04-01T00:00:00Z")
+        );
     }
 
     fn p(s: &str, energy_kwh: f64) -> EnergyPoint {
@@ -297,7 +440,8 @@ mod tests {
         );
         assert_eq!(
             state,
-            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0 1795748400000000000\n"
+            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0,format=2i \
+             1795748400000000000\n"
         );
     }
 
@@ -305,7 +449,7 @@ mod tests {
     fn a_jakarta_month_is_days_plus_two_runs_of_quarters() {
         let tz: Tz = "Asia/Jakarta".parse().unwrap();
         let month = period::month(2026, 10, tz).unwrap();
-        let pieces = split(month, Some(at("2027-01-01T00:00:00Z")));
+        let pieces = split(month, days_only("2027-01-01T00:00:00Z"));
         assert!(pieces.raw.is_empty());
         assert_eq!(
             pieces.quarters,
@@ -322,11 +466,129 @@ mod tests {
         );
         assert_eq!(
             pieces.days,
-            Some(Period {
+            vec![Period {
                 start: at("2026-10-01T00:00:00Z"),
                 end: at("2026-10-31T00:00:00Z")
+            }]
+        );
+        assert_eq!(pieces.months, None);
+        assert!(pieces.less_quarters.is_empty());
+    }
+
+    #[test]
+    fn with_month_sums_a_jakarta_month_is_a_utc_month_give_or_take_seven_hours() {
+        let tz: Tz = "Asia/Jakarta".parse().unwrap();
+        let month = period::month(2026, 10, tz).unwrap();
+        let pieces = split(month, with_months("2027-01-01T00:00:00Z"));
+        assert!(pieces.raw.is_empty());
+        assert!(pieces.days.is_empty());
+        let october = Period {
+            start: at("2026-10-01T00:00:00Z"),
+            end: at("2026-11-01T00:00:00Z"),
+        };
+        assert_eq!(pieces.months, Some(october));
+        assert_eq!(
+            pieces.quarters,
+            vec![Period {
+                start: at("2026-09-30T17:00:00Z"),
+                end: october.start
+            }]
+        );
+        assert_eq!(
+            pieces.less_quarters,
+            vec![Period {
+                start: at("2026-10-31T17:00:00Z"),
+                end: october.end
+            }]
+        );
+        // The next month adds the bit this one subtracts: the same statement serves both.
+        let next = split(
+            period::month(2026, 11, tz).unwrap(),
+            with_months("2027-01-01T00:00:00Z"),
+        );
+        assert_eq!(next.quarters, pieces.less_quarters);
+    }
+
+    #[test]
+    fn with_month_sums_a_new_york_month_subtracts_at_its_start_and_adds_at_its_end() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        // March 2026: EST at the start (-5), EDT at the end (-4).
+        let month = period::month(2026, 3, tz).unwrap();
+        let pieces = split(month, with_months("2027-01-01T00:00:00Z"));
+        assert_eq!(
+            pieces.months,
+            Some(Period {
+                start: at("2026-03-01T00:00:00Z"),
+                end: at("2026-04-01T00:00:00Z")
             })
         );
+        assert_eq!(
+            pieces.less_quarters,
+            vec![Period {
+                start: at("2026-03-01T00:00:00Z"),
+                end: at("2026-03-01T05:00:00Z")
+            }]
+        );
+        assert_eq!(
+            pieces.quarters,
+            vec![Period {
+                start: at("2026-04-01T00:00:00Z"),
+                end: at("2026-04-01T04:00:00Z")
+            }]
+        );
+        assert!(pieces.days.is_empty() && pieces.raw.is_empty());
+    }
+
+    #[test]
+    fn a_month_sum_is_used_only_when_the_rollup_covers_it() {
+        let tz: Tz = "Asia/Kolkata".parse().unwrap();
+        // Kolkata's October: 18:30 UTC on 30 September to 18:30 UTC on 31 October.
+        let october = period::month(2026, 10, tz).unwrap();
+        let utc_october = Period {
+            start: at("2026-10-01T00:00:00Z"),
+            end: at("2026-11-01T00:00:00Z"),
+        };
+        let tail = Period {
+            start: at("2026-10-31T18:30:00Z"),
+            end: utc_october.end,
+        };
+        // Rolled up past the end of the UTC month: October minus its last 5.5 hours.
+        let pieces = split(october, with_months("2026-11-01T02:00:00Z"));
+        assert_eq!(pieces.months, Some(utc_october));
+        assert_eq!(pieces.less_quarters, vec![tail]);
+        // Not yet: October's days and buckets.
+        let pieces = split(october, with_months("2026-10-31T23:00:00Z"));
+        assert_eq!(pieces.months, None);
+        assert!(pieces.less_quarters.is_empty());
+        assert_eq!(
+            pieces.days,
+            vec![Period {
+                start: utc_october.start,
+                end: at("2026-10-31T00:00:00Z")
+            }]
+        );
+        // The current month never holds a whole UTC month.
+        let november = period::month(2026, 11, tz).unwrap();
+        let pieces = split(november, with_months("2026-11-27T05:20:07Z"));
+        assert_eq!(pieces.months, None);
+        assert_eq!(
+            pieces.raw,
+            vec![Period {
+                start: at("2026-11-27T05:15:00Z"),
+                end: november.end
+            }]
+        );
+    }
+
+    #[test]
+    fn a_day_uses_no_month_sum() {
+        let today = Period {
+            start: at("2026-11-26T17:00:00Z"),
+            end: at("2026-11-27T17:00:00Z"),
+        };
+        let pieces = split(today, with_months("2027-01-01T00:00:00Z"));
+        assert_eq!(pieces.months, None);
+        assert_eq!(pieces.quarters, vec![today]);
     }
 
     #[test]
@@ -335,7 +597,7 @@ mod tests {
             start: at("2026-11-26T17:00:00Z"),
             end: at("2026-11-27T17:00:00Z"),
         };
-        let pieces = split(today, Some(at("2026-11-27T03:20:05Z")));
+        let pieces = split(today, days_only("2026-11-27T03:20:05Z"));
         assert_eq!(
             pieces.quarters,
             vec![Period {
@@ -343,7 +605,7 @@ mod tests {
                 end: at("2026-11-27T03:15:00Z")
             }]
         );
-        assert_eq!(pieces.days, None);
+        assert!(pieces.days.is_empty());
         assert_eq!(
             pieces.raw,
             vec![Period {
@@ -354,7 +616,7 @@ mod tests {
         // Without a rollup, or before it starts, everything is raw.
         assert_eq!(split(today, None).raw, vec![today]);
         assert_eq!(
-            split(today, Some(at("2026-11-26T17:10:00Z"))).raw,
+            split(today, with_months("2026-11-26T17:10:00Z")).raw,
             vec![today]
         );
     }
@@ -364,7 +626,7 @@ mod tests {
         // Monrovia kept -0:44:30 until 1972.
         let tz: Tz = "Africa/Monrovia".parse().unwrap();
         let month = period::month(1971, 6, tz).unwrap();
-        let pieces = split(month, Some(at("2000-01-01T00:00:00Z")));
+        let pieces = split(month, with_months("2000-01-01T00:00:00Z"));
         assert_eq!(pieces.raw.len(), 2);
         assert_eq!(pieces.raw[0].start, month.start);
         assert_eq!(pieces.raw[1].end, month.end);

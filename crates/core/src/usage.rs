@@ -6,7 +6,7 @@
 //! to the month to the last digit, whatever order they are added in.
 
 use std::iter::Sum;
-use std::ops::{Add, AddAssign};
+use std::ops::{Add, AddAssign, Sub, SubAssign};
 
 use chrono::{DateTime, Utc};
 
@@ -84,6 +84,22 @@ impl Add for Usage {
 impl AddAssign for Usage {
     fn add_assign(&mut self, other: Usage) {
         *self = *self + other;
+    }
+}
+
+impl Sub for Usage {
+    type Output = Usage;
+
+    fn sub(self, other: Usage) -> Usage {
+        Usage {
+            nano_kwh: self.nano_kwh.saturating_sub(other.nano_kwh),
+        }
+    }
+}
+
+impl SubAssign for Usage {
+    fn sub_assign(&mut self, other: Usage) {
+        *self = *self - other;
     }
 }
 

@@ -2,15 +2,16 @@
 //! zones with non-whole-hour offsets and DST, and any progress of the rollup.
 //!
 //! The reading side is modelled as the API does it: [`split`] a local day or month into pieces,
-//! sum 15-minute buckets and UTC days for the rolled-up pieces, and compute the raw pieces from
-//! the readings (with the pair that straddles each piece's start).
+//! sum 15-minute buckets, UTC days and UTC months for the rolled-up pieces (subtracting the
+//! buckets a month sum holds beyond the period), and compute the raw pieces from the readings
+//! (with the pair that straddles each piece's start). Rollups with and without month sums.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use energy_core::period::{day, month};
-use energy_core::rollup::{buckets, day_of, split, Bucket};
+use energy_core::rollup::{buckets, day_of, month_of, split, Bucket, Coverage};
 use energy_core::usage::usage_in;
 use energy_core::{EnergyPoint, Period, Usage};
 use proptest::prelude::*;
@@ -58,39 +59,57 @@ fn history() -> impl Strategy<Value = Vec<EnergyPoint>> {
     })
 }
 
-/// The rollup of `points`: buckets by start, and UTC days summed from them.
-fn rollup(points: &[EnergyPoint]) -> (Vec<Bucket>, BTreeMap<DateTime<Utc>, Usage>) {
+type Sums = BTreeMap<DateTime<Utc>, Usage>;
+
+/// The rollup of `points`: buckets by start, and UTC days and months summed from them.
+fn rollup(points: &[EnergyPoint]) -> (Vec<Bucket>, Sums, Sums) {
     let quarters = buckets(points, DateTime::<Utc>::MIN_UTC, MAX_KW);
-    let mut days = BTreeMap::new();
+    let mut days = Sums::new();
+    let mut months = Sums::new();
     for bucket in &quarters {
         *days
             .entry(day_of(bucket.start).start)
             .or_insert(Usage::ZERO) += bucket.usage;
+        *months
+            .entry(month_of(bucket.start).start)
+            .or_insert(Usage::ZERO) += bucket.usage;
     }
-    (quarters, days)
+    (quarters, days, months)
 }
 
-fn from_rollup(points: &[EnergyPoint], period: Period, until: Option<DateTime<Utc>>) -> Usage {
-    let (quarters, days) = rollup(points);
-    let pieces = split(period, until);
+fn in_periods<'a>(
+    sums: &'a Sums,
+    periods: impl IntoIterator<Item = &'a Period> + 'a,
+) -> impl Iterator<Item = Usage> + 'a {
+    periods
+        .into_iter()
+        .flat_map(move |p| sums.iter().filter(move |(start, _)| p.contains(**start)))
+        .map(|(_, usage)| *usage)
+}
+
+fn from_rollup(
+    points: &[EnergyPoint],
+    period: Period,
+    until: Option<DateTime<Utc>>,
+    months: bool,
+) -> Usage {
+    let (quarters, days, month_sums) = rollup(points);
+    let quarter_sums: Sums = quarters.iter().map(|b| (b.start, b.usage)).collect();
+    let coverage = until.map(|complete_until| Coverage {
+        complete_until,
+        months,
+    });
+    let pieces = split(period, coverage);
     let raw: Usage = pieces
         .raw
         .iter()
         .map(|r| usage_in(points, *r, MAX_KW))
         .sum();
-    let quarter: Usage = pieces
-        .quarters
-        .iter()
-        .flat_map(|q| quarters.iter().filter(move |b| q.contains(b.start)))
-        .map(|b| b.usage)
-        .sum();
-    let day: Usage = pieces
-        .days
-        .iter()
-        .flat_map(|d| days.iter().filter(move |(start, _)| d.contains(**start)))
-        .map(|(_, usage)| *usage)
-        .sum();
-    raw + quarter + day
+    let quarter: Usage = in_periods(&quarter_sums, &pieces.quarters).sum();
+    let day: Usage = in_periods(&days, &pieces.days).sum();
+    let month: Usage = in_periods(&month_sums, &pieces.months).sum();
+    let less: Usage = in_periods(&quarter_sums, &pieces.less_quarters).sum();
+    raw + quarter + day + month - less
 }
 
 proptest! {
@@ -101,11 +120,15 @@ proptest! {
         points in history(),
         zone in 0usize..ZONES.len(),
         until in prop::option::of(0i64..45 * 86_400),
+        months in any::<bool>(),
     ) {
         let tz: Tz = ZONES[zone].parse().unwrap();
         let until = until.map(|s| base() + Duration::seconds(s));
         let march = month(2026, 3, tz).unwrap();
-        prop_assert_eq!(from_rollup(&points, march, until), usage_in(&points, march, MAX_KW));
+        prop_assert_eq!(
+            from_rollup(&points, march, until, months),
+            usage_in(&points, march, MAX_KW)
+        );
     }
 
     #[test]
@@ -114,20 +137,25 @@ proptest! {
         zone in 0usize..ZONES.len(),
         date in 0i64..40,
         until in prop::option::of(0i64..45 * 86_400),
+        months in any::<bool>(),
     ) {
         let tz: Tz = ZONES[zone].parse().unwrap();
         let until = until.map(|s| base() + Duration::seconds(s));
         let date = (base() + Duration::days(date)).date_naive();
         let local_day = day(date, tz);
-        prop_assert_eq!(from_rollup(&points, local_day, until), usage_in(&points, local_day, MAX_KW));
+        prop_assert_eq!(
+            from_rollup(&points, local_day, until, months),
+            usage_in(&points, local_day, MAX_KW)
+        );
     }
 
     #[test]
     fn any_period_from_the_rollup_equals_the_raw_maths(
         points in history(),
         start in 0i64..40 * 86_400,
-        length in 0i64..20 * 86_400,
+        length in 0i64..40 * 86_400,
         until in prop::option::of(0i64..45 * 86_400),
+        months in any::<bool>(),
     ) {
         // Arbitrary, unaligned bounds: the ends that are not whole buckets go raw.
         let period = Period {
@@ -135,6 +163,9 @@ proptest! {
             end: base() + Duration::seconds(start + length),
         };
         let until = until.map(|s| base() + Duration::seconds(s));
-        prop_assert_eq!(from_rollup(&points, period, until), usage_in(&points, period, MAX_KW));
+        prop_assert_eq!(
+            from_rollup(&points, period, until, months),
+            usage_in(&points, period, MAX_KW)
+        );
     }
 }

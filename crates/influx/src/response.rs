@@ -68,6 +68,14 @@ pub struct StatementResult {
     pub error: Option<String>,
 }
 
+impl StatementResult {
+    /// No series, no error.
+    pub const EMPTY: StatementResult = StatementResult {
+        series: Vec::new(),
+        error: None,
+    };
+}
+
 /// One series: a tag set and its rows.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Series {

@@ -9,7 +9,7 @@
 //! At start, the rollup first catches up on what it may have missed: from the recorded
 //! instant minus [`LATE_WINDOW`] (late readings written just before a crash), or from the
 //! earliest reading when there is no record yet, when `MAX_POWER_KW` changed, or when asked
-//! with `--rebuild-rollup`.
+//! with `--rebuild-rollup`. A rollup recorded before month sums existed gets them from its days.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,6 +97,7 @@ pub async fn run(
                     readings = progress.readings,
                     buckets = progress.buckets,
                     days = progress.days,
+                    months = progress.months,
                     "rollup updated"
                 );
             }
@@ -185,6 +186,7 @@ async fn catch_up(rollup: &Rollup, rebuild: bool, stop: &mut watch::Receiver<boo
                         readings = done.readings,
                         buckets = done.buckets,
                         days = done.days,
+                        months = done.months,
                         seconds = clock.elapsed().as_secs_f64(),
                         "usage rollup caught up"
                     );
@@ -220,7 +222,16 @@ async fn plan(
             );
             "MAX_POWER_KW changed"
         }
-        Some(state) => return Ok(Some(state.complete_until - LATE_WINDOW)),
+        Some(state) => {
+            if !state.months {
+                // Recorded by a version that kept no month sums: sum the days it kept.
+                if let Some(earliest) = rollup.earliest_reading().await? {
+                    let months = rollup.add_month_sums(earliest, Utc::now()).await?;
+                    tracing::info!(months, "added month sums to the usage rollup");
+                }
+            }
+            return Ok(Some(state.complete_until - LATE_WINDOW));
+        }
     };
     let earliest = rollup.earliest_reading().await?;
     if let Some(earliest) = earliest {

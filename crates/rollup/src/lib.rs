@@ -1,12 +1,12 @@
 //! Keeps the usage rollup in InfluxDB in step with the raw readings.
 //!
-//! The rollup (see `energy_core::rollup`) holds each panel's usage per 15-minute bucket and per
-//! UTC day. It is always recomputed from the raw readings, never patched: to bring buckets up to
+//! The rollup (see `energy_core::rollup`) holds each panel's usage per 15-minute bucket, per
+//! UTC day and per UTC month. It is always recomputed from the raw readings, never patched: to bring buckets up to
 //! date, read their readings (plus the one before, which opens the first pair, and the bucket of
 //! the first reading after, whose first pair may have changed), compute every bucket that holds
 //! a reading with `energy_core::rollup::buckets`, and write them all. Writing a bucket again
 //! gives the same point, so any recomputation can be repeated or interrupted safely. Day sums are
-//! then re-summed from the buckets.
+//! then re-summed from the buckets, and month sums from the days.
 //!
 //! [`Dirty`] collects which buckets changed (the subscriber marks each reading it wrote);
 //! [`Rollup::update`] brings them up to date; [`Rollup::rebuild`] recomputes a whole range day
@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
 use energy_core::rollup::{
-    self, day_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, GRAIN_SECS, MAX_POWER_FIELD,
-    QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
+    self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, FORMAT_FIELD,
+    FORMAT_WITH_MONTHS, GRAIN_SECS, MAX_POWER_FIELD, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
+    READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, Usage, MEASUREMENT};
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
@@ -105,6 +106,18 @@ pub struct State {
     pub complete_until: DateTime<Utc>,
     /// The glitch threshold the rollup was computed with.
     pub max_power_kw: f64,
+    /// Whether month sums are kept (a rollup recorded before they existed has none).
+    pub months: bool,
+}
+
+impl State {
+    /// What of this rollup a reader may use.
+    pub fn coverage(&self) -> rollup::Coverage {
+        rollup::Coverage {
+            complete_until: self.complete_until,
+            months: self.months,
+        }
+    }
 }
 
 /// What one update or rebuild step did.
@@ -113,6 +126,7 @@ pub struct Progress {
     pub readings: u64,
     pub buckets: u64,
     pub days: u64,
+    pub months: u64,
 }
 
 impl std::ops::AddAssign for Progress {
@@ -120,6 +134,7 @@ impl std::ops::AddAssign for Progress {
         self.readings += other.readings;
         self.buckets += other.buckets;
         self.days += other.days;
+        self.months += other.months;
     }
 }
 
@@ -214,7 +229,27 @@ impl Rollup {
             }
         }
         progress.days = self.resum_days(&touched_days).await?;
+        progress.months = self.resum_months(&months_of(&touched_days)).await?;
         Ok(progress)
+    }
+
+    /// Sums the days of every UTC month from the one holding `from` to the one holding `to`
+    /// (for a rollup recorded before month sums existed).
+    pub async fn add_month_sums(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<u64, InfluxError> {
+        let mut count = 0;
+        let mut month = month_of(from);
+        while month.start <= to {
+            count += self.resum_month(month.start, Panels::All).await?;
+            if month.end <= month.start {
+                break;
+            }
+            month = month_of(month.end);
+        }
+        Ok(count)
     }
 
     /// Recomputes every bucket of every panel from `from` to `to`, one UTC day at a time, calling
@@ -270,6 +305,14 @@ impl Rollup {
                 start = end;
             }
             progress.days += self.resum_days(&touched_days).await?;
+            // A month is re-summed when the walk leaves it (or ends): for every panel of the
+            // walk, not only those seen since a resumption.
+            let month = month_of(day.start);
+            if day.end >= month.end || day.end >= to {
+                for &group in &groups {
+                    progress.months += self.resum_month(month.start, group).await?;
+                }
+            }
             on_day(day.end, progress);
             day = day_of(day.end);
         }
@@ -452,6 +495,61 @@ impl Rollup {
         Ok(count)
     }
 
+    /// Re-sums the given UTC months (start as seconds since the epoch) of the given panels from
+    /// their days. Returns how many month sums it wrote.
+    async fn resum_months(
+        &self,
+        months: &BTreeMap<i64, BTreeSet<String>>,
+    ) -> Result<u64, InfluxError> {
+        let mut count = 0;
+        for (&month, panels) in months {
+            let panels: Vec<String> = panels.iter().cloned().collect();
+            for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                count += self.resum_month(at(month), Panels::Only(chunk)).await?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Re-sums the UTC month holding `time` for `panels` from their days.
+    async fn resum_month(
+        &self,
+        time: DateTime<Utc>,
+        panels: Panels<'_>,
+    ) -> Result<u64, InfluxError> {
+        let month = month_of(time);
+        let statement = format!(
+            "SELECT sum({USAGE_FIELD}) AS usage, sum({READINGS_FIELD}) AS readings \
+             FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
+            time_literal(month.start),
+            time_literal(month.end),
+            panels.condition(),
+        );
+        let results = self.query(&statement).await?;
+        let mut body = String::new();
+        let mut count = 0;
+        for series in results.iter().flat_map(|r| r.series.iter()) {
+            let (Some(panel), Some(usage), Some(readings)) = (
+                series.tag("panel"),
+                series.i64_at(0, "usage"),
+                series.i64_at(0, "readings"),
+            ) else {
+                continue;
+            };
+            let total = Bucket {
+                start: month.start,
+                usage: Usage::from_nano_kwh(usage.into()),
+                readings: readings.max(0) as u64,
+            };
+            rollup::encode(MONTH_MEASUREMENT, panel, &total, &mut body);
+            count += 1;
+        }
+        if !body.is_empty() {
+            self.influx.write(body).await?;
+        }
+        Ok(count)
+    }
+
     async fn query(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
         let count = statements.split(";\n").count();
         let mut results = self.influx.query_ns(statements).await?;
@@ -471,8 +569,8 @@ impl Rollup {
 /// The statement that reads the rollup's state (times in nanoseconds).
 pub fn state_statement() -> String {
     format!(
-        "SELECT last({COMPLETE_UNTIL}) AS until, last({MAX_POWER_FIELD}) AS max_power_kw \
-         FROM {STATE_MEASUREMENT}"
+        "SELECT last({COMPLETE_UNTIL}) AS until, last({MAX_POWER_FIELD}) AS max_power_kw, \
+         last(\"{FORMAT_FIELD}\") AS format FROM {STATE_MEASUREMENT}"
     )
 }
 
@@ -481,10 +579,24 @@ pub fn parse_state(result: &StatementResult) -> Option<State> {
     let series = result.series.first()?;
     let until = series.i64_at(0, "until")?;
     let max_power_kw = series.f64_at(0, "max_power_kw")?;
+    let format = series.i64_at(0, "format").unwrap_or(1);
     Some(State {
         complete_until: Utc.timestamp_nanos(until),
         max_power_kw,
+        months: format >= FORMAT_WITH_MONTHS,
     })
+}
+
+/// The UTC months (start as seconds since the epoch) of the given days, with their panels.
+fn months_of(days: &BTreeMap<i64, BTreeSet<String>>) -> BTreeMap<i64, BTreeSet<String>> {
+    let mut months: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (&day, panels) in days {
+        months
+            .entry(month_of(at(day)).start.timestamp())
+            .or_default()
+            .extend(panels.iter().cloned());
+    }
+    months
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {

@@ -1,10 +1,13 @@
 //! The rollup kept in a real InfluxDB equals the raw maths, whatever order and however often
-//! the readings arrive, and a rebuild from scratch gives the same points.
+//! the readings arrive, and a rebuild from scratch gives the same points: buckets, days and
+//! months (the histories cross the end of March).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use energy_core::rollup::{buckets, day_of, DAY_MEASUREMENT, QUARTER_MEASUREMENT};
+use energy_core::rollup::{
+    buckets, day_of, month_of, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
+};
 use energy_core::{EnergyPoint, Usage};
 use energy_influx::{InfluxClient, InfluxSettings};
 use energy_rollup::{Dirty, Rollup};
@@ -27,7 +30,7 @@ fn client(influx: &Influx, database: &str) -> InfluxClient {
 }
 
 fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 6, 20, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2026, 3, 30, 20, 0, 0).unwrap()
 }
 
 /// A random history for one panel over ~3 days: irregular spacing (seconds to hours, so some
@@ -82,15 +85,16 @@ fn expected_at(histories: &BTreeMap<String, Vec<EnergyPoint>>, max_power_kw: f64
                 (QUARTER_MEASUREMENT.into(), panel.clone(), bucket.start),
                 (bucket.usage, bucket.readings),
             );
-            let day = out
-                .entry((
-                    DAY_MEASUREMENT.into(),
-                    panel.clone(),
-                    day_of(bucket.start).start,
-                ))
-                .or_insert((Usage::ZERO, 0));
-            day.0 += bucket.usage;
-            day.1 += bucket.readings;
+            for (measurement, start) in [
+                (DAY_MEASUREMENT, day_of(bucket.start).start),
+                (MONTH_MEASUREMENT, month_of(bucket.start).start),
+            ] {
+                let sum = out
+                    .entry((measurement.into(), panel.clone(), start))
+                    .or_insert((Usage::ZERO, 0));
+                sum.0 += bucket.usage;
+                sum.1 += bucket.readings;
+            }
         }
     }
     out
@@ -98,7 +102,7 @@ fn expected_at(histories: &BTreeMap<String, Vec<EnergyPoint>>, max_power_kw: f64
 
 fn stored(influx: &Influx, database: &str) -> Expected {
     let mut out = Expected::new();
-    for measurement in [QUARTER_MEASUREMENT, DAY_MEASUREMENT] {
+    for measurement in [QUARTER_MEASUREMENT, DAY_MEASUREMENT, MONTH_MEASUREMENT] {
         let answer = influx.query(
             database,
             &format!("SELECT usage_nkwh, readings FROM {measurement} GROUP BY panel"),
@@ -231,6 +235,7 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     let state = rollup.state().await.unwrap().unwrap();
     assert_eq!(state.complete_until, until);
     assert_eq!(state.max_power_kw, 1234.5);
+    assert!(state.months, "this version keeps month sums");
     // A missing database is no state, not an error.
     let missing = InfluxClient::new(&InfluxSettings {
         influx_url: influx.url(),
@@ -302,4 +307,72 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
             subscriber.output()
         );
     }
+}
+
+/// A rollup recorded by a version that kept no month sums (its state has no `format`) gets them
+/// from its days when mqtt-subscriber starts, and is then recorded as keeping them.
+#[test]
+fn a_rollup_recorded_without_month_sums_gets_them_at_the_next_start() {
+    let broker = test_support::Mosquitto::start();
+    let influx = Influx::start();
+    let mut rng = StdRng::seed_from_u64(11);
+    let histories: BTreeMap<String, Vec<EnergyPoint>> = (0..3)
+        .map(|i| (format!("UP{i}"), history(&mut rng)))
+        .collect();
+    let body: String = histories
+        .iter()
+        .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
+        .collect();
+    influx.create_database("energy");
+    influx.write("energy", &body);
+    // The old rollup: buckets and days, no months, a state without a format.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rollup = Rollup::new(client(&influx, "energy"), MAX_KW);
+    let until = base() + Duration::days(4);
+    runtime
+        .block_on(rollup.rebuild(base(), until, |_, _| {}))
+        .unwrap();
+    influx.query("energy", "DROP MEASUREMENT energy_usage_1mo");
+    let old_state = format!(
+        "energy_rollup_state complete_until={}i,max_power_kw={MAX_KW:?} {}\n",
+        until.timestamp_nanos_opt().unwrap(),
+        until.timestamp_nanos_opt().unwrap()
+    );
+    influx.write("energy", &old_state);
+    let old = runtime.block_on(rollup.state()).unwrap().unwrap();
+    assert!(!old.months);
+    let without_months: Expected = expected(&histories)
+        .into_iter()
+        .filter(|((measurement, _, _), _)| measurement != MONTH_MEASUREMENT)
+        .collect();
+    assert_same("old rollup", &stored(&influx, "energy"), &without_months);
+
+    let mut subscriber = test_support::Program::start(
+        "mqtt-subscriber",
+        &[("MQTT_URL", broker.url()), ("INFLUX_URL", influx.url())],
+    );
+    test_support::wait_until(
+        std::time::Duration::from_secs(60),
+        "the rollup to be recorded with month sums",
+        || {
+            runtime
+                .block_on(rollup.state())
+                .ok()
+                .flatten()
+                .is_some_and(|state| state.months)
+        },
+    );
+    assert_same(
+        "after the upgrade",
+        &stored(&influx, "energy"),
+        &expected(&histories),
+    );
+    assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
+    assert!(
+        subscriber
+            .output()
+            .contains("added month sums to the usage rollup"),
+        "{}",
+        subscriber.output()
+    );
 }
