@@ -32,15 +32,16 @@ use crate::stream::LiveFeed;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read before `main` (an operator can override them with `_RJEM_MALLOC_CONF`):
-/// one arena and no per-thread caches (this server's allocations are small and few: no
-/// contention to avoid), freed pages handed back to the system by jemalloc's background thread
-/// half a second after they fall free, instead of kept for reuse.
+/// jemalloc's options, read before `main` (an operator can override them with
+/// `_RJEM_MALLOC_CONF`): one arena (few threads, little contention); per-thread caches only for
+/// sizes up to 1 KiB (without them at all, cached answers were served ~40 % slower; with the
+/// default 32 KiB they held ~1 MB more); freed pages handed back to the system by jemalloc's
+/// background thread half a second after they fall free, instead of kept for reuse.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &u8 = &MALLOC_CONF[0];
 const MALLOC_CONF: &[u8] =
-    b"narenas:1,tcache:false,background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0";
+    b"narenas:1,tcache_max:1024,background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
