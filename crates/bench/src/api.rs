@@ -122,6 +122,11 @@ fn status_code(answer: &[u8]) -> Option<u16> {
     words.next()?.parse().ok()
 }
 
+/// How long the server has been idle when its memory is sampled after answering: the target is
+/// its RSS while idle, not in the instant after an answer, and its allocator hands freed
+/// memory back half a second after it falls free (see `malloc_conf` in api-server's main.rs).
+pub const IDLE_AFTER: Duration = Duration::from_secs(2);
+
 /// One endpoint measured on a freshly started api-server: the cold request, then wrk.
 #[derive(Clone, Debug)]
 pub struct EndpointRun {
@@ -129,8 +134,8 @@ pub struct EndpointRun {
     pub path: &'static str,
     pub cold: Result<Timed, String>,
     pub wrk: Result<WrkReport, String>,
-    /// api-server `VmRSS` in KiB right after it listened, before wrk (after the cold
-    /// request), and after wrk.
+    /// api-server `VmRSS` in KiB right after it listened, idle after the cold request (before
+    /// wrk), and idle after wrk; "idle" = [`IDLE_AFTER`] after the last answer.
     pub rss_after_start: Option<u64>,
     pub rss_before_load: Option<u64>,
     pub rss_after_load: Option<u64>,
@@ -149,8 +154,10 @@ impl EndpointRun {
         let api = ApiServer::start(binaries, stack, None);
         let rss_after_start = api.rss_kib();
         let cold = api.get(path);
+        std::thread::sleep(IDLE_AFTER);
         let rss_before_load = api.rss_kib();
         let wrk = wrk.run(&format!("{}{path}", api.base_url()), options);
+        std::thread::sleep(IDLE_AFTER);
         let rss_after_load = api.rss_kib();
         if let Err(error) = &wrk {
             eprintln!(

@@ -235,6 +235,72 @@ impl Stack {
     }
 }
 
+/// A history loaded and rolled up: what `bench-api` and `bench-growth` measure against.
+pub struct Loaded {
+    pub backfill: Backfill,
+    /// The subscriber that built the rollup, still running (idle).
+    pub subscriber: Program,
+    /// The subscriber's RSS right after it subscribed, before its catch-up got far.
+    pub subscriber_rss_after_start: Option<u64>,
+    pub rollup: Rollup,
+}
+
+impl Stack {
+    /// Loads `days` days of 1-minute readings of `panels` panels with the real
+    /// `sensor-publisher --backfill --direct`, starts the real `mqtt-subscriber` and waits (at
+    /// most `rollup_timeout`) for it to roll that history up, saying on stderr what it does.
+    /// A rollup not ready in time is reported, not an error: the caller measures anyway and
+    /// fails its check.
+    pub fn load_and_roll_up(
+        &self,
+        binaries: &Binaries,
+        panels: usize,
+        days: u32,
+        backfill_timeout: Duration,
+        rollup_timeout: Duration,
+    ) -> Result<Loaded, String> {
+        eprintln!(
+            "   loading {panels} panels x {days} days of 1-minute readings with \
+             sensor-publisher --backfill --direct…"
+        );
+        let backfill = self.backfill(binaries, panels, days, backfill_timeout)?;
+        eprintln!(
+            "   loaded {} readings in {:.1} s; starting mqtt-subscriber and waiting for its \
+             rollup (up to {} s)…",
+            backfill.readings,
+            backfill.took.as_secs_f64(),
+            rollup_timeout.as_secs()
+        );
+        wait_until_past(backfill.last_reading_ns, SETTLE_AFTER_LAST_READING);
+        let started = Instant::now();
+        let subscriber = self.start_subscriber(binaries);
+        let subscriber_rss_after_start = subscriber.rss_kib();
+        let rollup = self.wait_for_rollup(
+            &subscriber,
+            started,
+            backfill.last_reading_ns,
+            rollup_timeout,
+        );
+        if rollup.ready {
+            eprintln!("   rollup ready after {:.1} s", rollup.took.as_secs_f64());
+        } else {
+            eprintln!(
+                "   !!! ROLLUP NOT READY after {:.0} s (complete_until {}); measuring anyway",
+                rollup.took.as_secs_f64(),
+                rollup
+                    .complete_until_ns
+                    .map_or_else(|| "never written".into(), rfc3339)
+            );
+        }
+        Ok(Loaded {
+            backfill,
+            subscriber,
+            subscriber_rss_after_start,
+            rollup,
+        })
+    }
+}
+
 /// Sleeps until the wall clock is at least `margin` past `ns` (nanoseconds since the epoch).
 ///
 /// The subscriber records its rollup as complete up to the start of its latest round minus one

@@ -9,11 +9,11 @@
 //! it with `wrk`. Memory of both programs is sampled when idle, before and after the load.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use energy_bench::api::{EndpointRun, ENDPOINTS};
-use energy_bench::history::{self, rfc3339, Backfill, Binaries, Rollup, Stack};
+use energy_bench::history::{rfc3339, Backfill, Binaries, Loaded, Rollup, Stack};
 use energy_bench::machine;
 use energy_bench::report::{
     self, columns, mib, mib_text, ms, ms_json, number, round, Bound, Checks,
@@ -109,45 +109,18 @@ fn measure(
 ) -> Result<SizeRun, String> {
     eprintln!("== {size}: starting a private influxd and mosquitto");
     let stack = Stack::start();
-    eprintln!(
-        "   loading {} panels x {} days of 1-minute readings with sensor-publisher --backfill \
-         --direct…",
-        size.panels, size.days
-    );
-    let backfill = stack.backfill(
+    let Loaded {
+        backfill,
+        mut subscriber,
+        subscriber_rss_after_start: rss_after_start,
+        rollup,
+    } = stack.load_and_roll_up(
         binaries,
         size.panels,
         size.days,
         Duration::from_secs(options.backfill_timeout_secs),
-    )?;
-    eprintln!(
-        "   loaded {} readings in {:.1} s; starting mqtt-subscriber and waiting for its rollup \
-         (up to {} s)…",
-        backfill.readings,
-        backfill.took.as_secs_f64(),
-        options.rollup_timeout_secs
-    );
-    history::wait_until_past(backfill.last_reading_ns, history::SETTLE_AFTER_LAST_READING);
-    let started = Instant::now();
-    let mut subscriber = stack.start_subscriber(binaries);
-    let rss_after_start = subscriber.rss_kib();
-    let rollup = stack.wait_for_rollup(
-        &subscriber,
-        started,
-        backfill.last_reading_ns,
         Duration::from_secs(options.rollup_timeout_secs),
-    );
-    if rollup.ready {
-        eprintln!("   rollup ready after {:.1} s", rollup.took.as_secs_f64());
-    } else {
-        eprintln!(
-            "   !!! ROLLUP NOT READY after {:.0} s (complete_until {}); measuring anyway",
-            rollup.took.as_secs_f64(),
-            rollup
-                .complete_until_ns
-                .map_or_else(|| "never written".into(), rfc3339)
-        );
-    }
+    )?;
     let rss_before_load = subscriber.rss_kib();
     let mut endpoints = Vec::new();
     for endpoint in ENDPOINTS {

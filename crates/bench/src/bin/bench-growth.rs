@@ -7,11 +7,11 @@
 //! with `QUERY_CACHE_MS=0`, time its first request (cold) and then the median of a few more.
 //! The target: monthly's median at the longest history is at most twice that at the shortest.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use energy_bench::api::ApiServer;
-use energy_bench::history::{self, rfc3339, Binaries, Stack};
+use energy_bench::history::{rfc3339, Binaries, Loaded, Stack};
 use energy_bench::report::{self, columns, ms, ms_json, number, round, Bound, Checks};
 use energy_bench::{machine, median};
 use serde_json::{json, Value};
@@ -80,34 +80,18 @@ fn measure(days: u32, options: &Options, binaries: &Binaries) -> Result<Growth, 
         options.panels
     );
     let stack = Stack::start();
-    eprintln!("   loading with sensor-publisher --backfill {days} --direct…");
-    let backfill = stack.backfill(
+    let Loaded {
+        backfill,
+        mut subscriber,
+        rollup,
+        ..
+    } = stack.load_and_roll_up(
         binaries,
         options.panels,
         days,
         Duration::from_secs(options.backfill_timeout_secs),
-    )?;
-    eprintln!(
-        "   loaded {} readings in {:.1} s; waiting for the subscriber's rollup (up to {} s)…",
-        backfill.readings,
-        backfill.took.as_secs_f64(),
-        options.rollup_timeout_secs
-    );
-    history::wait_until_past(backfill.last_reading_ns, history::SETTLE_AFTER_LAST_READING);
-    let started = Instant::now();
-    let mut subscriber = stack.start_subscriber(binaries);
-    let rollup = stack.wait_for_rollup(
-        &subscriber,
-        started,
-        backfill.last_reading_ns,
         Duration::from_secs(options.rollup_timeout_secs),
-    );
-    if !rollup.ready {
-        eprintln!(
-            "   !!! ROLLUP NOT READY after {:.0} s; measuring anyway",
-            rollup.took.as_secs_f64()
-        );
-    }
+    )?;
     let mut endpoints = Vec::new();
     for (name, path) in ENDPOINTS {
         eprintln!("   {path}: fresh api-server with QUERY_CACHE_MS=0…");
