@@ -80,6 +80,27 @@ impl<T> QueryCache<T> {
         }
     }
 
+    /// How often [`QueryCache::evict_expired`] is worth calling: once per `ttl` (`None` when the
+    /// cache is off).
+    pub fn sweep_every(&self) -> Option<Duration> {
+        (!self.ttl.is_zero()).then_some(self.ttl)
+    }
+
+    /// Drops the answers that may no longer be served. Lookups do this too, but an idle server
+    /// makes none: without a sweep it would hold its last answers (for a year of months, a few
+    /// MB of parsed InfluxDB results) until the next request.
+    pub fn evict_expired(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let ttl = self.ttl;
+        entries.retain(|_, entry| entry.is_kept(ttl));
+    }
+
+    /// How many answers (or computations) are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The answer for `key`: a fresh cached one, a stale one while another caller refreshes
     /// it, the one a concurrent caller is computing, or a new one from `compute`.
     pub async fn get_or_try<E, F, Fut>(&self, key: &str, compute: F) -> Result<Arc<T>, E>
@@ -157,6 +178,30 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(*cache.get_or_try("other", compute).await.unwrap(), 42);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_drops_what_may_no_longer_be_served() {
+        // 500 ms: room for a slow machine between "stale" (0.5-1 s) and "gone" (past 1 s).
+        let cache = QueryCache::new(Duration::from_millis(500));
+        assert_eq!(cache.sweep_every(), Some(Duration::from_millis(500)));
+        assert_eq!(QueryCache::<usize>::new(Duration::ZERO).sweep_every(), None);
+        cache
+            .get_or_try("q", || async { Ok::<_, ()>(1) })
+            .await
+            .unwrap();
+        cache.evict_expired();
+        assert_eq!(cache.len(), 1, "fresh: kept");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        cache.evict_expired();
+        assert_eq!(
+            cache.len(),
+            1,
+            "stale but still served while refreshed: kept"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cache.evict_expired();
+        assert_eq!(cache.len(), 0, "past two ttls: dropped");
     }
 
     #[tokio::test]

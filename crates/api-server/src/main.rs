@@ -78,6 +78,8 @@ async fn main() -> std::process::ExitCode {
         live: LiveFeed::new(),
         metrics,
     });
+    let sweeper = state.clone();
+    tokio::spawn(async move { sweeper.store.sweep_cache().await });
     let policy = settings.policy();
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

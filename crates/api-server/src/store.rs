@@ -207,6 +207,20 @@ impl Store {
         Ok(Some(state.coverage()))
     }
 
+    /// Drops cached answers that may no longer be served, every so often, forever (see
+    /// `QueryCache::evict_expired`). Returns at once when the cache is off.
+    pub async fn sweep_cache(&self) {
+        let Some(every) = self.cache.sweep_every() else {
+            return;
+        };
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.cache.evict_expired();
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), InfluxError> {
         self.influx.ping().await
     }

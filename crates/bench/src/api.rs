@@ -123,9 +123,11 @@ fn status_code(answer: &[u8]) -> Option<u16> {
 }
 
 /// How long the server has been idle when its memory is sampled after answering: the target is
-/// its RSS while idle, not in the instant after an answer, and its allocator hands freed
-/// memory back half a second after it falls free (see `malloc_conf` in api-server's main.rs).
-pub const IDLE_AFTER: Duration = Duration::from_secs(2);
+/// its RSS at rest, not in the instant after an answer. By then its answer cache has let go of
+/// the answers (kept for at most two `QUERY_CACHE_MS`, 2 s by default, and swept every
+/// `QUERY_CACHE_MS`), and its allocator has handed the freed pages back (half a second after
+/// they fall free; see `malloc_conf` in api-server's main.rs).
+pub const IDLE_AFTER: Duration = Duration::from_secs(5);
 
 /// One endpoint measured on a freshly started api-server: the cold request, then wrk.
 #[derive(Clone, Debug)]
