@@ -6,7 +6,8 @@
 //! answer is then reused for `ttl` (one second by default). For one more `ttl` after that, an
 //! answer is still served while a single request refreshes it ("stale while revalidate"), so
 //! under steady polling nobody but that one request waits for InfluxDB; figures are at most
-//! two `ttl`s stale. Only the InfluxDB answer is cached: whatever depends on "now" (status,
+//! two `ttl`s stale, or, while a refresh is running, as old as that refresh takes (a slow
+//! InfluxDB then gets one query at a time, not one per waiting request). Only the InfluxDB answer is cached: whatever depends on "now" (status,
 //! seconds since last seen) is computed for every request. Failures are not cached.
 
 use std::collections::HashMap;
@@ -51,14 +52,28 @@ impl<T> Entry<T> {
         }
     }
 
-    /// An answer that may still be served (fresh or stale), or a computation still running:
-    /// worth keeping. The age counts from when the answer was stored, so an answer that took
-    /// longer than `ttl` to compute is still served for `ttl`.
+    /// An answer that may still be served (fresh or stale, or older while a request refreshes
+    /// it), or a computation still running: worth keeping. The age counts from when the answer
+    /// was stored, so an answer that took longer than `ttl` to compute is still served for
+    /// `ttl`.
     fn is_kept(&self, ttl: Duration) -> bool {
         match self.answer.get() {
-            Some((stored, _)) => stored.elapsed() < ttl * 2,
+            Some((stored, _)) => {
+                stored.elapsed() < ttl * 2
+                    || (self.refreshing.load(Ordering::Acquire)
+                        && stored.elapsed() < ttl * 2 + ABANDONED_AFTER)
+            }
             None => self.created.elapsed() < ABANDONED_AFTER,
         }
+    }
+}
+
+/// Marks an entry as being refreshed for as long as it lives.
+struct Refreshing<'a, T>(&'a Entry<T>);
+
+impl<T> Drop for Refreshing<'_, T> {
+    fn drop(&mut self) {
+        self.0.refreshing.store(false, Ordering::Release);
     }
 }
 
@@ -133,18 +148,16 @@ impl<T> QueryCache<T> {
         };
         match found {
             Found::Answer(answer) => Ok(answer),
-            Found::Refresh(stale) => match compute().await {
-                Ok(answer) => {
-                    let answer = Arc::new(answer);
-                    let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-                    entries.insert(key.to_owned(), Arc::new(Entry::answered(answer.clone())));
-                    Ok(answer)
-                }
-                Err(error) => {
-                    stale.refreshing.store(false, Ordering::Release);
-                    Err(error)
-                }
-            },
+            Found::Refresh(stale) => {
+                // Until this refresh ends (also if the request is dropped midway), the stale
+                // answer is served to everyone else, however long InfluxDB takes: a slow
+                // refresh must not send every other request to InfluxDB too.
+                let _refreshing = Refreshing(&stale);
+                let answer = Arc::new(compute().await?);
+                let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+                entries.insert(key.to_owned(), Arc::new(Entry::answered(answer.clone())));
+                Ok(answer)
+            }
             // If `compute` fails, the cell stays empty and the next waiter tries for itself.
             Found::Join(entry) => entry
                 .answer
@@ -202,6 +215,40 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cache.evict_expired();
         assert_eq!(cache.len(), 0, "past two ttls: dropped");
+    }
+
+    #[tokio::test]
+    async fn a_stale_answer_is_served_for_as_long_as_its_refresh_takes() {
+        let cache = QueryCache::new(Duration::from_millis(100));
+        let first = cache
+            .get_or_try("q", || async { Ok::<_, ()>(1) })
+            .await
+            .unwrap();
+        assert_eq!(*first, 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // A refresh that takes far longer than two ttls.
+        let slow = cache.get_or_try("q", || async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok::<_, ()>(2)
+        });
+        let meanwhile = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cache.evict_expired();
+            cache
+                .get_or_try("q", || async { Ok::<_, ()>(3) })
+                .await
+                .unwrap()
+        };
+        let (slow, meanwhile) = tokio::join!(slow, meanwhile);
+        assert_eq!(*slow.unwrap(), 2);
+        assert_eq!(*meanwhile, 1, "the stale answer, not a second computation");
+        assert_eq!(
+            *cache
+                .get_or_try("q", || async { Ok::<_, ()>(4) })
+                .await
+                .unwrap(),
+            2
+        );
     }
 
     #[tokio::test]

@@ -176,6 +176,12 @@ fn influx_time_limit() -> DateTime<Utc> {
     Utc.timestamp_nanos(i64::MAX)
 }
 
+/// Periods that start this long after now hold no reading: the subscriber refuses readings
+/// more than five minutes ahead of its clock (a day leaves room for clocks that disagree).
+/// Reading them anyway would cost InfluxDB 1.6 over half a second per raw statement, for
+/// nothing.
+const FUTURE_MARGIN_SECS: i64 = 86_400;
+
 impl Store {
     pub fn new(influx: InfluxClient, max_power_kw: f64, cache_ttl: Duration) -> Self {
         Self {
@@ -342,11 +348,11 @@ impl Store {
         );
         let coverage = self.rollup_coverage().await?;
         let plans = self.plan(&[day], coverage);
-        let mut statements = vec![power_statement.clone()];
-        statements.extend(statements_of(&plans));
+        let mut batch = statements_of(&plans);
+        batch.raw.push(vec![power_statement.clone()]);
         let (recent, answers) = futures_util::future::try_join(
             self.recent(coverage.map(|c| c.complete_until)),
-            self.run_each_once(statements),
+            self.run_each_once(batch),
         )
         .await?;
         // The day's latest reading is the panel's latest if that falls in the day.
@@ -418,20 +424,30 @@ impl Store {
             .await
     }
 
-    /// Runs each distinct statement once, as a few requests side by side (InfluxDB runs the
-    /// statements of one request one after another, and each request on a core of its own).
-    async fn run_each_once(&self, statements: Vec<String>) -> Result<Answers, InfluxError> {
-        let mut distinct: Vec<String> = Vec::new();
-        for statement in statements {
-            if !distinct.contains(&statement) {
-                distinct.push(statement);
+    /// Runs each distinct statement once, as requests side by side (InfluxDB runs the
+    /// statements of one request one after another, and each request on a core of its own):
+    /// each group of statements that read raw points as a request of its own (they are the
+    /// slow ones: a month of raw points, or an empty future range, can take InfluxDB 1.6 over
+    /// half a second), the cheap rollup sums spread over a few requests.
+    async fn run_each_once(&self, batch: Batch) -> Result<Answers, InfluxError> {
+        let mut seen: Vec<&String> = Vec::new();
+        let mut requests: Vec<Vec<String>> = Vec::new();
+        for group in &batch.raw {
+            if group.iter().all(|s| seen.contains(&s)) {
+                continue;
+            }
+            seen.extend(group.iter());
+            requests.push(group.clone());
+        }
+        let mut cheap: Vec<String> = Vec::new();
+        for statement in &batch.rollup {
+            if !seen.contains(&statement) {
+                seen.push(statement);
+                cheap.push(statement.clone());
             }
         }
-        let per_request = distinct.len().div_ceil(REQUESTS_SIDE_BY_SIDE).max(1);
-        let requests: Vec<Vec<String>> = distinct
-            .chunks(per_request)
-            .map(|chunk| chunk.to_vec())
-            .collect();
+        let per_request = cheap.len().div_ceil(REQUESTS_SIDE_BY_SIDE).max(1);
+        requests.extend(cheap.chunks(per_request).map(|chunk| chunk.to_vec()));
         let results =
             futures_util::future::try_join_all(requests.iter().map(|request| self.run(request)))
                 .await?;
@@ -449,10 +465,13 @@ impl Store {
     /// For each period that can hold data: its index, pieces and their statements.
     fn plan(&self, periods: &[Period], coverage: Option<Coverage>) -> Vec<PeriodPlan> {
         let limit = influx_time_limit();
+        let future = Utc::now() + chrono::Duration::seconds(FUTURE_MARGIN_SECS);
         periods
             .iter()
             .enumerate()
-            .filter(|(_, period)| period.start < limit && period.start < period.end)
+            .filter(|(_, period)| {
+                period.start < limit && period.start < future && period.start < period.end
+            })
             .map(|(index, period)| {
                 let period = Period {
                     start: period.start,
@@ -616,15 +635,28 @@ fn time_range(period: Period) -> String {
     )
 }
 
-/// Every statement of `plans`, in order (repeats included).
-fn statements_of(plans: &[PeriodPlan]) -> Vec<String> {
-    plans
-        .iter()
-        .flat_map(|plan| plan.pieces.iter().flat_map(|(_, s)| s.iter().cloned()))
-        .collect()
+/// The statements of an answer: groups that read raw points, and rollup sums.
+#[derive(Default)]
+struct Batch {
+    raw: Vec<Vec<String>>,
+    rollup: Vec<String>,
 }
 
-/// How many requests the statements of one answer are spread over: InfluxDB runs each on a
+/// Every statement of `plans`, in order (repeats included).
+fn statements_of(plans: &[PeriodPlan]) -> Batch {
+    let mut batch = Batch::default();
+    for (piece, statements) in plans.iter().flat_map(|plan| plan.pieces.iter()) {
+        match piece {
+            Piece::Raw(_) => batch.raw.push(statements.clone()),
+            Piece::Rollup(..) | Piece::Less(_) | Piece::Tail(_) => {
+                batch.rollup.extend(statements.iter().cloned())
+            }
+        }
+    }
+    batch
+}
+
+/// How many requests the rollup sums of one answer are spread over: InfluxDB runs each on a
 /// core of its own (two here), and every request costs a little.
 const REQUESTS_SIDE_BY_SIDE: usize = 4;
 

@@ -1,5 +1,8 @@
 //! Load test: the api-server binary under `wrk` against a real InfluxDB 1.6 holding two days of
-//! 1-minute readings from 100 panels (288 000 points).
+//! 1-minute readings from 100 panels (288 000 points) and the usage rollup the real
+//! mqtt-subscriber builds over them, as in every deployment. (Without a rollup the API reads raw
+//! points: right, but slower — a year of months took over a second alone here in a debug build,
+//! which under this load exceeds wrk's timeout; `api.rs` and `rollup.rs` test that path.)
 //!
 //! Every endpoint gets `wrk -t2 -c16 --latency` for 30 s (`/health` for 10 s, it does no real
 //! work). A run passes when wrk saw no non-2xx answer and no socket error (a request that takes
@@ -24,7 +27,10 @@ use chrono::{
 };
 use serde_json::Value;
 use test_support::wrk::{Wrk, WrkOptions, WrkReport};
-use test_support::{binary, free_port, http_get, try_http_get, wait_until, Influx, Program};
+use test_support::{
+    binary, free_port, http_get, start_subscriber, try_http_get, wait_until, Influx, Mosquitto,
+    Program,
+};
 
 const DATABASE: &str = "energy";
 const PANELS: usize = 100;
@@ -82,6 +88,18 @@ fn every_endpoint_serves_sustained_load_without_errors_wrong_figures_or_memory_g
     let load_time = started.elapsed();
     let stored = influx.count_points(DATABASE);
     assert_eq!(stored, history.len() as u64, "points stored in InfluxDB");
+    let broker = Mosquitto::start();
+    let _subscriber = start_subscriber(&broker, &influx, "load-test", &[]);
+    let newest = now.timestamp_nanos_opt().unwrap();
+    wait_until(Duration::from_secs(120), "the usage rollup", || {
+        let answer = influx.query(
+            DATABASE,
+            "SELECT last(complete_until) FROM energy_rollup_state",
+        );
+        answer["results"][0]["series"][0]["values"][0][1]
+            .as_i64()
+            .is_some_and(|until| until >= newest)
+    });
 
     let exe = binary("api-server");
     let profile = build_profile(&exe);
