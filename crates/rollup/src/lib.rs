@@ -471,22 +471,7 @@ impl Rollup {
             let results = self.query(&query.join(";\n")).await?;
             let mut body = String::new();
             for ((day, _), result) in batch.iter().zip(&results) {
-                for series in &result.series {
-                    let (Some(panel), Some(usage), Some(readings)) = (
-                        series.tag("panel"),
-                        series.i64_at(0, "usage"),
-                        series.i64_at(0, "readings"),
-                    ) else {
-                        continue;
-                    };
-                    let total = Bucket {
-                        start: at(*day),
-                        usage: Usage::from_nano_kwh(usage.into()),
-                        readings: readings.max(0) as u64,
-                    };
-                    rollup::encode(DAY_MEASUREMENT, panel, &total, &mut body);
-                    count += 1;
-                }
+                count += encode_sums(result, DAY_MEASUREMENT, at(*day), &mut body);
             }
             if !body.is_empty() {
                 self.influx.write(body).await?;
@@ -528,21 +513,8 @@ impl Rollup {
         let results = self.query(&statement).await?;
         let mut body = String::new();
         let mut count = 0;
-        for series in results.iter().flat_map(|r| r.series.iter()) {
-            let (Some(panel), Some(usage), Some(readings)) = (
-                series.tag("panel"),
-                series.i64_at(0, "usage"),
-                series.i64_at(0, "readings"),
-            ) else {
-                continue;
-            };
-            let total = Bucket {
-                start: month.start,
-                usage: Usage::from_nano_kwh(usage.into()),
-                readings: readings.max(0) as u64,
-            };
-            rollup::encode(MONTH_MEASUREMENT, panel, &total, &mut body);
-            count += 1;
+        for result in &results {
+            count += encode_sums(result, MONTH_MEASUREMENT, month.start, &mut body);
         }
         if !body.is_empty() {
             self.influx.write(body).await?;
@@ -585,6 +557,34 @@ pub fn parse_state(result: &StatementResult) -> Option<State> {
         max_power_kw,
         months: format >= FORMAT_WITH_MONTHS,
     })
+}
+
+/// Appends the per-panel sums of a re-sum statement (columns `usage`, `readings`) as points of
+/// `measurement` at `start`. Returns how many.
+fn encode_sums(
+    result: &StatementResult,
+    measurement: &str,
+    start: DateTime<Utc>,
+    body: &mut String,
+) -> u64 {
+    let mut count = 0;
+    for series in &result.series {
+        let (Some(panel), Some(usage), Some(readings)) = (
+            series.tag("panel"),
+            series.i64_at(0, "usage"),
+            series.i64_at(0, "readings"),
+        ) else {
+            continue;
+        };
+        let total = Bucket {
+            start,
+            usage: Usage::from_nano_kwh(usage.into()),
+            readings: readings.max(0) as u64,
+        };
+        rollup::encode(measurement, panel, &total, body);
+        count += 1;
+    }
+    count
 }
 
 /// The UTC months (start as seconds since the epoch) of the given days, with their panels.
