@@ -70,6 +70,22 @@ fn line(panel: &str, point: &EnergyPoint) -> String {
     )
 }
 
+/// `count` panels named `<prefix>0`, `<prefix>1`, … with random histories from `seed`.
+fn random_histories(seed: u64, prefix: &str, count: usize) -> BTreeMap<String, Vec<EnergyPoint>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|i| (format!("{prefix}{i}"), history(&mut rng)))
+        .collect()
+}
+
+/// Every reading of `histories` as line protocol.
+fn all_lines(histories: &BTreeMap<String, Vec<EnergyPoint>>) -> String {
+    histories
+        .iter()
+        .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
+        .collect()
+}
+
 /// What the rollup must hold: (measurement, panel, start) -> (usage, readings).
 type Expected = BTreeMap<(String, String, DateTime<Utc>), (Usage, u64)>;
 
@@ -201,10 +217,7 @@ async fn rollup_kept_up_to_date_through_late_duplicated_shuffled_writes_equals_t
         // A rebuild of the same readings in a fresh database gives the same rollup.
         let fresh = format!("rebuilt_{seed}");
         let rebuilt = Rollup::new(client(&influx, &fresh), MAX_KW);
-        let body: String = histories
-            .iter()
-            .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
-            .collect();
+        let body = all_lines(&histories);
         influx.write(&fresh, &body);
         let earliest = rebuilt.earliest_reading().await.unwrap().unwrap();
         assert_eq!(
@@ -255,14 +268,8 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
     let broker = test_support::Mosquitto::start();
     let influx = Influx::start();
     influx.create_database("energy");
-    let mut rng = StdRng::seed_from_u64(7);
-    let histories: BTreeMap<String, Vec<EnergyPoint>> = (0..3)
-        .map(|i| (format!("OLD{i}"), history(&mut rng)))
-        .collect();
-    let body: String = histories
-        .iter()
-        .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
-        .collect();
+    let histories = random_histories(7, "OLD", 3);
+    let body = all_lines(&histories);
     influx.write("energy", &body);
 
     let state = |influx: &Influx| {
@@ -315,14 +322,8 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
 fn a_rollup_recorded_without_month_sums_gets_them_at_the_next_start() {
     let broker = test_support::Mosquitto::start();
     let influx = Influx::start();
-    let mut rng = StdRng::seed_from_u64(11);
-    let histories: BTreeMap<String, Vec<EnergyPoint>> = (0..3)
-        .map(|i| (format!("UP{i}"), history(&mut rng)))
-        .collect();
-    let body: String = histories
-        .iter()
-        .flat_map(|(panel, points)| points.iter().map(move |p| line(panel, p)))
-        .collect();
+    let histories = random_histories(11, "UP", 3);
+    let body = all_lines(&histories);
     influx.create_database("energy");
     influx.write("energy", &body);
     // The old rollup: buckets and days, no months, a state without a format.
