@@ -9,6 +9,7 @@
 
 pub mod cost;
 pub mod influxql;
+pub mod invalidation;
 pub mod line_protocol;
 pub mod panel;
 pub mod period;

@@ -45,6 +45,9 @@ pub const MAX_POWER_FIELD: &str = "max_power_kw";
 /// Integer field of the state: which measurements the rollup keeps. Absent (a rollup written
 /// before month sums existed): buckets and days. [`FORMAT_WITH_MONTHS`]: also months.
 pub const FORMAT_FIELD: &str = "format";
+/// Integer field of the state: nanoseconds since the epoch (InfluxDB's clock) before which every
+/// entry of the invalidation log (`crate::invalidation`) is rolled up.
+pub const LOG_UNTIL_FIELD: &str = "log_until";
 /// The [`FORMAT_FIELD`] of a rollup that also keeps [`MONTH_MEASUREMENT`].
 pub const FORMAT_WITH_MONTHS: i64 = 2;
 
@@ -175,11 +178,12 @@ pub fn encode(measurement: &str, panel: &str, bucket: &Bucket, out: &mut String)
 pub fn encode_state(
     complete_until: DateTime<Utc>,
     max_power_kw: f64,
+    log_until: i64,
     now: DateTime<Utc>,
 ) -> String {
     format!(
         "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?},\
-         {FORMAT_FIELD}={FORMAT_WITH_MONTHS}i {}\n",
+         {FORMAT_FIELD}={FORMAT_WITH_MONTHS}i,{LOG_UNTIL_FIELD}={log_until}i {}\n",
         nanos(complete_until),
         nanos(floor_to(now, 3600))
     )
@@ -436,12 +440,13 @@ mod tests {
         let state = encode_state(
             at("2026-11-27T03:20:05Z"),
             5000.0,
+            1795749604000000123,
             at("2026-11-27T03:20:06Z"),
         );
         assert_eq!(
             state,
-            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0,format=2i \
-             1795748400000000000\n"
+            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0,format=2i,\
+             log_until=1795749604000000123i 1795748400000000000\n"
         );
     }
 

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use energy_core::invalidation::Dirty;
 use energy_core::line_protocol;
-use energy_rollup::Dirty;
 use rumqttc::{AsyncClient, QoS};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::intake::{Ack, Item};
-use crate::rollup::Marks;
 use crate::stats::Stats;
 use crate::writer::{Outcome, Writer};
 
@@ -25,6 +24,8 @@ const IDLE_FLUSH: Duration = Duration::from_millis(2);
 pub struct Config {
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// Names this subscriber in the entries of the rollup's invalidation log.
+    pub writer: String,
 }
 
 #[derive(Default)]
@@ -52,7 +53,7 @@ pub async fn run(
     writer: Writer,
     client: AsyncClient,
     stats: Arc<Stats>,
-    marks: Arc<Marks>,
+    written: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -77,10 +78,13 @@ pub async fn run(
 
         if batch.points > 0 {
             stats.batch(batch.points);
+            // The rollup's invalidation log travels in the same request as the readings it
+            // names (docs/rollup.md): stored with them, or retried with them.
+            batch.dirty.encode_log(&config.writer, &mut batch.body);
             if writer.write(&batch.body, batch.points, &mut shutdown).await == Outcome::Abandoned {
                 return;
             }
-            marks.mark_written(std::mem::take(&mut batch.dirty));
+            written.notify_one();
         }
         acknowledge(&client, &batch.acks, &stats).await;
         if *shutdown.borrow() {

@@ -31,6 +31,12 @@ const PROGRAM: &str = "mqtt-subscriber";
 async fn main() -> std::process::ExitCode {
     energy_service::load_dotenv();
     let settings = Settings::parse();
+    if let Err(message) = settings.check() {
+        use clap::CommandFactory;
+        Settings::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     energy_service::logging::init(settings.log_format);
 
     let influx = match InfluxClient::new(&settings.influx) {
@@ -64,7 +70,7 @@ async fn run(settings: Settings, influx: InfluxClient) {
     let stats = Arc::new(Stats::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (rollup_stop_tx, rollup_stop_rx) = watch::channel(false);
-    let marks = Arc::new(rollup::Marks::default());
+    let written = Arc::new(tokio::sync::Notify::new());
 
     let mut options = settings.mqtt.options(PROGRAM);
     // A persistent session keeps what arrives while we are away; manual acks let us hold
@@ -108,22 +114,29 @@ async fn run(settings: Settings, influx: InfluxClient) {
         batcher::Config {
             batch_size: settings.batch_size,
             flush_interval: settings.flush_interval(),
+            writer: settings.mqtt.client_id(PROGRAM),
         },
         items_rx,
         writer::Writer::new(influx.clone(), stats.clone()),
         client.clone(),
         stats.clone(),
-        marks.clone(),
+        written.clone(),
         shutdown_rx.clone(),
     ));
-    let rollup = tokio::spawn(rollup::run(
-        energy_rollup::Rollup::new(influx, settings.max_power_kw),
-        marks,
-        rollup::Config {
-            rebuild: settings.rebuild_rollup,
-        },
-        rollup_stop_rx,
-    ));
+    let rollup = settings.is_rollup_writer().then(|| {
+        tokio::spawn(rollup::run(
+            energy_rollup::Rollup::new(influx, settings.max_power_kw),
+            written,
+            rollup::Config {
+                rebuild: settings.rebuild_rollup,
+                write_timeout: std::time::Duration::from_millis(settings.influx.influx_timeout_ms),
+            },
+            rollup_stop_rx,
+        ))
+    });
+    if rollup.is_none() {
+        tracing::info!("ROLLUP_WRITER=false: another subscriber keeps the usage rollup");
+    }
     let summary = tokio::spawn(stats::log_every(
         stats.clone(),
         settings.summary_interval(),
@@ -140,7 +153,9 @@ async fn run(settings: Settings, influx: InfluxClient) {
     // The rollup does a last round for what the batcher wrote.
     let _ = rollup_stop_tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), intake).await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rollup).await;
+    if let Some(rollup) = rollup {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rollup).await;
+    }
     summary.abort();
     stats.log_summary("final summary");
 }

@@ -1,117 +1,93 @@
-//! Keeps the usage rollup up to date (see `energy_rollup`).
+//! Keeps the usage rollup up to date (see `energy_rollup` and docs/rollup.md). Runs only in
+//! the one subscriber with `ROLLUP_WRITER=true`.
 //!
-//! The batcher marks the bucket of every reading it has written ([`Marks::mark_written`]). This
-//! task recomputes the marked buckets about once a second and then records the rollup as
-//! complete up to the start of that round (minus a second for a batch whose marks were still
-//! on their way). The api-server reads months and days from the rollup before that instant and
-//! from raw readings after it, so a stopped or lagging rollup makes answers slower, never wrong.
+//! Every subscriber writes, in the same request as its readings, an entry of the invalidation
+//! log naming the buckets they fall in (`energy_core::invalidation`). This task reads the log
+//! forward and recomputes what it names, about once a second, and records with the rollup's
+//! state how far it has read the log for good. Nothing it needs lives only in memory: after a
+//! crash, the next start reads the log again from the recorded point, so every reading that
+//! was stored is rolled up, however late it came.
 //!
-//! At start, the rollup first catches up on what it may have missed: from the recorded
-//! instant minus [`LATE_WINDOW`] (late readings written just before a crash), or from the
-//! earliest reading when there is no record yet, when `MAX_POWER_KW` changed, or when asked
-//! with `--rebuild-rollup`. A rollup recorded before month sums existed gets them from its days.
+//! Each round also records the rollup as complete up to the start of that round (minus a
+//! second), for the live edge: the api-server reads the rollup before that instant and raw
+//! readings after it.
+//!
+//! At start it first rebuilds from the earliest reading when there is no rollup yet, when
+//! `MAX_POWER_KW` changed, or when asked with `--rebuild-rollup`. A rollup recorded by a
+//! version without the log is caught up from an hour before its recorded instant, as that
+//! version did, and gets month sums if it has none.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use energy_rollup::{Dirty, Progress, Rollup};
+use energy_rollup::{LogCursor, Progress, Rollup};
 use tokio::sync::{watch, Notify};
 
-/// How long a round waits after the first mark, so a flood becomes a few large rounds.
+/// How long a round waits after a batch was written, so a flood becomes a few large rounds.
 const GATHER: Duration = Duration::from_millis(500);
-/// The state is saved at least this often while nothing arrives, so the api-server's raw tail
-/// stays short.
-const IDLE_SAVE: Duration = Duration::from_secs(10);
+/// A round runs at least this often while nothing arrives: the log's entries settle, and the
+/// api-server's raw tail stays short.
+const IDLE_ROUND: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// On restart, recompute this far back before the recorded instant.
+/// For a rollup recorded before the log existed: recompute this far back before the recorded
+/// instant.
 pub const LATE_WINDOW: chrono::Duration = chrono::Duration::hours(1);
-/// Margin for a batch written just before a round whose marks were not yet handed over.
+/// Margin for a batch written just before a round whose log entry was not yet visible.
 const MARK_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
-
-/// Buckets written since the last round.
-#[derive(Default)]
-pub struct Marks {
-    dirty: Mutex<Dirty>,
-    notify: Notify,
-}
-
-impl Marks {
-    pub fn mark_written(&self, dirty: Dirty) {
-        if dirty.is_empty() {
-            return;
-        }
-        self.dirty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .merge(dirty);
-        self.notify.notify_one();
-    }
-
-    fn take(&self) -> Dirty {
-        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
+/// How old an entry must be before it is read for good, beyond the longest a write request can
+/// take (`INFLUX_TIMEOUT_MS`): see `energy_rollup::LogCursor`.
+const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+/// Log entries older than this are deleted (once an hour).
+const LOG_KEPT: Duration = Duration::from_secs(7 * 86_400);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Config {
     pub rebuild: bool,
+    /// The subscribers' `INFLUX_TIMEOUT_MS`: the longest a write request they count as done
+    /// can take.
+    pub write_timeout: Duration,
 }
 
-/// Runs until `stop` turns true, then does a last round for what is marked.
+/// Runs until `stop` turns true, then does a last round. `written` is notified after each
+/// batch written, to start a round soon.
 pub async fn run(
     rollup: Rollup,
-    marks: Arc<Marks>,
+    written: Arc<Notify>,
     config: Config,
     mut stop: watch::Receiver<bool>,
 ) {
-    if !catch_up(&rollup, config.rebuild, &mut stop).await {
+    let settle = config.write_timeout + SETTLE_MARGIN;
+    let Some(mut cursor) = start(&rollup, config.rebuild, settle, &mut stop).await else {
         return;
-    }
+    };
     release_freed_memory();
-    let mut last_save = tokio::time::Instant::now();
     let mut backoff = FIRST_BACKOFF;
-    // The first round runs at once: it records the catch-up as soon as it is done.
-    let mut first = true;
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    let mut more = true;
     loop {
-        let stopping = if std::mem::take(&mut first) {
-            false
+        let stopping = if std::mem::take(&mut more) {
+            *stop.borrow()
         } else {
             tokio::select! {
-                _ = marks.notify.notified() => {
+                _ = written.notified() => {
                     tokio::select! {
                         _ = tokio::time::sleep(GATHER) => false,
                         _ = stop.changed() => true,
                     }
                 }
-                _ = tokio::time::sleep_until(last_save + IDLE_SAVE) => false,
+                _ = tokio::time::sleep(IDLE_ROUND) => false,
                 _ = stop.changed() => true,
             }
         } || *stop.borrow();
-        let round_start = Utc::now();
-        let dirty = marks.take();
-        let result = async {
-            if !dirty.is_empty() {
-                let progress = rollup.update(&dirty).await?;
-                tracing::debug!(
-                    readings = progress.readings,
-                    buckets = progress.buckets,
-                    days = progress.days,
-                    months = progress.months,
-                    "rollup updated"
-                );
-            }
-            rollup.save_state(round_start - MARK_MARGIN).await
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                last_save = tokio::time::Instant::now();
+        match round(&rollup, &mut cursor).await {
+            Ok(again) => {
+                more = again;
                 backoff = FIRST_BACKOFF;
             }
             Err(error) => {
-                marks.mark_written(dirty);
-                tracing::warn!(%error, "could not update the usage rollup; retrying (the API reads raw readings meanwhile)");
+                tracing::warn!(%error, "could not update the usage rollup; retrying (the API reads raw readings meanwhile; the log keeps what is to do)");
                 if stopping {
                     return;
                 }
@@ -120,13 +96,48 @@ pub async fn run(
                     _ = stop.changed() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                more = true;
                 continue;
             }
         }
         if stopping {
             return;
         }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(tokio::time::Instant::now());
+            if let Err(error) = rollup.prune_log(LOG_KEPT).await {
+                tracing::warn!(%error, "could not delete old rollup log entries (harmless: the log only grows)");
+            }
+        }
     }
+}
+
+/// One round: read the log, recompute what it names, record the state. Returns whether more
+/// log may wait (then the next round runs at once).
+async fn round(
+    rollup: &Rollup,
+    cursor: &mut LogCursor,
+) -> Result<bool, energy_influx::InfluxError> {
+    let round_start = Utc::now();
+    let mut next = *cursor;
+    let read = rollup.read_log(&mut next).await?;
+    if !read.dirty.is_empty() {
+        let progress = rollup.update(&read.dirty).await?;
+        tracing::debug!(
+            entries = read.entries,
+            readings = progress.readings,
+            buckets = progress.buckets,
+            days = progress.days,
+            months = progress.months,
+            "rollup updated"
+        );
+    }
+    rollup
+        .save_state(round_start - MARK_MARGIN, next.durable)
+        .await?;
+    // Only now, with every sum written and the state recorded, is the log read for good.
+    *cursor = next;
+    Ok(read.more)
 }
 
 /// A catch-up over a long history reads a lot of JSON; glibc keeps the freed memory in its
@@ -140,47 +151,55 @@ fn release_freed_memory() {
     }
 }
 
-/// Recomputes what may have been missed before this start. Returns false if stopped first.
-async fn catch_up(rollup: &Rollup, rebuild: bool, stop: &mut watch::Receiver<bool>) -> bool {
+/// Rebuilds or catches up what needs it before the rounds start, and returns where the log is
+/// to be read from. `None` if stopped first.
+async fn start(
+    rollup: &Rollup,
+    rebuild: bool,
+    settle: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<LogCursor> {
     let started = Utc::now();
     let mut backoff = FIRST_BACKOFF;
-    let mut from: Option<Option<DateTime<Utc>>> = None;
+    let mut plan: Option<Plan> = None;
     let mut done = Progress::default();
     let clock = std::time::Instant::now();
     loop {
         let attempt = async {
-            let start = match from {
-                Some(start) => start,
+            let current = match plan {
+                Some(current) => current,
                 None => {
-                    let start = plan(rollup, rebuild).await?;
-                    from = Some(start);
-                    start
+                    let planned = make_plan(rollup, rebuild, settle).await?;
+                    plan = Some(planned);
+                    planned
                 }
             };
-            let Some(start) = start else {
-                return Ok(());
-            };
-            let mut last_log = std::time::Instant::now();
-            let to = started + energy_rollup::rebuild_margin();
-            done = rollup
-                .rebuild(start, to, |day_end, progress| {
-                    // Resume from here if InfluxDB fails midway.
-                    from = Some(Some(day_end));
-                    if last_log.elapsed() >= Duration::from_secs(10) {
-                        last_log = std::time::Instant::now();
-                        tracing::info!(
-                            up_to = %day_end,
-                            readings = progress.readings,
-                            "rebuilding the usage rollup"
-                        );
-                    }
-                })
-                .await?;
-            Ok::<(), energy_influx::InfluxError>(())
+            if let Some(from) = current.walk_from {
+                let mut last_log = std::time::Instant::now();
+                let to = started + energy_rollup::rebuild_margin();
+                done = rollup
+                    .rebuild(from, to, |day_end, progress| {
+                        // Resume from here if InfluxDB fails midway.
+                        plan = Some(Plan {
+                            walk_from: Some(day_end),
+                            ..current
+                        });
+                        if last_log.elapsed() >= Duration::from_secs(10) {
+                            last_log = std::time::Instant::now();
+                            tracing::info!(
+                                up_to = %day_end,
+                                readings = progress.readings,
+                                "rebuilding the usage rollup"
+                            );
+                        }
+                    })
+                    .await?;
+            }
+            Ok::<LogCursor, energy_influx::InfluxError>(LogCursor::new(current.log_from, settle))
         }
         .await;
         match attempt {
-            Ok(()) => {
+            Ok(cursor) => {
                 if done.readings > 0 {
                     tracing::info!(
                         readings = done.readings,
@@ -188,16 +207,16 @@ async fn catch_up(rollup: &Rollup, rebuild: bool, stop: &mut watch::Receiver<boo
                         days = done.days,
                         months = done.months,
                         seconds = clock.elapsed().as_secs_f64(),
-                        "usage rollup caught up"
+                        "usage rollup rebuilt"
                     );
                 }
-                return true;
+                return Some(cursor);
             }
             Err(error) => {
-                tracing::warn!(%error, "could not catch up the usage rollup; retrying");
+                tracing::warn!(%error, "could not prepare the usage rollup; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return false,
+                    _ = stop.changed() => return None,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -205,11 +224,20 @@ async fn catch_up(rollup: &Rollup, rebuild: bool, stop: &mut watch::Receiver<boo
     }
 }
 
-/// Where the catch-up starts, if anywhere.
-async fn plan(
+/// What to do before the rounds start.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Recompute every reading from here on, if anything.
+    walk_from: Option<DateTime<Utc>>,
+    /// Then read the log from this stamp on.
+    log_from: i64,
+}
+
+async fn make_plan(
     rollup: &Rollup,
     rebuild: bool,
-) -> Result<Option<DateTime<Utc>>, energy_influx::InfluxError> {
+    settle: Duration,
+) -> Result<Plan, energy_influx::InfluxError> {
     let state = rollup.state().await?;
     let reason = match state {
         _ if rebuild => "asked with --rebuild-rollup",
@@ -230,12 +258,30 @@ async fn plan(
                     tracing::info!(months, "added month sums to the usage rollup");
                 }
             }
-            return Ok(Some(state.complete_until - LATE_WINDOW));
+            return Ok(match state.log_until {
+                Some(log_from) => Plan {
+                    walk_from: None,
+                    log_from,
+                },
+                // Recorded by a version that kept what to recompute only in memory: do what
+                // it did at a start, and read the log (which only this version writes) from
+                // its beginning.
+                None => Plan {
+                    walk_from: Some(state.complete_until - LATE_WINDOW),
+                    log_from: 0,
+                },
+            });
         }
     };
+    // Every log entry settled by now names readings the walk will read: start the log after
+    // them.
+    let log_from = rollup.settled_log_end(settle).await?;
     let earliest = rollup.earliest_reading().await?;
     if let Some(earliest) = earliest {
         tracing::info!(reason, from = %earliest, "rebuilding the usage rollup from the earliest reading");
     }
-    Ok(earliest)
+    Ok(Plan {
+        walk_from: earliest,
+        log_from,
+    })
 }

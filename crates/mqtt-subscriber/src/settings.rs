@@ -54,6 +54,14 @@ pub struct Settings {
     #[arg(long, env = "MAX_POWER_KW", default_value_t = 5000.0, value_parser = energy_service::parse_max_power)]
     pub max_power_kw: f64,
 
+    /// Whether this subscriber keeps the usage rollup: reads the invalidation log every
+    /// subscriber writes beside its readings and recomputes what it names. Exactly one
+    /// subscriber of a database must (docs/rollup.md): with MQTT_SHARED_GROUP set, say it on
+    /// every replica, true on one and false on the others. Default without a group: true.
+    #[arg(long, env = "ROLLUP_WRITER", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub rollup_writer: Option<bool>,
+
     /// Recompute the whole usage rollup from the raw readings at start (it is otherwise kept
     /// up to date as readings are written, and rebuilt by itself when MAX_POWER_KW changes).
     #[arg(long)]
@@ -70,6 +78,27 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Checks what one flag cannot check alone. The error names the settings.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mqtt_shared_group.is_some() && self.rollup_writer.is_none() {
+            return Err(
+                "MQTT_SHARED_GROUP is set, so several replicas may share the stream: set \
+                        ROLLUP_WRITER=true on exactly one of them and ROLLUP_WRITER=false on the \
+                        others (one writer keeps the usage rollup)"
+                    .into(),
+            );
+        }
+        if self.rebuild_rollup && !self.is_rollup_writer() {
+            return Err("--rebuild-rollup needs ROLLUP_WRITER=true".into());
+        }
+        Ok(())
+    }
+
+    /// Whether this subscriber keeps the usage rollup.
+    pub fn is_rollup_writer(&self) -> bool {
+        self.rollup_writer.unwrap_or(true)
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
     }
@@ -134,6 +163,34 @@ mod tests {
         let err = Settings::try_parse_from(["mqtt-subscriber", "--metrics-addr", "localhost"])
             .unwrap_err();
         assert!(err.to_string().contains("--metrics-addr"), "{err}");
+    }
+
+    #[test]
+    fn a_shared_group_needs_an_explicit_rollup_writer() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["mqtt-subscriber"];
+            all.extend_from_slice(args);
+            Settings::try_parse_from(all).unwrap()
+        };
+        assert!(parse(&[]).check().is_ok());
+        assert!(parse(&[]).is_rollup_writer());
+        let err = parse(&["--mqtt-shared-group", "g"]).check().unwrap_err();
+        assert!(err.contains("ROLLUP_WRITER"), "{err}");
+        for (value, writer) in [
+            ("true", true),
+            ("false", false),
+            ("yes", true),
+            ("0", false),
+        ] {
+            let s = parse(&["--mqtt-shared-group", "g", "--rollup-writer", value]);
+            assert!(s.check().is_ok());
+            assert_eq!(s.is_rollup_writer(), writer);
+        }
+        let err = parse(&["--rollup-writer", "false", "--rebuild-rollup"])
+            .check()
+            .unwrap_err();
+        assert!(err.contains("--rebuild-rollup"), "{err}");
+        assert!(Settings::try_parse_from(["x", "--rollup-writer", "maybe"]).is_err());
     }
 
     #[test]

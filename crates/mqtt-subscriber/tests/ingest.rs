@@ -288,6 +288,7 @@ fn help_documents_every_setting() {
         "SUMMARY_INTERVAL_SECS",
         "MAX_PANELS",
         "MQTT_SHARED_GROUP",
+        "ROLLUP_WRITER",
         "MQTT_CA_FILE",
         "METRICS_ADDR",
         "LOG_FORMAT",

@@ -14,6 +14,7 @@ const GROUP: &str = "ingest";
 /// One point: panel, time in epoch ms, energy_kwh.
 type Row = (String, i64, f64);
 
+/// A replica; the one named `…-1` keeps the usage rollup.
 fn start_replica(broker: &Mosquitto, influx: &Influx, client_id: &str) -> Program {
     let program = Program::start(
         "mqtt-subscriber",
@@ -21,6 +22,7 @@ fn start_replica(broker: &Mosquitto, influx: &Influx, client_id: &str) -> Progra
             ("MQTT_URL", broker.url()),
             ("MQTT_CLIENT_ID", client_id.to_owned()),
             ("MQTT_SHARED_GROUP", GROUP.to_owned()),
+            ("ROLLUP_WRITER", client_id.ends_with("-1").to_string()),
             ("INFLUX_URL", influx.url()),
             ("INFLUX_DATABASE", DB.to_owned()),
             ("INFLUX_TIMEOUT_MS", "2000".to_owned()),

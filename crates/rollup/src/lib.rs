@@ -13,91 +13,30 @@
 //! by day; [`Rollup::state`] and [`Rollup::save_state`] read and record how far it is complete.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
+use energy_core::invalidation::{LOG_BUCKETS_FIELD, LOG_MEASUREMENT};
 use energy_core::rollup::{
     self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, FORMAT_FIELD,
-    FORMAT_WITH_MONTHS, GRAIN_SECS, MAX_POWER_FIELD, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
-    READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
+    FORMAT_WITH_MONTHS, GRAIN_SECS, LOG_UNTIL_FIELD, MAX_POWER_FIELD, MONTH_MEASUREMENT,
+    QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, Usage, MEASUREMENT};
+
+pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
 
 /// Longest stretch recomputed in one read: six hours (for 200 panels at one reading a minute,
 /// 72 000 readings, a few MB of JSON).
 const STEP_SECS: i64 = 6 * 3600;
-const MAX_RUN_BUCKETS: i64 = STEP_SECS / GRAIN_SECS;
 /// Panels named in one statement's `panel = … OR …` filter.
 const PANELS_PER_STATEMENT: usize = 200;
 /// Lines per write request.
 const LINES_PER_WRITE: usize = 5_000;
 /// Statements per request when one read needs many.
 const DAYS_PER_REQUEST: usize = 50;
-
-/// Buckets that must be recomputed, per panel (bucket start as seconds since the epoch).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Dirty {
-    by_panel: BTreeMap<String, BTreeSet<i64>>,
-}
-
-impl Dirty {
-    /// Marks the bucket of a reading of `panel` at `time` as changed.
-    pub fn mark(&mut self, panel: &str, time: DateTime<Utc>) {
-        let bucket = rollup::bucket_start(time).timestamp();
-        match self.by_panel.get_mut(panel) {
-            Some(buckets) => {
-                buckets.insert(bucket);
-            }
-            None => {
-                self.by_panel
-                    .insert(panel.to_owned(), BTreeSet::from([bucket]));
-            }
-        }
-    }
-
-    pub fn merge(&mut self, other: Dirty) {
-        for (panel, buckets) in other.by_panel {
-            self.by_panel.entry(panel).or_default().extend(buckets);
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_panel.is_empty()
-    }
-
-    /// How many (panel, bucket) pairs are marked.
-    pub fn len(&self) -> usize {
-        self.by_panel.values().map(BTreeSet::len).sum()
-    }
-
-    /// Runs of consecutive buckets (at most [`STEP_SECS`] long), each with the panels that have exactly
-    /// that run: live traffic marks the same bucket for every panel, so it becomes one read.
-    fn runs(&self) -> BTreeMap<(i64, i64), Vec<String>> {
-        let mut runs: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
-        for (panel, buckets) in &self.by_panel {
-            let mut current: Option<(i64, i64)> = None;
-            for &bucket in buckets {
-                current = match current {
-                    Some((start, end))
-                        if bucket == end && (end - start) / GRAIN_SECS < MAX_RUN_BUCKETS =>
-                    {
-                        Some((start, end + GRAIN_SECS))
-                    }
-                    Some(run) => {
-                        runs.entry(run).or_default().push(panel.clone());
-                        Some((bucket, bucket + GRAIN_SECS))
-                    }
-                    None => Some((bucket, bucket + GRAIN_SECS)),
-                };
-            }
-            if let Some(run) = current {
-                runs.entry(run).or_default().push(panel.clone());
-            }
-        }
-        runs
-    }
-}
 
 /// How far the rollup is complete, as recorded in InfluxDB.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -108,6 +47,10 @@ pub struct State {
     pub max_power_kw: f64,
     /// Whether month sums are kept (a rollup recorded before they existed has none).
     pub months: bool,
+    /// How far the invalidation log has been read for good: every log entry InfluxDB stamped
+    /// before this instant (nanoseconds since the epoch) is rolled up. `None` for a rollup
+    /// recorded before the log existed.
+    pub log_until: Option<i64>,
 }
 
 impl State {
@@ -118,6 +61,81 @@ impl State {
             months: self.months,
         }
     }
+}
+
+/// Where the rollup writer is in the invalidation log (stamps in nanoseconds since the epoch,
+/// InfluxDB's clock).
+///
+/// An entry is read twice. First as soon as it is seen (`fresh`), so that live readings reach
+/// the rollup within a round. Then again once it is `settle` old (`durable`): by then the write
+/// request that carried it has ended — a request the subscriber counts as done ends within its
+/// `INFLUX_TIMEOUT_MS`, and one it gave up on is written again with a new stamp — so every
+/// reading it names can be read, even if the entry became visible a moment before its readings.
+/// Only `durable` is recorded; after a restart every entry after it is read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogCursor {
+    /// Every entry stamped before this has been read for good.
+    pub durable: i64,
+    /// Every entry stamped at or before this has been read at least once.
+    pub fresh: i64,
+    /// How old an entry must be to be read for good.
+    pub settle: StdDuration,
+}
+
+impl LogCursor {
+    /// A cursor that reads every entry from `durable` on.
+    pub fn new(durable: i64, settle: StdDuration) -> Self {
+        Self {
+            durable,
+            fresh: durable - 1,
+            settle,
+        }
+    }
+}
+
+/// The most log entries, by their stamps, read for good in one round: bounds the memory of a
+/// round after a long stop (the buckets themselves are kept as runs, so even a year of
+/// backfill is small).
+pub const LOG_WINDOW: StdDuration = StdDuration::from_secs(3600);
+const LOG_WINDOW_NANOS: i64 = LOG_WINDOW.as_nanos() as i64;
+
+/// What one read of the invalidation log found.
+#[derive(Clone, Debug, Default)]
+pub struct LogRead {
+    /// The buckets to recompute.
+    pub dirty: Dirty,
+    /// How many log entries were read.
+    pub entries: u64,
+    /// How many could not be read (logged; someone else wrote to the log).
+    pub unreadable: u64,
+    /// Whether more settled entries may wait: read again at once.
+    pub more: bool,
+}
+
+/// Adds the entries of a `SELECT buckets … GROUP BY panel` result. Returns the newest stamp.
+fn add_log_entries(result: &StatementResult, read: &mut LogRead) -> Option<i64> {
+    let mut newest = None;
+    for series in &result.series {
+        let Some(panel) = series.tag("panel").filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        for row in 0..series.values.len() {
+            let Some(time) = series.i64_at(row, "time") else {
+                continue;
+            };
+            newest = newest.max(Some(time));
+            read.entries += 1;
+            let Some(buckets) = series.str_at(row, LOG_BUCKETS_FIELD) else {
+                read.unreadable += 1;
+                continue;
+            };
+            if let Err(error) = read.dirty.add_log_entry(panel, buckets) {
+                read.unreadable += 1;
+                tracing::warn!(%error, panel, "skipping an unreadable rollup log entry");
+            }
+        }
+    }
+    newest
 }
 
 /// What one update or rebuild step did.
@@ -188,10 +206,90 @@ impl Rollup {
         Ok(results.first().and_then(parse_state))
     }
 
-    /// Records that every reading stored before `complete_until` is rolled up.
-    pub async fn save_state(&self, complete_until: DateTime<Utc>) -> Result<(), InfluxError> {
-        let body = rollup::encode_state(complete_until, self.max_power_kw, Utc::now());
+    /// Records that every reading stored before `complete_until` is rolled up, and that the
+    /// invalidation log is read for good up to `log_until`.
+    pub async fn save_state(
+        &self,
+        complete_until: DateTime<Utc>,
+        log_until: i64,
+    ) -> Result<(), InfluxError> {
+        let body = rollup::encode_state(complete_until, self.max_power_kw, log_until, Utc::now());
         self.influx.write(body).await
+    }
+
+    /// Reads the invalidation log (see [`LogCursor`]): the entries that are now old enough to be
+    /// read for good, at most [`LOG_WINDOW`] of them by their stamps, and the entries newer than
+    /// any read before. Returns the buckets they name; `cursor` then points past them.
+    pub async fn read_log(&self, cursor: &mut LogCursor) -> Result<LogRead, InfluxError> {
+        let settled = format!("time < now() - {}ms", cursor.settle.as_millis());
+        let first = format!(
+            "SELECT first({LOG_BUCKETS_FIELD}) FROM {LOG_MEASUREMENT} WHERE time >= {} AND {settled}",
+            cursor.durable
+        );
+        let fresh = format!(
+            "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time > {} AND time >= now() - {}ms GROUP BY panel",
+            cursor.fresh,
+            cursor.settle.as_millis()
+        );
+        let results = match self.query(&format!("{first};\n{fresh}")).await {
+            Err(error) if error.is_database_missing() => return Ok(LogRead::default()),
+            other => other?,
+        };
+        let mut read = LogRead::default();
+        let newest_fresh = add_log_entries(&results[1], &mut read);
+        if let Some(newest) = newest_fresh {
+            cursor.fresh = cursor.fresh.max(newest);
+        }
+        let first_settled = results[0]
+            .series
+            .first()
+            .and_then(|series| series.i64_at(0, "time"));
+        if let Some(from) = first_settled {
+            let until = from.saturating_add(LOG_WINDOW_NANOS);
+            let settled_entries = format!(
+                "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= {from} AND time < {until} AND {settled} GROUP BY panel"
+            );
+            let results = self.query(&settled_entries).await?;
+            if let Some(newest) = add_log_entries(&results[0], &mut read) {
+                cursor.durable = newest + 1;
+                cursor.fresh = cursor.fresh.max(newest);
+            }
+            // The window ended before the settled part of the log does (by this machine's
+            // clock, which only decides when the next round runs): more may wait.
+            let settled_until = Utc::now() - Duration::from_std(cursor.settle).unwrap_or_default();
+            read.more = settled_until
+                .timestamp_nanos_opt()
+                .is_some_and(|now| until < now);
+        }
+        Ok(read)
+    }
+
+    /// The stamp just after the newest log entry that is old enough to be read for good: where a
+    /// rebuild that starts now may leave the log's cursor (the rebuild reads every reading those
+    /// entries name). 0 when there is none.
+    pub async fn settled_log_end(&self, settle: StdDuration) -> Result<i64, InfluxError> {
+        let statement = format!(
+            "SELECT last({LOG_BUCKETS_FIELD}) FROM {LOG_MEASUREMENT} WHERE time < now() - {}ms",
+            settle.as_millis()
+        );
+        let results = match self.query(&statement).await {
+            Err(error) if error.is_database_missing() => return Ok(0),
+            other => other?,
+        };
+        Ok(results[0]
+            .series
+            .first()
+            .and_then(|series| series.i64_at(0, "time"))
+            .map_or(0, |t| t + 1))
+    }
+
+    /// Deletes log entries stamped more than `keep` ago (they were read for good long since).
+    pub async fn prune_log(&self, keep: StdDuration) -> Result<(), InfluxError> {
+        let statement = format!(
+            "DELETE FROM {LOG_MEASUREMENT} WHERE time < now() - {}s",
+            keep.as_secs()
+        );
+        self.query(&statement).await.map(drop)
     }
 
     /// The time of the earliest reading of any panel.
@@ -215,7 +313,7 @@ impl Rollup {
     pub async fn update(&self, dirty: &Dirty) -> Result<Progress, InfluxError> {
         let mut progress = Progress::default();
         let mut touched_days: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-        for ((start, end), panels) in dirty.runs() {
+        for ((start, end), panels) in dirty.runs(STEP_SECS) {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 progress += self
                     .recompute(
@@ -542,7 +640,8 @@ impl Rollup {
 pub fn state_statement() -> String {
     format!(
         "SELECT last({COMPLETE_UNTIL}) AS until, last({MAX_POWER_FIELD}) AS max_power_kw, \
-         last(\"{FORMAT_FIELD}\") AS format FROM {STATE_MEASUREMENT}"
+         last(\"{FORMAT_FIELD}\") AS format, last({LOG_UNTIL_FIELD}) AS log_until \
+         FROM {STATE_MEASUREMENT}"
     )
 }
 
@@ -556,6 +655,7 @@ pub fn parse_state(result: &StatementResult) -> Option<State> {
         complete_until: Utc.timestamp_nanos(until),
         max_power_kw,
         months: format >= FORMAT_WITH_MONTHS,
+        log_until: series.i64_at(0, "log_until"),
     })
 }
 
@@ -641,51 +741,4 @@ fn points_by_panel(result: Option<&Rows<PointRow>>) -> BTreeMap<String, Vec<Ener
 /// five minutes in the future.
 pub fn rebuild_margin() -> Duration {
     Duration::minutes(10)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn runs_group_panels_with_the_same_consecutive_buckets() {
-        let mut dirty = Dirty::default();
-        for panel in ["A", "B"] {
-            dirty.mark(panel, t("2026-11-27T03:01:00Z"));
-            dirty.mark(panel, t("2026-11-27T03:16:00Z"));
-        }
-        dirty.mark("B", t("2026-11-27T05:00:00Z"));
-        dirty.mark("C", t("2026-11-27T03:14:59Z"));
-        let runs = dirty.runs();
-        let start = t("2026-11-27T03:00:00Z").timestamp();
-        assert_eq!(
-            runs.get(&(start, start + 1800)),
-            Some(&vec!["A".to_owned(), "B".to_owned()])
-        );
-        assert_eq!(runs.get(&(start, start + 900)), Some(&vec!["C".to_owned()]));
-        let five = t("2026-11-27T05:00:00Z").timestamp();
-        assert_eq!(runs.get(&(five, five + 900)), Some(&vec!["B".to_owned()]));
-        assert_eq!(dirty.len(), 6);
-    }
-
-    #[test]
-    fn a_run_is_at_most_six_hours_long() {
-        let mut dirty = Dirty::default();
-        let mut time = t("2026-11-01T00:00:00Z");
-        while time < t("2026-11-03T12:00:00Z") {
-            dirty.mark("A", time);
-            time += Duration::minutes(1);
-        }
-        let runs: Vec<(i64, i64)> = dirty.runs().into_keys().collect();
-        assert_eq!(runs.len(), 10, "60 hours");
-        assert!(runs.iter().all(|(s, e)| e - s <= STEP_SECS));
-        assert!(
-            runs.windows(2).all(|w| w[0].1 == w[1].0),
-            "contiguous: {runs:?}"
-        );
-    }
 }

@@ -244,9 +244,10 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     let rollup = Rollup::new(client(&influx, "energy"), 1234.5);
     assert_eq!(rollup.state().await.unwrap(), None);
     let until: DateTime<Utc> = "2026-11-27T03:20:05.123456789Z".parse().unwrap();
-    rollup.save_state(until).await.unwrap();
+    rollup.save_state(until, 42).await.unwrap();
     let state = rollup.state().await.unwrap().unwrap();
     assert_eq!(state.complete_until, until);
+    assert_eq!(state.log_until, Some(42));
     assert_eq!(state.max_power_kw, 1234.5);
     assert!(state.months, "this version keeps month sums");
     // A missing database is no state, not an error.
@@ -309,7 +310,7 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
         );
         assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
         assert!(
-            subscriber.output().contains("usage rollup caught up"),
+            subscriber.output().contains("usage rollup rebuilt"),
             "{}",
             subscriber.output()
         );

@@ -9,10 +9,11 @@
 //! live run afterwards continues where the backfill ended.
 //!
 //! Two outputs: `--direct` writes line protocol straight to InfluxDB in batches of
-//! [`BATCH_LINES`] with [`WRITES_IN_FLIGHT`] requests in flight, then updates the usage rollup
-//! for the backfilled period (mqtt-subscriber never saw those readings); otherwise the readings go
-//! through the broker at QoS 1 as fast as the client allows, and the program waits for the
-//! broker's acknowledgements before it exits.
+//! [`BATCH_LINES`] with [`WRITES_IN_FLIGHT`] requests in flight, each with the entries of the
+//! usage rollup's invalidation log that name its readings, so the subscriber that keeps the
+//! rollup recomputes them (docs/rollup.md); otherwise the readings go through the broker at
+//! QoS 1 as fast as the client allows, and the program waits for the broker's acknowledgements
+//! before it exits.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -20,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
+use energy_core::invalidation::Dirty;
 use energy_core::Reading;
 use energy_influx::{InfluxClient, InfluxError};
-use energy_rollup::Rollup;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -207,8 +208,10 @@ pub async fn run(settings: Settings, days: f64) -> Result<(), BackfillError> {
     };
     progress.finish_and_clear();
     if settings.direct {
-        let panels: Vec<String> = settings.panels.0.iter().map(|p| p.to_string()).collect();
-        roll_up(&settings, &panels, start, end).await?;
+        tracing::info!(
+            "the subscriber that keeps the usage rollup (ROLLUP_WRITER) rolls these readings up \
+             from the invalidation log written with them"
+        );
     }
 
     let mut last = Vec::new();
@@ -232,41 +235,6 @@ pub async fn run(settings: Settings, days: f64) -> Result<(), BackfillError> {
         seconds = format_args!("{seconds:.2}"),
         readings_per_sec = (written as f64 / seconds.max(1e-9)).round() as u64,
         "backfill done"
-    );
-    Ok(())
-}
-
-/// Brings the usage rollup up to date with what `--direct` wrote, which mqtt-subscriber never
-/// saw: recomputes the backfilled panels' buckets over the backfilled period (and the bucket of
-/// each panel's first reading after it), with the glitch threshold the rollup was computed with.
-/// If no rollup is recorded yet, mqtt-subscriber builds it from every reading at its next start.
-async fn roll_up(
-    settings: &Settings,
-    panels: &[String],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<(), BackfillError> {
-    let client = InfluxClient::new(&settings.influx)?;
-    let probe = Rollup::new(client.clone(), 1.0);
-    let Some(state) = probe.state().await? else {
-        tracing::info!("no usage rollup recorded yet: mqtt-subscriber builds it from all readings at its next start");
-        return Ok(());
-    };
-    let started = Instant::now();
-    let rollup = Rollup::new(client, state.max_power_kw);
-    let progress = rollup
-        .rebuild_panels(
-            panels,
-            start,
-            end + energy_rollup::rebuild_margin(),
-            |_, _| {},
-        )
-        .await?;
-    tracing::info!(
-        buckets = progress.buckets,
-        days = progress.days,
-        seconds = format_args!("{:.2}", started.elapsed().as_secs_f64()),
-        "usage rollup updated for the backfilled period"
     );
     Ok(())
 }
@@ -303,14 +271,17 @@ async fn write_direct(
     let mut written = 0;
     let mut round = Vec::with_capacity(history.meters.len());
     let mut body = String::with_capacity(BATCH_LINES * 100);
+    let mut dirty = Dirty::default();
     let mut lines = 0;
     for k in 0..history.count {
         round.clear();
         history.round(k, &mut round);
         for reading in &round {
             energy_core::line_protocol::encode(reading, &mut body);
+            dirty.mark(reading.panel.as_str(), reading.time);
             lines += 1;
             if lines == BATCH_LINES {
+                std::mem::take(&mut dirty).encode_log(PROGRAM, &mut body);
                 let batch = std::mem::replace(&mut body, String::with_capacity(BATCH_LINES * 100));
                 let permit = Arc::clone(&permits)
                     .acquire_owned()
@@ -331,6 +302,7 @@ async fn write_direct(
         }
     }
     if lines > 0 {
+        dirty.encode_log(PROGRAM, &mut body);
         write_batch(&client, body).await?;
         written += lines as u64;
     }
@@ -376,7 +348,7 @@ fn worth_retrying(error: &InfluxError) -> bool {
     match error {
         InfluxError::Unreachable(_) => true,
         InfluxError::Status { status, .. } => *status >= 500 || *status == 429,
-        InfluxError::BadResponse(_) => false,
+        InfluxError::BadResponse(_) | InfluxError::Partial(_) => false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use test_support::{free_port, run_to_exit, Influx, Mosquitto};
+use test_support::{free_port, run_to_exit, start_subscriber, Influx, Mosquitto};
 
 const DATABASE: &str = "energy";
 
@@ -239,47 +239,78 @@ fn stored_buckets(influx: &Influx, panel: &str) -> BTreeMap<DateTime<Utc>, (i64,
         .unwrap_or_default()
 }
 
+/// Each 15-minute bucket's usage (nano-kWh) and reading count, computed here from the stored
+/// points: a pair adds its increase to the bucket of its later reading, unless the register
+/// dropped or the increase implies more than 5000 kW.
+fn expected_buckets(points: &[Point]) -> BTreeMap<DateTime<Utc>, (i64, u64)> {
+    let mut out: BTreeMap<DateTime<Utc>, (i64, u64)> = BTreeMap::new();
+    for (i, b) in points.iter().enumerate() {
+        let seconds = b.time.timestamp();
+        let start = DateTime::from_timestamp(seconds - seconds.rem_euclid(900), 0).unwrap();
+        let entry = out.entry(start).or_default();
+        entry.1 += 1;
+        if let Some(a) = i.checked_sub(1).map(|j| &points[j]) {
+            let increase = b.energy_kwh - a.energy_kwh;
+            let hours = (b.time - a.time).num_milliseconds() as f64 / 3_600_000.0;
+            if increase > 0.0 && increase <= 5000.0 * hours {
+                entry.0 += (increase * 1e9).round() as i64;
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn a_direct_backfill_updates_an_existing_usage_rollup_and_leaves_a_missing_one_to_the_subscriber() {
-    use energy_core::rollup::buckets;
-    use energy_core::EnergyPoint;
+fn a_direct_backfill_is_rolled_up_by_the_subscriber_that_keeps_the_rollup() {
+    for rollup_recorded in [true, false] {
+        let influx = Influx::start();
+        influx.create_database(DATABASE);
+        if rollup_recorded {
+            // A rollup recorded by a subscriber that read the log up to now.
+            let now = Utc::now().timestamp_nanos_opt().unwrap();
+            influx.write(
+                DATABASE,
+                &format!(
+                    "energy_rollup_state complete_until={now}i,max_power_kw=5000.0,format=2i,log_until={now}i\n"
+                ),
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        backfill_direct(&influx, &dir.path().join("state.json"), &["--resets", "2"]);
+        // The backfill wrote the log's entries beside its readings, and no sum itself.
+        let logged = influx.query(
+            DATABASE,
+            "SELECT count(buckets) FROM energy_rollup_log GROUP BY panel",
+        );
+        assert_eq!(
+            logged["results"][0]["series"].as_array().map(Vec::len),
+            Some(2),
+            "{logged}"
+        );
+        assert!(stored_buckets(&influx, "A").is_empty());
 
-    // No rollup recorded: nothing is rolled up here.
-    let influx = Influx::start();
-    let dir = tempfile::tempdir().unwrap();
-    let output = backfill_direct(&influx, &dir.path().join("state.json"), &["--resets", "2"]);
-    assert!(output.contains("no usage rollup recorded yet"), "{output}");
-    assert!(stored_buckets(&influx, "A").is_empty());
-
-    // A rollup recorded (by a subscriber, with a 5000 kW threshold): the backfill brings it up
-    // to date, bucket for bucket.
-    let influx = Influx::start();
-    influx.create_database(DATABASE);
-    influx.write(
-        DATABASE,
-        &format!(
-            "energy_rollup_state complete_until={}i,max_power_kw=5000.0\n",
-            Utc::now().timestamp_nanos_opt().unwrap()
-        ),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let output = backfill_direct(&influx, &dir.path().join("state.json"), &["--resets", "2"]);
-    assert!(output.contains("usage rollup updated"), "{output}");
-    for panel in ["A", "B"] {
-        let points: Vec<EnergyPoint> = points(&influx, panel)
-            .iter()
-            .map(|p| EnergyPoint {
-                time: p.time,
-                energy_kwh: p.energy_kwh,
-            })
-            .collect();
-        let expected: BTreeMap<DateTime<Utc>, (i64, u64)> =
-            buckets(&points, DateTime::<Utc>::MIN_UTC, 5000.0)
-                .into_iter()
-                .map(|b| (b.start, (b.usage.nano_kwh() as i64, b.readings)))
-                .collect();
-        // 1440 minutes span 96 or 97 quarter hours, depending on where they start.
-        assert!((96..=97).contains(&expected.len()), "{}", expected.len());
-        assert_eq!(stored_buckets(&influx, panel), expected, "panel {panel}");
+        // The subscriber that keeps the rollup rolls them up: from the log when a rollup was
+        // recorded, by a rebuild from the earliest reading when none was.
+        let broker = Mosquitto::start();
+        let subscriber = start_subscriber(&broker, &influx, "rollup-writer", &[]);
+        for panel in ["A", "B"] {
+            let expected = expected_buckets(&points(&influx, panel));
+            // 1440 minutes span 96 or 97 quarter hours, depending on where they start.
+            assert!((96..=97).contains(&expected.len()), "{}", expected.len());
+            let mut stored = BTreeMap::new();
+            let arrived = (0..300).any(|_| {
+                stored = stored_buckets(&influx, panel);
+                if stored == expected {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            });
+            assert!(
+                arrived,
+                "rollup recorded: {rollup_recorded}, panel {panel}: stored {stored:?}\nexpected {expected:?}\n{}",
+                subscriber.output()
+            );
+        }
     }
 }
