@@ -3,7 +3,7 @@
 //! - `http_requests_total{route, status}` — answered requests;
 //! - `http_request_duration_seconds{route}` — a histogram of the time to the response head;
 //! - `influxdb_errors_total{kind}` — InfluxDB queries that failed (`timeout`, `unreachable`,
-//!   `status`, `bad_response`; see `InfluxError::kind`).
+//!   `status`, `bad_response`, `partial`; see `InfluxError::kind`).
 //!
 //! `route` is the route template that matched (`/api/energy/monthly`), never the raw path, so a
 //! client requesting made-up paths cannot grow the number of series; a request that reached no

@@ -7,7 +7,7 @@ use energy_service::Secret;
 
 use serde::de::DeserializeOwned;
 
-use crate::response::{QueryResponse, QueryResult, Rows, StatementResult};
+use crate::response::{AnswerReader, QueryResult, Rows, StatementResult};
 
 /// The InfluxDB flags, flattened into the subscriber's and the api-server's settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -63,13 +63,23 @@ pub enum InfluxError {
     /// InfluxDB answered 2xx with something that is not what the API promises.
     #[error("InfluxDB sent an unreadable answer: {0}")]
     BadResponse(String),
+    /// InfluxDB answered with only part of the rows, flagged `"partial"`: a server that ignored
+    /// the `chunked` parameter and applied a row limit (InfluxDB 1.x's `max-row-limit`, or a
+    /// hosted service's cap), or a chunked answer that ended before its last chunk. Never read
+    /// as a result: a figure summed from part of the rows is wrong without showing it.
+    #[error("InfluxDB cut the answer short (partial): {0}")]
+    Partial(String),
 }
 
 impl InfluxError {
     /// Whether the same request may succeed later. Only a rejected request body is final.
     pub fn is_retryable(&self) -> bool {
         match self {
-            InfluxError::Unreachable(_) | InfluxError::BadResponse(_) => true,
+            // A cut answer may be whole once the operator lifts the limit; and it is never
+            // the answer to a write, whose rejection `is_rejected_write` reports.
+            InfluxError::Unreachable(_) | InfluxError::BadResponse(_) | InfluxError::Partial(_) => {
+                true
+            }
             InfluxError::Status { status, .. } => !matches!(status, 400 | 413),
         }
     }
@@ -86,19 +96,32 @@ impl InfluxError {
     }
 
     /// A short, fixed name of the class of failure, for counting failures by kind (a metric
-    /// label): `timeout`, `unreachable`, `status` or `bad_response`.
+    /// label): `timeout`, `unreachable`, `status`, `bad_response` or `partial`.
+    ///
+    /// `partial` is a kind of its own, not a `bad_response`: the answer was well formed, only
+    /// cut by a row limit, and the remedy is the server's configuration (raise or remove the
+    /// limit, or use a server that answers chunked queries), not a bug of either side.
     pub fn kind(&self) -> &'static str {
         match self {
             InfluxError::Unreachable(message) if message.starts_with(TIMED_OUT) => "timeout",
             InfluxError::Unreachable(_) => "unreachable",
             InfluxError::Status { .. } => "status",
             InfluxError::BadResponse(_) => "bad_response",
+            InfluxError::Partial(_) => "partial",
         }
     }
 }
 
 /// How [`unreachable`] begins the message of a request that ran out of time.
 const TIMED_OUT: &str = "timed out";
+
+/// Rows per chunk of a query's answer. Every query is sent with `chunked=true`, because
+/// InfluxDB 1.x applies its `max-row-limit` only to answers that are not chunked (cutting them
+/// and flagging them `"partial"`); chunks are merged back by `response::AnswerReader`. 10 000 is
+/// InfluxDB's own default chunk size: large enough that an answer of a few thousand rows comes
+/// in one chunk, small enough that one chunk's text (about half a megabyte of raw readings) is
+/// all the client holds unparsed at a time.
+pub const CHUNK_SIZE: usize = 10_000;
 
 /// A client for one database. Cheap to clone (the connection pool is shared).
 #[derive(Clone, Debug)]
@@ -229,14 +252,19 @@ impl InfluxClient {
     }
 
     /// `POST /query` (which takes every kind of statement), against `database` if given, with
-    /// times in the given epoch unit.
-    /// An error InfluxDB reports inside a 200 answer becomes an error of the call.
+    /// times in the given epoch unit, chunked (see [`CHUNK_SIZE`]); one result per statement,
+    /// in statement order.
+    /// An error InfluxDB reports inside a 200 answer becomes an error of the call, and so does
+    /// an answer it cut short ([`InfluxError::Partial`]).
     async fn post_query<T: QueryResult>(
         &self,
         database: Option<(&str, &str)>,
         statements: &str,
     ) -> Result<Vec<T>, InfluxError> {
-        let mut request = self.request(reqwest::Method::POST, "/query");
+        let mut request = self
+            .request(reqwest::Method::POST, "/query")
+            .query(&[("chunked", "true")])
+            .query(&[("chunk_size", CHUNK_SIZE)]);
         if let Some((database, epoch)) = database {
             request = request.query(&[("db", database), ("epoch", epoch)]);
         }
@@ -245,23 +273,13 @@ impl InfluxClient {
             .send()
             .await
             .map_err(unreachable)?;
-        let text = check_status(response).await?;
-        let parsed: QueryResponse<T> =
-            serde_json::from_str(&text).map_err(|e| InfluxError::BadResponse(e.to_string()))?;
-        drop(text);
-        let error = parsed.error.or_else(|| {
-            parsed
-                .results
-                .iter()
-                .find_map(|r| r.error().map(str::to_owned))
-        });
-        match error {
-            Some(message) => Err(InfluxError::Status {
-                status: 400,
-                message,
-            }),
-            None => Ok(parsed.results),
+        let mut response = successful(response).await?;
+        // Each piece read as it arrives: only the chunk being received is held as text.
+        let mut reader = AnswerReader::<T>::new();
+        while let Some(bytes) = response.chunk().await.map_err(unreachable)? {
+            reader.feed(&bytes)?;
         }
+        reader.finish()
     }
 }
 
@@ -284,11 +302,20 @@ fn unreachable(error: reqwest::Error) -> InfluxError {
 
 /// The body of a 2xx answer, or the error InfluxDB put in a non-2xx one.
 async fn check_status(response: reqwest::Response) -> Result<String, InfluxError> {
+    successful(response)
+        .await?
+        .text()
+        .await
+        .map_err(unreachable)
+}
+
+/// A 2xx answer with its body still to read, or the error InfluxDB put in a non-2xx one.
+async fn successful(response: reqwest::Response) -> Result<reqwest::Response, InfluxError> {
     let status = response.status();
-    let text = response.text().await.map_err(unreachable)?;
     if status.is_success() {
-        return Ok(text);
+        return Ok(response);
     }
+    let text = response.text().await.map_err(unreachable)?;
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
@@ -362,5 +389,145 @@ mod tests {
             InfluxError::BadResponse(String::new()).kind(),
             "bad_response"
         );
+        assert_eq!(InfluxError::Partial(String::new()).kind(), "partial");
+    }
+
+    /// A stand-in for InfluxDB on a loopback port: answers each request in turn with the next
+    /// of `bodies` (status 200, written in pieces of 40 bytes, so the client gets the body in
+    /// parts), and returns each request's target and body once all are answered.
+    fn fake_influx(bodies: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            bodies
+                .into_iter()
+                .map(|body| {
+                    let (stream, _) = listener.accept().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut request_line = String::new();
+                    reader.read_line(&mut request_line).unwrap();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut form = vec![0; length];
+                    reader.read_exact(&mut form).unwrap();
+                    let mut stream = reader.into_inner();
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .unwrap();
+                    for piece in body.as_bytes().chunks(40) {
+                        stream.write_all(piece).unwrap();
+                        stream.flush().unwrap();
+                    }
+                    format!(
+                        "{}{}",
+                        request_line.trim(),
+                        String::from_utf8(form).unwrap()
+                    )
+                })
+                .collect()
+        });
+        (url, server)
+    }
+
+    fn client_of(url: &str) -> InfluxClient {
+        let cli = Cli::try_parse_from(["x", "--influx-url", url]).unwrap();
+        InfluxClient::new(&cli.influx).unwrap()
+    }
+
+    #[tokio::test]
+    async fn queries_are_sent_chunked_and_their_chunks_merged() {
+        let answer = [
+            r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"panel":"A"},"columns":["time","v"],"values":[[1,1.5],[2,2.5]],"partial":true}],"partial":true}]}"#,
+            r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"panel":"A"},"columns":["time","v"],"values":[[3,3.5]]}]}]}"#,
+            r#"{"results":[{"statement_id":1}]}"#,
+        ]
+        .map(|line| format!("{line}\n"))
+        .concat();
+        let (url, server) = fake_influx(vec![answer.clone(), answer]);
+        let client = client_of(&url);
+
+        let results = client
+            .query("SELECT v FROM m; SELECT v FROM n")
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0].series.len(), 1);
+        let times: Vec<Option<i64>> = (0..3)
+            .map(|row| results[0].series[0].time_ms_at(row))
+            .collect();
+        assert_eq!(times, [Some(1), Some(2), Some(3)]);
+        assert!(results[1].series.is_empty());
+
+        let rows = client
+            .query_rows_ns::<(i64, f64)>("SELECT v FROM m; SELECT v FROM n")
+            .await
+            .unwrap();
+        assert_eq!(rows[0].series[0].values, [(1, 1.5), (2, 2.5), (3, 3.5)]);
+        assert!(rows[1].series.is_empty());
+
+        let requests = server.join().unwrap();
+        for (request, epoch) in requests.iter().zip(["ms", "ns"]) {
+            assert!(
+                request.starts_with(&format!(
+                    "POST /query?chunked=true&chunk_size={CHUNK_SIZE}&db=energy&epoch={epoch} "
+                )),
+                "{request}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_short_is_an_error_of_the_call() {
+        // What InfluxDB 1.x with `max-row-limit = 2` answers a server-side non-chunked query.
+        let cut = r#"{"results":[{"statement_id":0,"series":[{"name":"energy_data","tags":{"panel":"A"},"columns":["time","energy_kwh"],"values":[[1,1.5],[2,2.5]],"partial":true}]}]}"#;
+        let (url, server) = fake_influx(vec![format!("{cut}\n")]);
+        let error = client_of(&url)
+            .query_rows_ns::<(i64, f64)>("SELECT energy_kwh FROM energy_data GROUP BY panel")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "InfluxDB cut the answer short (partial): statement 0, series energy_data{panel=A} \
+             after 2 rows"
+        );
+        assert_eq!(error.kind(), "partial");
+        server.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn not_executed_is_explained_by_the_first_statement_alone() {
+        // InfluxDB 1.x, non-chunked, two statements on a missing database: only "not executed";
+        // asked the first statement alone, it says why.
+        let (url, server) = fake_influx(vec![
+            r#"{"results":[{"statement_id":0,"error":"not executed"}]}"#.to_owned(),
+            r#"{"results":[{"statement_id":0,"error":"database not found: energy"}]}"#.to_owned(),
+        ]);
+        let error = client_of(&url)
+            .query("SELECT a FROM m;SELECT b FROM m")
+            .await
+            .unwrap_err();
+        assert!(error.is_database_missing(), "{error}");
+        let requests = server.join().unwrap();
+        assert!(
+            requests[0].ends_with("q=SELECT+a+FROM+m%3BSELECT+b+FROM+m"),
+            "{requests:?}"
+        );
+        assert!(requests[1].ends_with("q=SELECT+a+FROM+m"), "{requests:?}");
     }
 }

@@ -29,6 +29,8 @@ pub struct Influx {
     pub port: u16,
     /// The loopback RPC (backup/restore) port; influxd binds it too, so it must be free as well.
     rpc_port: u16,
+    /// Lines added to the config's `[http]` section (see [`Influx::start_with_http`]).
+    http_extra: String,
     exe: PathBuf,
     child: Option<Child>,
     config_path: PathBuf,
@@ -40,6 +42,13 @@ pub struct Influx {
 impl Influx {
     /// Starts influxd with the config from shared/SERVICES.md and waits until `/ping` answers 204.
     pub fn start() -> Self {
+        Self::start_with_http("")
+    }
+
+    /// Like [`Influx::start`], with `http_extra` (lines of TOML, e.g. `"max-row-limit = 500\n"`)
+    /// added to the config's `[http]` section, for tests of settings an operator may choose. They
+    /// are kept across [`Influx::restart`].
+    pub fn start_with_http(http_extra: &str) -> Self {
         let exe = process::require_executable("influxd");
         let dir = tempfile::Builder::new()
             .prefix("test-influxd-")
@@ -48,6 +57,7 @@ impl Influx {
         let mut influx = Influx {
             port: 0,
             rpc_port: 0,
+            http_extra: http_extra.to_owned(),
             exe,
             child: None,
             config_path: dir.path().join("influxdb.conf"),
@@ -151,7 +161,10 @@ impl Influx {
     }
 
     /// Every reading in `db` as (panel, time in epoch ms, power_kw, energy_kwh), sorted. Read
-    /// in pages, so a large set is not cut by a row limit.
+    /// in pages until one comes back empty, so a large set is not cut by a row limit: influxd
+    /// started with a `max-row-limit` below the page size answers fewer rows than asked for
+    /// (marked `"partial"`, or not at all when the limit falls on the last row), and a short
+    /// page is then no sign of the end.
     pub fn readings(&self, db: &str) -> Vec<(String, i64, f64, f64)> {
         const PAGE: usize = 10_000;
         let mut rows: Vec<(String, i64, f64, f64)> = Vec::new();
@@ -161,7 +174,10 @@ impl Influx {
                 rows.len()
             );
             let json = self.query(db, &q);
-            let Some(values) = json["results"][0]["series"][0]["values"].as_array() else {
+            let Some(values) = json["results"][0]["series"][0]["values"]
+                .as_array()
+                .filter(|values| !values.is_empty())
+            else {
                 break;
             };
             for row in values {
@@ -175,9 +191,6 @@ impl Influx {
                     row[2].as_f64().unwrap_or(f64::NAN),
                     row[3].as_f64().unwrap_or(f64::NAN),
                 ));
-            }
-            if values.len() < PAGE {
-                break;
             }
         }
         rows.sort_by(|a, b| a.partial_cmp(b).expect("no NaN in stored points"));
@@ -244,12 +257,17 @@ bind-address = "127.0.0.1:{rpc_port}"
   store-enabled = false
 [http]
   bind-address = "127.0.0.1:{port}"
-  log-enabled = false
+  log-enabled = false{http_extra}
 [logging]
   level = "warn"
 "#,
             rpc_port = self.rpc_port,
             port = self.port,
+            // Nothing at all when there is nothing to add: the same file as always.
+            http_extra = match self.http_extra.trim_end() {
+                "" => String::new(),
+                extra => format!("\n{extra}"),
+            },
         );
         std::fs::write(&self.config_path, config).expect("write influxdb.conf");
     }
