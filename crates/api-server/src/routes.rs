@@ -1,4 +1,4 @@
-//! The HTTP routes of CONTRACT §6. Handlers read from the [`Store`], apply the core's rules
+//! The HTTP routes of the README's "REST API". Handlers read from the [`Store`], apply the core's rules
 //! (status, usage, cost, rounding) and answer JSON.
 //!
 //! Each handler's `#[utoipa::path]` attribute is where its method and path are written down:
@@ -159,7 +159,8 @@ const UNAVAILABLE: &str = "InfluxDB failed or did not answer within `INFLUX_TIME
 struct UsageFigure {
     /// kWh, rounded to 3 decimals.
     usage_kwh: f64,
-    /// `usage_kwh × tariff_per_kwh` (from the exact usage), rounded to 2 decimals.
+    /// `usage × tariff_per_kwh`, from the exact usage and the tariff as written, rounded once to
+    /// 2 decimals, half away from zero.
     cost: f64,
 }
 
@@ -167,7 +168,7 @@ impl UsageFigure {
     fn new(usage: Usage, tariff: &Tariff) -> Self {
         Self {
             usage_kwh: usage.kwh_rounded(),
-            cost: tariff.cost(usage),
+            cost: tariff.cost(usage).to_f64(),
         }
     }
 }
@@ -187,11 +188,14 @@ struct TodayUsage {
     date: String,
     /// The IANA time zone that defines "today".
     timezone: &'static str,
+    /// `TARIFF_PER_KWH`, the price of one kWh.
     tariff_per_kwh: f64,
     currency: String,
     /// Every panel that has ever written a reading, sorted by id; 0 for one without a reading
     /// today.
     panels: Vec<PanelUsage>,
+    /// All panels together: the cost is that of their exact total usage, so it can differ by a
+    /// cent from the sum of the panels' rounded costs.
     total: UsageFigure,
 }
 
@@ -223,7 +227,7 @@ async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError>
     Ok(Json(TodayUsage {
         date: date.to_string(),
         timezone: state.timezone.name(),
-        tariff_per_kwh: state.tariff.per_kwh,
+        tariff_per_kwh: state.tariff.per_kwh.to_f64(),
         currency: state.tariff.currency.clone(),
         panels,
         total: UsageFigure::new(total, &state.tariff),
@@ -241,7 +245,10 @@ struct MonthUsage {
 #[derive(Serialize, ToSchema)]
 struct PanelYear {
     panel: String,
+    /// The year's usage, rounded to 3 decimals.
     total_kwh: f64,
+    /// The cost of the year's exact usage, rounded once to 2 decimals (not the sum of the
+    /// months' rounded costs).
     total_cost: f64,
     /// January to December, 0 for a month without data.
     #[schema(min_items = 12, max_items = 12)]
@@ -255,6 +262,7 @@ struct MonthlyUsage {
     year: i32,
     /// The IANA time zone whose calendar months these are.
     timezone: &'static str,
+    /// `TARIFF_PER_KWH`, the price of one kWh.
     tariff_per_kwh: f64,
     currency: String,
     /// Every panel that has ever written a reading, sorted by id.
@@ -299,7 +307,7 @@ async fn monthly(
             PanelYear {
                 panel,
                 total_kwh: total.kwh_rounded(),
-                total_cost: state.tariff.cost(total),
+                total_cost: state.tariff.cost(total).to_f64(),
                 months: used
                     .into_iter()
                     .zip(1..)
@@ -314,7 +322,7 @@ async fn monthly(
     Ok(Json(MonthlyUsage {
         year,
         timezone: state.timezone.name(),
-        tariff_per_kwh: state.tariff.per_kwh,
+        tariff_per_kwh: state.tariff.per_kwh.to_f64(),
         currency: state.tariff.currency.clone(),
         panels,
     }))
@@ -349,6 +357,7 @@ struct SummaryPanel {
     #[schema(format = DateTime)]
     last_seen: String,
     today_usage_kwh: f64,
+    /// Today's cost, from the exact usage, rounded once to 2 decimals.
     today_cost: f64,
     /// The largest `power_kw` of today's readings.
     today_peak_power_kw: f64,
@@ -393,7 +402,7 @@ async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiError> {
                 energy_kwh: day.latest.energy_kwh,
                 last_seen: rfc3339(day.latest.time),
                 today_usage_kwh: used.kwh_rounded(),
-                today_cost: state.tariff.cost(used),
+                today_cost: state.tariff.cost(used).to_f64(),
                 today_peak_power_kw: day.peak_power_kw,
                 today_avg_power_kw: energy_core::cost::round_to(day.avg_power_kw, 3),
                 panel,

@@ -1,10 +1,10 @@
-//! The api-server's settings (CONTRACT §2): flags with environment twins.
+//! The api-server's settings (README, "Settings"): flags with environment twins.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use energy_core::Tariff;
+use energy_core::{Price, Tariff};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::Secret;
@@ -23,9 +23,10 @@ pub struct Settings {
     #[arg(long, env = "TIMEZONE", default_value = "Asia/Jakarta", value_parser = parse_timezone)]
     pub timezone: Tz,
 
-    /// Price of one kWh.
-    #[arg(long, env = "TARIFF_PER_KWH", default_value_t = 1500.0, value_parser = parse_tariff)]
-    pub tariff_per_kwh: f64,
+    /// Price of one kWh, a decimal number >= 0 (e.g. 1500, 0.25 or 1444.70); costs are computed
+    /// from it exactly.
+    #[arg(long, env = "TARIFF_PER_KWH", default_value = "1500", value_parser = parse_tariff)]
+    pub tariff_per_kwh: Price,
 
     /// Currency shown next to every cost.
     #[arg(long, env = "CURRENCY", default_value = "IDR", value_parser = parse_currency)]
@@ -126,11 +127,11 @@ fn parse_timezone(s: &str) -> Result<Tz, String> {
         .map_err(|_| format!("{s:?} is not an IANA time zone name (e.g. Asia/Jakarta)"))
 }
 
-fn parse_tariff(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a price (a finite number >= 0)")),
-    }
+/// Read exactly, as written, so that costs are exact (see `energy_core::cost`).
+fn parse_tariff(s: &str) -> Result<Price, String> {
+    s.parse::<Price>().map_err(|reason| {
+        format!("{s:?} is not a price ({reason}; a finite decimal number >= 0, e.g. 1500 or 0.25)")
+    })
 }
 
 fn parse_max_power(s: &str) -> Result<f64, String> {
@@ -158,7 +159,7 @@ mod tests {
     fn defaults_follow_the_contract() {
         let s = Settings::try_parse_from(["api-server"]).unwrap();
         assert_eq!(s.timezone, chrono_tz::Asia::Jakarta);
-        assert_eq!(s.tariff_per_kwh, 1500.0);
+        assert_eq!(s.tariff_per_kwh, Price::new(1500, 0));
         assert_eq!(s.currency, "IDR");
         assert_eq!(s.offline_after_secs, 300);
         assert_eq!(s.max_power_kw, 5000.0);
@@ -197,11 +198,40 @@ mod tests {
     }
 
     #[test]
+    fn the_tariff_is_read_exactly_in_every_form_it_was_accepted_in() {
+        for (value, mantissa, exponent) in [
+            ("1500", 15, 2),
+            ("0.25", 25, -2),
+            ("1444.70", 14447, -1),
+            ("1e3", 1, 3),
+            ("2.5E-1", 25, -2),
+            ("+7", 7, 0),
+            (".5", 5, -1),
+            ("5.", 5, 0),
+            ("0", 0, 0),
+            ("-0", 0, 0),
+        ] {
+            let arg = format!("--tariff-per-kwh={value}");
+            let s = Settings::try_parse_from(["api-server", arg.as_str()]).unwrap();
+            assert_eq!(
+                s.tariff().per_kwh,
+                Price::new(mantissa, exponent),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_setting_and_the_value() {
         for (flag, value) in [
             ("--timezone", "Mars/Olympus"),
             ("--tariff-per-kwh", "-1"),
+            ("--tariff-per-kwh", "-0.01"),
             ("--tariff-per-kwh", "NaN"),
+            ("--tariff-per-kwh", "inf"),
+            ("--tariff-per-kwh", "1e400"),
+            ("--tariff-per-kwh", "1,5"),
+            ("--tariff-per-kwh", "0.25 EUR"),
             ("--max-power-kw", "0"),
             ("--offline-after-secs", "soon"),
             ("--api-addr", "localhost"),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Duration as Span, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 use test_support::{free_port, http_get, try_http_get, ApiServer, Influx, Program};
@@ -132,6 +132,55 @@ fn today_usage_and_summary_follow_the_pair_rule_across_local_midnight() {
         c["today_avg_power_kw"], 2.0,
         "the midnight reading is today's"
     );
+}
+
+/// A cost is the exact usage times the tariff as written, rounded once to 2 decimals, half away
+/// from zero, on every endpoint that shows one.
+#[test]
+fn costs_are_exact_and_round_half_a_cent_away_from_zero() {
+    let influx = Influx::start();
+    influx.create_database("energy");
+    let (date, m) = jakarta_today();
+    let min = |n: i64| m + Span::minutes(n);
+    let mut lines = String::new();
+    // E: 7 -> 7.58 today, 0.58 kWh. At 0.25 per kWh: 0.58 × 0.25 = 0.145 exactly, half a cent
+    // up: 0.15. (The f64 product was 0.14499999…, shown as 0.14.)
+    lines += &line("E", 35.0, 7.0, min(1));
+    lines += &line("E", 35.0, 7.58, min(2));
+    // F: 3 -> 3.02 across midnight, 0.02 kWh today: 0.02 × 0.25 = 0.005, up to 0.01.
+    lines += &line("F", 1.0, 3.0, min(-1));
+    lines += &line("F", 1.0, 3.02, min(1));
+    influx.write("energy", &lines);
+    let api = ApiServer::start(
+        &influx.url(),
+        "energy",
+        &[("TARIFF_PER_KWH", "0.25"), ("CURRENCY", "EUR")],
+    );
+
+    let today = api.ok("/api/panel/today-usage");
+    if today["date"] != date.to_string() {
+        panic!("the local day changed during the test; run it again");
+    }
+    assert_eq!(today["tariff_per_kwh"], 0.25);
+    assert_eq!(today["currency"], "EUR");
+    assert_eq!(panel(&today, "E")["usage_kwh"], 0.58);
+    assert_eq!(panel(&today, "E")["cost"], 0.15, "{today}");
+    assert_eq!(panel(&today, "F")["usage_kwh"], 0.02);
+    assert_eq!(panel(&today, "F")["cost"], 0.01, "{today}");
+    // The total is the cost of the total usage: 0.60 × 0.25 = 0.15 (not 0.15 + 0.01).
+    assert_eq!(today["total"], json!({"usage_kwh": 0.6, "cost": 0.15}));
+
+    let summary = api.ok("/api/panel/summary");
+    assert_eq!(panel(&summary, "E")["today_cost"], 0.15, "{summary}");
+    assert_eq!(panel(&summary, "F")["today_cost"], 0.01, "{summary}");
+
+    let monthly = api.ok(&format!("/api/energy/monthly?year={}", date.year()));
+    assert_eq!(monthly["tariff_per_kwh"], 0.25);
+    let e = panel(&monthly, "E");
+    let this_month = &e["months"][date.month0() as usize];
+    assert_eq!(this_month["usage_kwh"], 0.58, "{monthly}");
+    assert_eq!(this_month["cost"], 0.15, "{monthly}");
+    assert_eq!(e["total_cost"], 0.15, "{monthly}");
 }
 
 #[test]
@@ -390,6 +439,11 @@ fn a_bad_setting_stops_the_program_naming_it() {
     for (name, value) in [
         ("TIMEZONE", "Mars/Olympus_Mons"),
         ("TARIFF_PER_KWH", "cheap"),
+        ("TARIFF_PER_KWH", "-1"),
+        ("TARIFF_PER_KWH", "NaN"),
+        ("TARIFF_PER_KWH", "inf"),
+        ("TARIFF_PER_KWH", "1e400"),
+        ("TARIFF_PER_KWH", "0,25"),
         ("OFFLINE_AFTER_SECS", "-5"),
         ("MAX_POWER_KW", "0"),
         ("API_ADDR", "localhost"),
@@ -405,9 +459,11 @@ fn a_bad_setting_stops_the_program_naming_it() {
             Duration::from_secs(10),
         );
         assert_eq!(code, Some(2), "{name}={value}: {output}");
+        // clap names the flag and, as its value's name, the variable: "invalid value '-1' for
+        // '--tariff-per-kwh <TARIFF_PER_KWH>': …".
         let flag = format!("--{}", name.to_lowercase().replace('_', "-"));
         assert!(
-            output.contains(&flag) && output.contains(value),
+            output.contains(&flag) && output.contains(name) && output.contains(value),
             "{name}={value}: {output}"
         );
     }
