@@ -1,7 +1,7 @@
 //! What the API reads from InfluxDB, as InfluxQL pushed down as far as it goes.
 //!
 //! Usage for a period is computed in two parts that together are exactly the pair rule of
-//! CONTRACT §5 (implemented in `energy_core::usage`):
+//! docs/accounting.md (implemented in `energy_core::usage`):
 //! - the pairs inside the period are summed by InfluxDB: `difference()` gives each increase,
 //!   `difference() / elapsed()` its rate, and the outer query keeps the positive increases whose
 //!   rate is within `MAX_POWER_KW`, with the same threshold the core uses;
@@ -403,11 +403,17 @@ impl Store {
         self.cache
             .get_or_try(&query, || async {
                 match self.influx.query(&query).await {
-                    Ok(mut results) => {
-                        // InfluxDB omits nothing, but be strict: one result per statement.
-                        results.resize_with(statements.len(), StatementResult::default);
-                        Ok(results)
-                    }
+                    // One result per statement, or the answer was cut (an InfluxDB that ignores
+                    // `chunked` and stops at a row limit drops the statements after it without
+                    // a flag): never read a missing result as "no rows".
+                    Ok(results) if results.len() == statements.len() => Ok(results),
+                    Ok(results) => Err(crate::metrics::influx_failed(InfluxError::Partial(
+                        format!(
+                            "{} results for {} statements",
+                            results.len(),
+                            statements.len()
+                        ),
+                    ))),
                     // Nothing written yet (the subscriber creates the database on its first
                     // start).
                     Err(InfluxError::Status { message, .. })

@@ -8,6 +8,7 @@
 //! are delivered again on the persistent session, and rewriting a point is harmless.
 
 mod batcher;
+mod check;
 mod intake;
 mod metrics;
 mod panels;
@@ -59,6 +60,9 @@ async fn main() -> std::process::ExitCode {
             }
         },
     };
+    if let Some(range) = settings.check_rollup {
+        return check::run(&influx, settings.max_power_kw, range, settings.repair).await;
+    }
     run(settings, influx).await;
     if let Some(metrics) = metrics {
         metrics.abort();
@@ -129,8 +133,10 @@ async fn run(settings: Settings, influx: InfluxClient) {
             written,
             rollup::Config {
                 rebuild: settings.rebuild_rollup,
+                check_every: settings.rollup_check_interval(),
                 write_timeout: std::time::Duration::from_millis(settings.influx.influx_timeout_ms),
             },
+            stats.clone(),
             rollup_stop_rx,
         ))
     });

@@ -19,6 +19,7 @@ pub const WRITTEN: &str = "subscriber_points_written_total";
 pub const RETRIES: &str = "subscriber_write_retries_total";
 pub const BATCH_POINTS: &str = "subscriber_batch_points";
 pub const BUFFERED: &str = "subscriber_messages_buffered";
+pub const ROLLUP_REPAIRS: &str = "subscriber_rollup_repairs_total";
 
 /// Points per written batch: from single readings to the largest `BATCH_SIZE` (100 000).
 const BATCH_BUCKETS: [f64; 16] = [
@@ -53,6 +54,11 @@ fn describe() {
     describe_counter!(WRITTEN, "Points stored in InfluxDB");
     describe_counter!(RETRIES, "InfluxDB writes that failed and were tried again");
     describe_histogram!(BATCH_POINTS, "Points per batch written to InfluxDB");
+    describe_counter!(
+        ROLLUP_REPAIRS,
+        "Sums of the usage rollup the background check found different from the raw maths and \
+         had recomputed (a bug if ever above 0)"
+    );
     describe_gauge!(
         BUFFERED,
         "Messages received but not yet acknowledged (waiting in memory for InfluxDB)"
@@ -60,5 +66,6 @@ fn describe() {
     counter!(RECEIVED).absolute(0);
     counter!(WRITTEN).absolute(0);
     counter!(RETRIES).absolute(0);
+    counter!(ROLLUP_REPAIRS).absolute(0);
     gauge!(BUFFERED).set(0.0);
 }

@@ -21,8 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use energy_rollup::{LogCursor, Progress, Rollup};
+use energy_core::invalidation::Dirty;
+use energy_rollup::{Difference, LogCursor, Progress, Rollup};
 use tokio::sync::{watch, Notify};
+
+use crate::stats::Stats;
 
 /// How long a round waits after a batch was written, so a flood becomes a few large rounds.
 const GATHER: Duration = Duration::from_millis(500);
@@ -45,6 +48,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Config {
     pub rebuild: bool,
+    /// How often the rollup of yesterday and today is checked against the raw maths (`None`:
+    /// never).
+    pub check_every: Option<Duration>,
     /// The subscribers' `INFLUX_TIMEOUT_MS`: the longest a write request they count as done
     /// can take.
     pub write_timeout: Duration,
@@ -56,6 +62,7 @@ pub async fn run(
     rollup: Rollup,
     written: Arc<Notify>,
     config: Config,
+    stats: Arc<Stats>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settle = config.write_timeout + SETTLE_MARGIN;
@@ -65,6 +72,8 @@ pub async fn run(
     release_freed_memory();
     let mut backoff = FIRST_BACKOFF;
     let mut last_prune: Option<tokio::time::Instant> = None;
+    let mut last_check = tokio::time::Instant::now();
+    let mut repair = Dirty::default();
     let mut more = true;
     loop {
         let stopping = if std::mem::take(&mut more) {
@@ -81,10 +90,11 @@ pub async fn run(
                 _ = stop.changed() => true,
             }
         } || *stop.borrow();
-        match round(&rollup, &mut cursor).await {
+        match round(&rollup, &mut cursor, &repair).await {
             Ok(again) => {
                 more = again;
                 backoff = FIRST_BACKOFF;
+                repair = Dirty::default();
             }
             Err(error) => {
                 tracing::warn!(%error, "could not update the usage rollup; retrying (the API reads raw readings meanwhile; the log keeps what is to do)");
@@ -103,6 +113,23 @@ pub async fn run(
         if stopping {
             return;
         }
+        if let Some(every) = config.check_every {
+            if !more && last_check.elapsed() >= every {
+                last_check = tokio::time::Instant::now();
+                match reconcile(&rollup, &mut cursor, settle).await {
+                    Ok(found) => {
+                        stats.rollup_repaired(found.len());
+                        for difference in &found {
+                            difference.mark(&mut repair);
+                        }
+                        more = !found.is_empty();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not check the usage rollup; trying again later")
+                    }
+                }
+            }
+        }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(tokio::time::Instant::now());
             if let Err(error) = rollup.prune_log(LOG_KEPT).await {
@@ -112,15 +139,17 @@ pub async fn run(
     }
 }
 
-/// One round: read the log, recompute what it names, record the state. Returns whether more
-/// log may wait (then the next round runs at once).
+/// One round: read the log, recompute what it names (and `repair`), record the state. Returns
+/// whether more log may wait (then the next round runs at once).
 async fn round(
     rollup: &Rollup,
     cursor: &mut LogCursor,
+    repair: &Dirty,
 ) -> Result<bool, energy_influx::InfluxError> {
     let round_start = Utc::now();
     let mut next = *cursor;
-    let read = rollup.read_log(&mut next).await?;
+    let mut read = rollup.read_log(&mut next).await?;
+    read.dirty.merge(repair.clone());
     if !read.dirty.is_empty() {
         let progress = rollup.update(&read.dirty).await?;
         tracing::debug!(
@@ -138,6 +167,54 @@ async fn round(
     // Only now, with every sum written and the state recorded, is the log read for good.
     *cursor = next;
     Ok(read.more)
+}
+
+/// Checks yesterday and today (up to what has settled) against the raw maths and returns the
+/// differences that are real: a difference may only be a reading stored a moment ago whose log
+/// entry is not read yet, so each is looked at again after one more round. Every difference
+/// found is a bug of the rollup: each is logged.
+async fn reconcile(
+    rollup: &Rollup,
+    cursor: &mut LogCursor,
+    settle: Duration,
+) -> Result<Vec<Difference>, energy_influx::InfluxError> {
+    let now = Utc::now();
+    let from = energy_core::rollup::day_of(now - chrono::Duration::days(1)).start;
+    let to = now
+        - chrono::Duration::from_std(settle).unwrap_or_default()
+        - chrono::Duration::minutes(15);
+    let clock = std::time::Instant::now();
+    let suspects = rollup.check(from, to).await?;
+    let mut found = Vec::new();
+    if !suspects.is_empty() {
+        round(rollup, cursor, &Dirty::default()).await?;
+        found = rollup.check(from, to).await?;
+        found.retain(|d| {
+            suspects
+                .iter()
+                .any(|s| (&s.panel, s.level, s.start) == (&d.panel, d.level, d.start))
+        });
+    }
+    for difference in &found {
+        tracing::warn!(
+            panel = %difference.panel,
+            level = difference.level.name(),
+            start = %difference.start,
+            rollup_kwh = difference.rollup.usage.kwh(),
+            raw_kwh = difference.expected.usage.kwh(),
+            rollup_readings = difference.rollup.readings,
+            raw_readings = difference.expected.readings,
+            "the usage rollup differs from the raw maths; recomputing it"
+        );
+    }
+    tracing::info!(
+        from = %from,
+        to = %to,
+        differences = found.len(),
+        seconds = clock.elapsed().as_secs_f64(),
+        "usage rollup checked against the raw readings"
+    );
+    Ok(found)
 }
 
 /// A catch-up over a long history reads a lot of JSON; glibc keeps the freed memory in its
@@ -207,7 +284,7 @@ async fn start(
                         days = done.days,
                         months = done.months,
                         seconds = clock.elapsed().as_secs_f64(),
-                        "usage rollup rebuilt"
+                        "usage rollup caught up"
                     );
                 }
                 return Some(cursor);

@@ -1,6 +1,8 @@
-//! The subscriber's settings (CONTRACT §2): flags with environment twins.
+//! The subscriber's settings (README, "Settings"): flags with environment twins.
 
 use std::net::SocketAddr;
+
+use chrono::Datelike;
 use std::time::Duration;
 
 use energy_influx::InfluxSettings;
@@ -62,6 +64,24 @@ pub struct Settings {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub rollup_writer: Option<bool>,
 
+    /// Seconds between checks of yesterday's and today's usage rollup against the raw readings
+    /// by the subscriber that keeps it (differences are logged, counted and recomputed);
+    /// 0: never.
+    #[arg(long, env = "ROLLUP_CHECK_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub rollup_check_interval_secs: u64,
+
+    /// Check the usage rollup against the raw readings over the UTC days FROM..TO (both
+    /// included; `2026-11-01..2026-11-30`, or one day), print every difference and exit: 0
+    /// without differences, 1 with, 3 if InfluxDB failed. Nothing else runs.
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_day_range)]
+    pub check_rollup: Option<DayRange>,
+
+    /// With --check-rollup: have the subscriber that keeps the rollup recompute what differs
+    /// (written to the rollup's log; this command writes no sum itself).
+    #[arg(long, requires = "check_rollup")]
+    pub repair: bool,
+
     /// Recompute the whole usage rollup from the raw readings at start (it is otherwise kept
     /// up to date as readings are written, and rebuilt by itself when MAX_POWER_KW changes).
     #[arg(long)]
@@ -75,6 +95,33 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// UTC days, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayRange {
+    pub first: chrono::NaiveDate,
+    pub last: chrono::NaiveDate,
+}
+
+fn parse_day_range(s: &str) -> Result<DayRange, String> {
+    let (first, last) = s.split_once("..").unwrap_or((s, s));
+    let day = |d: &str| {
+        chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+            .map_err(|_| format!("{d:?} is not a date like 2026-11-30 (in {s:?})"))
+    };
+    let range = DayRange {
+        first: day(first)?,
+        last: day(last)?,
+    };
+    if range.last < range.first {
+        return Err(format!("{s:?} ends before it starts"));
+    }
+    let limit = chrono::NaiveDate::from_ymd_opt(2262, 4, 10).unwrap_or(chrono::NaiveDate::MAX);
+    if range.first.year() < 1970 || range.last > limit {
+        return Err(format!("{s:?} must lie between 1970-01-01 and 2262-04-10"));
+    }
+    Ok(range)
 }
 
 impl Settings {
@@ -92,6 +139,12 @@ impl Settings {
             return Err("--rebuild-rollup needs ROLLUP_WRITER=true".into());
         }
         Ok(())
+    }
+
+    /// How often the rollup writer checks recent days, if at all.
+    pub fn rollup_check_interval(&self) -> Option<Duration> {
+        (self.rollup_check_interval_secs > 0)
+            .then(|| Duration::from_secs(self.rollup_check_interval_secs))
     }
 
     /// Whether this subscriber keeps the usage rollup.
@@ -191,6 +244,38 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("--rebuild-rollup"), "{err}");
         assert!(Settings::try_parse_from(["x", "--rollup-writer", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn a_check_range_is_one_or_two_utc_dates() {
+        let parse = |v: &str| Settings::try_parse_from(["x", "--check-rollup", v]);
+        let s = parse("2026-11-01..2026-11-30").unwrap();
+        let range = s.check_rollup.unwrap();
+        assert_eq!(range.first.to_string(), "2026-11-01");
+        assert_eq!(range.last.to_string(), "2026-11-30");
+        assert_eq!(
+            parse("2026-11-05")
+                .unwrap()
+                .check_rollup
+                .unwrap()
+                .last
+                .to_string(),
+            "2026-11-05"
+        );
+        for bad in [
+            "2026-11-30..2026-11-01",
+            "yesterday",
+            "2026-13-01",
+            "1969-12-31",
+            "9999-01-01",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("--check-rollup"), "{bad}: {err}");
+        }
+        assert!(
+            Settings::try_parse_from(["x", "--repair"]).is_err(),
+            "--repair needs --check-rollup"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 use ::metrics::{counter, gauge, histogram};
 use tokio::sync::watch;
 
-use crate::metrics::{BATCH_POINTS, BUFFERED, RECEIVED, REJECTED, RETRIES, WRITTEN};
+use crate::metrics::{
+    BATCH_POINTS, BUFFERED, RECEIVED, REJECTED, RETRIES, ROLLUP_REPAIRS, WRITTEN,
+};
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -21,6 +23,8 @@ pub struct Stats {
     /// Messages received but not yet acknowledged (in the channel or the current batch).
     buffered: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rollup sums the background check found wrong and had recomputed.
+    rollup_repairs: AtomicU64,
 }
 
 impl Stats {
@@ -63,6 +67,12 @@ impl Stats {
         counter!(REJECTED, "reason" => reason).increment(1);
     }
 
+    /// The background check found `count` rollup sums different from the raw maths.
+    pub fn rollup_repaired(&self, count: usize) {
+        self.rollup_repairs.fetch_add(count as u64, Relaxed);
+        counter!(ROLLUP_REPAIRS).increment(count as u64);
+    }
+
     pub fn rejected(&self) -> BTreeMap<&'static str, u64> {
         self.rejected
             .lock()
@@ -70,7 +80,8 @@ impl Stats {
             .clone()
     }
 
-    /// `received=… written=… rejected=… (reason=n …) retries=… batches=… buffered=…`
+    /// `received=… written=… rejected=… (reason=n …) retries=… batches=… buffered=…
+    /// rollup_repairs=…`
     pub fn log_summary(&self, message: &str) {
         let rejected = self.rejected();
         let total: u64 = rejected.values().sum();
@@ -87,6 +98,7 @@ impl Stats {
             retries = self.retries.load(Relaxed),
             batches = self.batches.load(Relaxed),
             buffered = self.buffered.load(Relaxed),
+            rollup_repairs = self.rollup_repairs.load(Relaxed),
             "{message}"
         );
     }

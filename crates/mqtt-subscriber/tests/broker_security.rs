@@ -1,5 +1,5 @@
 //! Broker security end to end: both MQTT programs against a private Mosquitto that speaks only
-//! TLS (with a certificate from a CA made for the test) and only to known users (CONTRACT §2:
+//! TLS (with a certificate from a CA made for the test) and only to known users (README, "Settings":
 //! `mqtts://`, `MQTT_CA_FILE`, `MQTT_USERNAME`, `MQTT_PASSWORD`, secrets never logged).
 //!
 //! The test-support MQTT client speaks plain TCP only, so the sensor-publisher is the client that

@@ -144,6 +144,23 @@ fn assert_rolled_up(
         last.1,
         subscriber.output()
     );
+    // The writer's own check ran, and never found the rollup different from the raw maths.
+    wait_until(Duration::from_secs(30), "a check of the rollup", || {
+        subscriber.output().contains("usage rollup checked")
+    });
+    assert_eq!(
+        rollup_repairs(&subscriber.output()),
+        Some(0),
+        "{}",
+        subscriber.output()
+    );
+}
+
+/// Settings of every rollup writer in these tests besides the test's own: it checks its rollup
+/// against the raw readings every second, and [`assert_rolled_up`] requires that it never
+/// found a difference.
+fn checking() -> Vec<(&'static str, String)> {
+    vec![("ROLLUP_CHECK_INTERVAL_SECS", "1".to_owned())]
 }
 
 /// Waits until the rollup writer has recorded its state once.
@@ -158,7 +175,7 @@ fn wait_for_state(influx: &Influx) {
 fn a_subscriber_killed_the_instant_a_late_backlog_is_stored_rolls_it_all_up_after_restart() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let mut subscriber = start_subscriber(&broker, &influx, "writer", &[]);
+    let mut subscriber = start_subscriber(&broker, &influx, "writer", &checking());
     wait_for_state(&influx);
     let zone = noon_zone(Utc::now());
     let api = ApiServer::start(&influx.url(), DB, &[("TIMEZONE", &zone)]);
@@ -186,7 +203,7 @@ fn a_subscriber_killed_the_instant_a_late_backlog_is_stored_rolls_it_all_up_afte
             "round {round}: rollup held {:?} nano-kWh when the subscriber was killed",
             rollup_sums(&influx, &panel)
         );
-        subscriber = start_subscriber(&broker, &influx, "writer", &[]);
+        subscriber = start_subscriber(&broker, &influx, "writer", &checking());
         assert_rolled_up(&influx, &api, &zone, &panel, expected, &subscriber);
     }
 }
@@ -266,6 +283,7 @@ fn kills_while_catching_up_and_while_rebuilding_lose_nothing() {
         rebuilding.kill();
     }
     envs.push(("SUMMARY_INTERVAL_SECS", "1".to_owned()));
+    envs.push(("ROLLUP_CHECK_INTERVAL_SECS", "1".to_owned()));
     let writer = Program::start("mqtt-subscriber", &envs);
 
     let api = ApiServer::start(&influx.url(), DB, &[("TIMEZONE", "UTC")]);
@@ -303,13 +321,22 @@ fn kills_while_catching_up_and_while_rebuilding_lose_nothing() {
             "{panel} in {tz}"
         );
     }
+    wait_until(Duration::from_secs(30), "a check of the rollup", || {
+        writer.output().contains("usage rollup checked")
+    });
+    assert_eq!(
+        rollup_repairs(&writer.output()),
+        Some(0),
+        "{}",
+        writer.output()
+    );
 }
 
 #[test]
 fn a_sigterm_while_influxdb_is_down_loses_nothing_and_the_rollup_catches_up() {
     let broker = Mosquitto::start();
     let mut influx = Influx::start();
-    let mut subscriber = start_subscriber(&broker, &influx, "writer", &[]);
+    let mut subscriber = start_subscriber(&broker, &influx, "writer", &checking());
     wait_for_state(&influx);
     let zone = noon_zone(Utc::now());
 
@@ -331,7 +358,7 @@ fn a_sigterm_while_influxdb_is_down_loses_nothing_and_the_rollup_catches_up() {
     assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
 
     influx.restart();
-    let subscriber = start_subscriber(&broker, &influx, "writer", &[]);
+    let subscriber = start_subscriber(&broker, &influx, "writer", &checking());
     wait_until(Duration::from_secs(60), "every reading stored", || {
         influx.count_points(DB) == 200
     });
@@ -352,6 +379,7 @@ fn three_replicas_writing_one_panel_in_shuffled_chunks_give_exactly_the_raw_math
                 &[
                     ("MQTT_SHARED_GROUP", "ingest".to_owned()),
                     ("ROLLUP_WRITER", (k == 1).to_string()),
+                    ("ROLLUP_CHECK_INTERVAL_SECS", "1".to_owned()),
                 ],
             )
         })
@@ -390,4 +418,135 @@ fn three_replicas_writing_one_panel_in_shuffled_chunks_give_exactly_the_raw_math
         let expected = usage_nkwh(&points, start - Span::days(1), now + Span::days(1));
         assert_rolled_up(&influx, &api, &zone, &panel, expected, &replicas[0]);
     }
+}
+
+/// `mqtt-subscriber --check-rollup …` against `influx`: exit code and output.
+fn check_rollup(influx: &Influx, range: &str, repair: bool) -> (Option<i32>, String) {
+    let mut args = vec!["--check-rollup", range];
+    if repair {
+        args.push("--repair");
+    }
+    test_support::run_to_exit(
+        "mqtt-subscriber",
+        &args,
+        &[
+            ("INFLUX_URL", influx.url()),
+            ("INFLUX_DATABASE", DB.to_owned()),
+        ],
+        Duration::from_secs(60),
+    )
+}
+
+/// The `rollup_repairs=` of the subscriber's last summary line.
+fn rollup_repairs(output: &str) -> Option<u64> {
+    output
+        .lines()
+        .rev()
+        .find_map(|line| {
+            line.split_whitespace()
+                .find_map(|t| t.strip_prefix("rollup_repairs="))
+        })?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let mut subscriber = start_subscriber(&broker, &influx, "writer", &[]);
+    let now = Utc::now();
+    // 60 readings a minute apart up to a minute ago, +0.25 kWh each: 59 pairs, 14.75 kWh.
+    let points: Vec<Point> = (0..60)
+        .map(|k| (now - Span::minutes(60 - k), 10.0 + 0.25 * k as f64))
+        .collect();
+    let expected = usage_nkwh(&points, now - Span::days(1), now + Span::days(1));
+    assert_eq!(expected, 14_750_000_000);
+    publish(&broker, "CHECKED", &points);
+    wait_until(Duration::from_secs(30), "the rollup", || {
+        rollup_sums(&influx, "CHECKED") == [expected; 3]
+    });
+    let range = format!(
+        "{}..{}",
+        (now - Span::days(1)).date_naive(),
+        now.date_naive()
+    );
+    let (code, output) = check_rollup(&influx, &range, false);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains(": 0 difference(s)"), "{output}");
+
+    // Tamper with one bucket and the month sum.
+    let bucket_secs = (now - Span::minutes(40)).timestamp() / 900 * 900;
+    let bucket = Utc.timestamp_opt(bucket_secs, 0).unwrap();
+    let month = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .unwrap();
+    let tamper = |influx: &Influx| {
+        influx.write(
+            DB,
+            &format!(
+                "energy_usage_15m,panel=CHECKED usage_nkwh=123i,readings=1i {}\n\
+                 energy_usage_1mo,panel=CHECKED usage_nkwh=5i,readings=1i {}\n",
+                bucket.timestamp_nanos_opt().unwrap(),
+                month.timestamp_nanos_opt().unwrap()
+            ),
+        )
+    };
+    tamper(&influx);
+    let (code, output) = check_rollup(&influx, &range, false);
+    println!("{output}");
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains(": 2 difference(s)"), "{output}");
+    assert!(
+        output.contains(&format!(
+            "difference panel=CHECKED level=bucket start={} rollup_kwh=0.000000123",
+            bucket.to_rfc3339()
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "difference panel=CHECKED level=month start={} rollup_kwh=0.000000005 raw_kwh=14.75",
+            month.to_rfc3339()
+        )),
+        "{output}"
+    );
+
+    // --repair asks the writer to recompute them; then the check finds nothing.
+    let (code, output) = check_rollup(&influx, &range, true);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("repair requested"), "{output}");
+    wait_until(Duration::from_secs(30), "the repair", || {
+        check_rollup(&influx, &range, false).0 == Some(0)
+    });
+    assert_eq!(rollup_sums(&influx, "CHECKED"), [expected; 3]);
+
+    // The writer's own check finds the same tampering by itself, counts it and repairs it.
+    subscriber.kill();
+    let subscriber = start_subscriber(
+        &broker,
+        &influx,
+        "writer",
+        &[("ROLLUP_CHECK_INTERVAL_SECS", "1".to_owned())],
+    );
+    wait_until(Duration::from_secs(30), "a first check", || {
+        subscriber.output().contains("usage rollup checked")
+    });
+    // The repair's log entries are read a second time once they settle (INFLUX_TIMEOUT_MS 2 s
+    // + 2 s), which would repair the next tampering by itself: wait that out.
+    std::thread::sleep(Duration::from_secs(5));
+    tamper(&influx);
+    wait_until(Duration::from_secs(30), "the background check", || {
+        rollup_repairs(&subscriber.output()) == Some(2)
+    });
+    wait_until(Duration::from_secs(30), "the repair", || {
+        rollup_sums(&influx, "CHECKED") == [expected; 3]
+    });
+    assert!(
+        subscriber
+            .output()
+            .contains("the usage rollup differs from the raw maths"),
+        "{}",
+        subscriber.output()
+    );
 }

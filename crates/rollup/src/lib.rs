@@ -28,6 +28,9 @@ use energy_core::{EnergyPoint, Usage, MEASUREMENT};
 pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
 
+mod check;
+pub use check::{Difference, Figures, Level};
+
 /// Longest stretch recomputed in one read: six hours (for 200 panels at one reading a minute,
 /// 72 000 readings, a few MB of JSON).
 const STEP_SECS: i64 = 6 * 3600;
@@ -35,6 +38,9 @@ const STEP_SECS: i64 = 6 * 3600;
 const PANELS_PER_STATEMENT: usize = 200;
 /// Lines per write request.
 const LINES_PER_WRITE: usize = 5_000;
+/// Most buckets a round recomputes and writes together with its days and months in one
+/// request; a larger round (a catch-up) writes as it goes.
+const ATOMIC_BUCKETS: usize = 20_000;
 /// Statements per request when one read needs many.
 const DAYS_PER_REQUEST: usize = 50;
 
@@ -283,6 +289,17 @@ impl Rollup {
             .map_or(0, |t| t + 1))
     }
 
+    /// Writes log entries naming the buckets of `dirty` as `writer`, for the rollup writer to
+    /// recompute (how a separate process asks for a repair without writing sums itself).
+    pub async fn request_recompute(&self, dirty: &Dirty, writer: &str) -> Result<(), InfluxError> {
+        let mut body = String::new();
+        dirty.encode_log(writer, &mut body);
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.influx.write(body).await
+    }
+
     /// Deletes log entries stamped more than `keep` ago (they were read for good long since).
     pub async fn prune_log(&self, keep: StdDuration) -> Result<(), InfluxError> {
         let statement = format!(
@@ -313,6 +330,26 @@ impl Rollup {
     pub async fn update(&self, dirty: &Dirty) -> Result<Progress, InfluxError> {
         let mut progress = Progress::default();
         let mut touched_days: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        // Every day a run touches is re-summed, also where the run holds no reading (a day or
+        // month sum marked for repair by `check`).
+        for (panel, runs) in dirty.panels() {
+            for (&start, &end) in runs {
+                let mut day = day_of(at(start));
+                while day.start < at(end) {
+                    touched_days
+                        .entry(day.start.timestamp())
+                        .or_default()
+                        .insert(panel.to_owned());
+                    day = day_of(day.end);
+                }
+            }
+        }
+        // A round of live traffic is small: its buckets, days and months are computed here and
+        // written in one request, so no reader sees a level that disagrees with another. A
+        // large catch-up writes as it goes (a failure then repeats the round: the log is only
+        // read for good once every write succeeded).
+        let atomic = dirty.len() <= ATOMIC_BUCKETS;
+        let mut fresh = Vec::new();
         for ((start, end), panels) in dirty.runs(STEP_SECS) {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 progress += self
@@ -322,13 +359,187 @@ impl Rollup {
                         at(end),
                         &mut touched_days,
                         None,
+                        atomic.then_some(&mut fresh),
                     )
                     .await?;
             }
         }
-        progress.days = self.resum_days(&touched_days).await?;
-        progress.months = self.resum_months(&months_of(&touched_days)).await?;
+        if atomic {
+            // A bucket can be computed twice (the first bucket after one run may lie in the
+            // next run); both computations read the same readings, so keep one.
+            let fresh: Vec<(String, Bucket)> = fresh
+                .into_iter()
+                .map(|(panel, bucket)| ((panel, bucket.start), bucket))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .map(|((panel, _), bucket)| (panel, bucket))
+                .collect();
+            let (days, months) = self.write_levels(&fresh, &touched_days).await?;
+            progress.days = days;
+            progress.months = months;
+        } else {
+            progress.days = self.resum_days(&touched_days).await?;
+            progress.months = self.resum_months(&months_of(&touched_days)).await?;
+        }
         Ok(progress)
+    }
+
+    /// Writes `fresh` buckets with the day and month sums they change, in one request: a day's
+    /// new sum is its stored buckets' sum with the recomputed buckets' old figures replaced by
+    /// their new ones, and a month's likewise from its days. Only this writer writes sums, so
+    /// what it reads before the write is what the write replaces. Returns how many days and
+    /// months it wrote.
+    async fn write_levels(
+        &self,
+        fresh: &[(String, Bucket)],
+        touched_days: &BTreeMap<i64, BTreeSet<String>>,
+    ) -> Result<(u64, u64), InfluxError> {
+        // The recomputed buckets' figures before this write.
+        let mut recomputed = Dirty::default();
+        for (panel, bucket) in fresh {
+            recomputed.mark(panel, bucket.start);
+        }
+        let mut statements = Vec::new();
+        for ((start, end), panels) in recomputed.runs(STEP_SECS) {
+            for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                statements.push(format!(
+                    "SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} \
+                     WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    time_literal(at(start)),
+                    time_literal(at(end)),
+                    Panels::Only(chunk).condition(),
+                ));
+            }
+        }
+        let old_buckets = self.figures_of(&statements).await?;
+
+        // Each touched day's stored sum over its buckets, then its new sum.
+        let mut statements = Vec::new();
+        let mut keys = Vec::new();
+        for (&day, panels) in touched_days {
+            let panels: Vec<String> = panels.iter().cloned().collect();
+            for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                keys.push(day);
+                statements.push(sum_statement(QUARTER_MEASUREMENT, day_period(day), chunk));
+            }
+        }
+        let mut days: BTreeMap<(String, i64), Figures> = BTreeMap::new();
+        for (day, sums) in keys.iter().zip(self.sums_of(&statements).await?) {
+            for (panel, figures) in sums {
+                days.insert((panel, *day), figures);
+            }
+        }
+        for (&day, panels) in touched_days {
+            for panel in panels {
+                days.entry((panel.clone(), day)).or_default();
+            }
+        }
+        for (panel, bucket) in fresh {
+            let day = day_of(bucket.start).start.timestamp();
+            let sum = days.entry((panel.clone(), day)).or_default();
+            if let Some(old) = old_buckets
+                .get(panel)
+                .and_then(|rows| rows.get(&bucket.start))
+            {
+                sum.usage -= old.usage;
+                sum.readings = sum.readings.saturating_sub(old.readings);
+            }
+            sum.usage += bucket.usage;
+            sum.readings += bucket.readings;
+        }
+
+        // Each touched month's stored sum over its days, then its new sum.
+        let months_touched = months_of(touched_days);
+        let mut statements = Vec::new();
+        let mut keys = Vec::new();
+        for (&month, panels) in &months_touched {
+            let panels: Vec<String> = panels.iter().cloned().collect();
+            for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                keys.push(month);
+                statements.push(sum_statement(DAY_MEASUREMENT, month_of(at(month)), chunk));
+                statements.push(format!(
+                    "SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} \
+                     WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    time_literal(month_of(at(month)).start),
+                    time_literal(month_of(at(month)).end),
+                    Panels::Only(chunk).condition(),
+                ));
+            }
+        }
+        let mut months: BTreeMap<(String, i64), Figures> = BTreeMap::new();
+        let mut old_days: BTreeMap<String, BTreeMap<DateTime<Utc>, Figures>> = BTreeMap::new();
+        let mut answers = Vec::new();
+        for batch in statements.chunks(DAYS_PER_REQUEST) {
+            answers.extend(self.query(&batch.join(";\n")).await?);
+        }
+        for (month, pair) in keys.iter().zip(answers.chunks(2)) {
+            for (panel, figures) in sums_by_panel(&pair[0]) {
+                months.insert((panel, *month), figures);
+            }
+            for (panel, rows) in check::figures_by_panel(&pair[1]) {
+                old_days.entry(panel).or_default().extend(rows);
+            }
+        }
+        for ((panel, day), figures) in &days {
+            let month = month_of(at(*day)).start.timestamp();
+            let sum = months.entry((panel.clone(), month)).or_default();
+            if let Some(old) = old_days.get(panel).and_then(|rows| rows.get(&at(*day))) {
+                sum.usage -= old.usage;
+                sum.readings = sum.readings.saturating_sub(old.readings);
+            }
+            sum.usage += figures.usage;
+            sum.readings += figures.readings;
+        }
+
+        let mut body = String::new();
+        for (panel, bucket) in fresh {
+            rollup::encode(QUARTER_MEASUREMENT, panel, bucket, &mut body);
+        }
+        let level = |start: i64, figures: &Figures| Bucket {
+            start: at(start),
+            usage: figures.usage,
+            readings: figures.readings,
+        };
+        for ((panel, day), figures) in &days {
+            rollup::encode(DAY_MEASUREMENT, panel, &level(*day, figures), &mut body);
+        }
+        for ((panel, month), figures) in &months {
+            rollup::encode(MONTH_MEASUREMENT, panel, &level(*month, figures), &mut body);
+        }
+        if !body.is_empty() {
+            self.influx.write(body).await?;
+        }
+        Ok((days.len() as u64, months.len() as u64))
+    }
+
+    /// Rows of `usage_nkwh, readings` per panel by time, from row statements.
+    async fn figures_of(
+        &self,
+        statements: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<DateTime<Utc>, Figures>>, InfluxError> {
+        let mut out: BTreeMap<String, BTreeMap<DateTime<Utc>, Figures>> = BTreeMap::new();
+        for batch in statements.chunks(DAYS_PER_REQUEST) {
+            for result in self.query(&batch.join(";\n")).await? {
+                for (panel, rows) in check::figures_by_panel(&result) {
+                    out.entry(panel).or_default().extend(rows);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sums per panel of each of `statements` (see [`sum_statement`]).
+    async fn sums_of(
+        &self,
+        statements: &[String],
+    ) -> Result<Vec<BTreeMap<String, Figures>>, InfluxError> {
+        let mut out = Vec::new();
+        for batch in statements.chunks(DAYS_PER_REQUEST) {
+            for result in self.query(&batch.join(";\n")).await? {
+                out.push(sums_by_panel(&result));
+            }
+        }
+        Ok(out)
     }
 
     /// Sums the days of every UTC month from the one holding `from` to the one holding `to`
@@ -397,7 +608,14 @@ impl Rollup {
                 let last = end >= to;
                 for (&group, carried) in groups.iter().zip(&mut carried) {
                     progress += self
-                        .recompute(group, start, end, &mut touched_days, Some((carried, last)))
+                        .recompute(
+                            group,
+                            start,
+                            end,
+                            &mut touched_days,
+                            Some((carried, last)),
+                            None,
+                        )
                         .await?;
                 }
                 start = end;
@@ -431,6 +649,7 @@ impl Rollup {
         end: DateTime<Utc>,
         touched_days: &mut BTreeMap<i64, BTreeSet<String>>,
         walk: Option<(&mut Option<Latest>, bool)>,
+        mut sink: Option<&mut Vec<(String, Bucket)>>,
     ) -> Result<Progress, InfluxError> {
         let filter = panels.condition();
         let (carried, last_stretch) = match walk {
@@ -526,13 +745,17 @@ impl Rollup {
             let mut series: Vec<EnergyPoint> = before.get(panel).copied().into_iter().collect();
             series.append(points);
             for bucket in rollup::buckets(&series, start, self.max_power_kw) {
-                rollup::encode(QUARTER_MEASUREMENT, panel, &bucket, &mut body);
-                lines += 1;
                 progress.buckets += 1;
                 touched_days
                     .entry(day_of(bucket.start).start.timestamp())
                     .or_default()
                     .insert(panel.clone());
+                if let Some(sink) = sink.as_mut() {
+                    sink.push((panel.clone(), bucket));
+                    continue;
+                }
+                rollup::encode(QUARTER_MEASUREMENT, panel, &bucket, &mut body);
+                lines += 1;
                 if lines == LINES_PER_WRITE {
                     self.influx.write(std::mem::take(&mut body)).await?;
                     lines = 0;
@@ -621,19 +844,29 @@ impl Rollup {
     }
 
     async fn query(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
-        let count = statements.split(";\n").count();
-        let mut results = self.influx.query_ns(statements).await?;
-        results.resize_with(count, StatementResult::default);
-        Ok(results)
+        let results = self.influx.query_ns(statements).await?;
+        whole(results, statements)
     }
 
     /// Runs statements of the form `SELECT energy_kwh …`, reading rows as (time, energy).
     async fn query_points(&self, statements: &str) -> Result<Vec<Rows<PointRow>>, InfluxError> {
-        let count = statements.split(";\n").count();
-        let mut results = self.influx.query_rows_ns(statements).await?;
-        results.resize_with(count, Rows::default);
-        Ok(results)
+        let results = self.influx.query_rows_ns(statements).await?;
+        whole(results, statements)
     }
+}
+
+/// The results of `statements` (joined with `;\n`), one per statement, or an error: an
+/// InfluxDB that ignores `chunked` and stops at a row limit drops the statements after the cut
+/// without a flag, and a missing result must never read as "no rows".
+fn whole<T>(results: Vec<T>, statements: &str) -> Result<Vec<T>, InfluxError> {
+    let count = statements.split(";\n").count();
+    if results.len() != count {
+        return Err(InfluxError::Partial(format!(
+            "{} results for {count} statements",
+            results.len()
+        )));
+    }
+    Ok(results)
 }
 
 /// The statement that reads the rollup's state (times in nanoseconds).
@@ -685,6 +918,41 @@ fn encode_sums(
         count += 1;
     }
     count
+}
+
+/// The per-panel sums of `measurement` over `period` for `panels`, as columns `usage` and
+/// `readings`.
+fn sum_statement(measurement: &str, period: energy_core::Period, panels: &[String]) -> String {
+    format!(
+        "SELECT sum({USAGE_FIELD}) AS usage, sum({READINGS_FIELD}) AS readings \
+         FROM {measurement} WHERE time >= {} AND time < {}{} GROUP BY panel",
+        time_literal(period.start),
+        time_literal(period.end),
+        Panels::Only(panels).condition(),
+    )
+}
+
+fn day_period(day: i64) -> energy_core::Period {
+    energy_core::Period {
+        start: at(day),
+        end: at(day + rollup::DAY_SECS),
+    }
+}
+
+/// The per-panel sums of a [`sum_statement`].
+fn sums_by_panel(result: &StatementResult) -> BTreeMap<String, Figures> {
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let panel = series.tag("panel").filter(|p| !p.is_empty())?;
+            let figures = Figures {
+                usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
+                readings: series.i64_at(0, "readings").unwrap_or(0).max(0) as u64,
+            };
+            Some((panel.to_owned(), figures))
+        })
+        .collect()
 }
 
 /// The UTC months (start as seconds since the epoch) of the given days, with their panels.

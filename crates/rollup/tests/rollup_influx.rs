@@ -310,7 +310,7 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
         );
         assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
         assert!(
-            subscriber.output().contains("usage rollup rebuilt"),
+            subscriber.output().contains("usage rollup caught up"),
             "{}",
             subscriber.output()
         );

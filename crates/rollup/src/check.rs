@@ -1,0 +1,278 @@
+//! Checking the rollup against the raw maths (docs/rollup.md, "Checking it").
+//!
+//! For every UTC day of a range, the day's readings (with the last reading before the day) are
+//! read and turned into bucket figures by the same rule the rollup is kept with; every stored
+//! bucket and day sum is compared with them, and every month sum the range touches with the sum
+//! of its stored days. The result is the list of differences, each with both figures; what to
+//! do about them (report, or have the writer recompute them) is the caller's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use energy_core::influxql::time_literal;
+use energy_core::invalidation::Dirty;
+use energy_core::rollup::{
+    self, day_of, month_of, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
+    READINGS_FIELD, USAGE_FIELD,
+};
+use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
+use energy_influx::{InfluxError, StatementResult};
+
+use crate::{points_by_panel, Rollup};
+
+/// Which sum of the rollup differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// A 15-minute bucket, compared with the readings.
+    Bucket,
+    /// A UTC day, compared with the readings.
+    Day,
+    /// A UTC month, compared with the sum of its stored days.
+    Month,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Bucket => "bucket",
+            Level::Day => "day",
+            Level::Month => "month",
+        }
+    }
+}
+
+/// Usage and reading count of one period of one panel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub usage: Usage,
+    pub readings: u64,
+}
+
+impl std::ops::AddAssign for Figures {
+    fn add_assign(&mut self, other: Figures) {
+        self.usage += other.usage;
+        self.readings += other.readings;
+    }
+}
+
+/// A sum of the rollup that is not what it should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    pub panel: String,
+    pub level: Level,
+    pub start: DateTime<Utc>,
+    /// What the rollup holds (zero when it holds no point).
+    pub rollup: Figures,
+    /// What it should hold: from the readings (buckets, days) or the stored days (months).
+    pub expected: Figures,
+}
+
+impl Difference {
+    /// The buckets whose recomputation repairs this: the bucket itself, or the first bucket of
+    /// the day or month (recomputing any bucket re-sums its day and that day's month).
+    pub fn mark(&self, dirty: &mut Dirty) {
+        dirty.mark(&self.panel, self.start);
+    }
+}
+
+impl Rollup {
+    /// Compares the rollup with the raw maths over `[from, to)` (both are rounded out to
+    /// buckets): every bucket in it, every whole UTC day in it, and every UTC month it touches.
+    pub async fn check(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Difference>, InfluxError> {
+        let mut differences = Vec::new();
+        let from = rollup::bucket_start(from);
+        let to = rollup::bucket_of(to - chrono::Duration::nanoseconds(1)).end;
+        // Each panel's last reading before the day being checked.
+        let before = format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
+            time_literal(from)
+        );
+        let mut carried: BTreeMap<String, EnergyPoint> =
+            points_by_panel(self.query_points(&before).await?.first())
+                .into_iter()
+                .filter_map(|(panel, points)| Some((panel, *points.last()?)))
+                .collect();
+        let mut months = BTreeSet::new();
+        let mut day = day_of(from);
+        while day.start < to {
+            let part = Period {
+                start: day.start.max(from),
+                end: day.end.min(to),
+            };
+            months.insert(month_of(day.start).start);
+            self.check_day(part, part == day, &mut carried, &mut differences)
+                .await?;
+            day = day_of(day.end);
+        }
+        for month in months {
+            self.check_month(month, &mut differences).await?;
+        }
+        Ok(differences)
+    }
+
+    /// Buckets of `part` (and, if `whole`, the day sum) against the readings.
+    async fn check_day(
+        &self,
+        part: Period,
+        whole: bool,
+        carried: &mut BTreeMap<String, EnergyPoint>,
+        differences: &mut Vec<Difference>,
+    ) -> Result<(), InfluxError> {
+        let range = format!(
+            "time >= {} AND time < {}",
+            time_literal(part.start),
+            time_literal(part.end)
+        );
+        let readings = format!("SELECT energy_kwh FROM {MEASUREMENT} WHERE {range} GROUP BY panel");
+        let points = points_by_panel(self.query_points(&readings).await?.first());
+        let sums = format!(
+            "SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} WHERE {range} GROUP BY panel;\n\
+             SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel",
+            time_literal(part.start)
+        );
+        let stored = self.query(&sums).await?;
+        let stored_buckets = figures_by_panel(&stored[0]);
+        let stored_days = figures_by_panel(&stored[1]);
+
+        let panels: BTreeSet<&String> = points
+            .keys()
+            .chain(stored_buckets.keys())
+            .chain(stored_days.keys())
+            .collect();
+        let empty = Vec::new();
+        for panel in panels {
+            let own = points.get(panel).unwrap_or(&empty);
+            let mut series: Vec<EnergyPoint> = carried.get(panel).copied().into_iter().collect();
+            series.extend_from_slice(own);
+            let raw: BTreeMap<DateTime<Utc>, Figures> =
+                rollup::buckets(&series, part.start, self.max_power_kw)
+                    .into_iter()
+                    .map(|b| {
+                        let figures = Figures {
+                            usage: b.usage,
+                            readings: b.readings,
+                        };
+                        (b.start, figures)
+                    })
+                    .collect();
+            let held = stored_buckets.get(panel);
+            let starts: BTreeSet<DateTime<Utc>> = raw
+                .keys()
+                .chain(held.into_iter().flat_map(|h| h.keys()))
+                .copied()
+                .collect();
+            for start in starts {
+                let expected = raw.get(&start).copied().unwrap_or_default();
+                let rollup = held
+                    .and_then(|h| h.get(&start))
+                    .copied()
+                    .unwrap_or_default();
+                if expected != rollup {
+                    differences.push(Difference {
+                        panel: panel.clone(),
+                        level: Level::Bucket,
+                        start,
+                        rollup,
+                        expected,
+                    });
+                }
+            }
+            if whole {
+                let mut expected = Figures::default();
+                for figures in raw.values() {
+                    expected += *figures;
+                }
+                let rollup = stored_days
+                    .get(panel)
+                    .and_then(|d| d.get(&part.start))
+                    .copied()
+                    .unwrap_or_default();
+                if expected != rollup {
+                    differences.push(Difference {
+                        panel: panel.clone(),
+                        level: Level::Day,
+                        start: part.start,
+                        rollup,
+                        expected,
+                    });
+                }
+            }
+            if let Some(last) = own.last() {
+                carried.insert(panel.clone(), *last);
+            }
+        }
+        Ok(())
+    }
+
+    /// The month sums of the UTC month starting at `start` against the sums of their days.
+    async fn check_month(
+        &self,
+        start: DateTime<Utc>,
+        differences: &mut Vec<Difference>,
+    ) -> Result<(), InfluxError> {
+        let month = month_of(start);
+        let statements = format!(
+            "SELECT sum({USAGE_FIELD}) AS {USAGE_FIELD}, sum({READINGS_FIELD}) AS {READINGS_FIELD} \
+             FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {} GROUP BY panel;\n\
+             SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {MONTH_MEASUREMENT} WHERE time = {} GROUP BY panel",
+            time_literal(month.start),
+            time_literal(month.end),
+            time_literal(month.start),
+        );
+        let results = self.query(&statements).await?;
+        let days = figures_by_panel(&results[0]);
+        let months = figures_by_panel(&results[1]);
+        let panels: BTreeSet<&String> = days.keys().chain(months.keys()).collect();
+        for panel in panels {
+            // A sum over the days comes back stamped with the range's start.
+            let expected = days
+                .get(panel)
+                .and_then(|d| d.values().next())
+                .copied()
+                .unwrap_or_default();
+            let rollup = months
+                .get(panel)
+                .and_then(|m| m.get(&month.start))
+                .copied()
+                .unwrap_or_default();
+            if expected != rollup {
+                differences.push(Difference {
+                    panel: panel.clone(),
+                    level: Level::Month,
+                    start: month.start,
+                    rollup,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows of `usage_nkwh, readings` per panel, by time.
+pub(crate) fn figures_by_panel(
+    result: &StatementResult,
+) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Figures>> {
+    let mut out: BTreeMap<String, BTreeMap<DateTime<Utc>, Figures>> = BTreeMap::new();
+    for series in &result.series {
+        let Some(panel) = series.tag("panel").filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let rows = out.entry(panel.to_owned()).or_default();
+        for row in 0..series.values.len() {
+            let Some(time) = series.i64_at(row, "time") else {
+                continue;
+            };
+            let figures = Figures {
+                usage: Usage::from_nano_kwh(series.i64_at(row, USAGE_FIELD).unwrap_or(0).into()),
+                readings: series.i64_at(row, READINGS_FIELD).unwrap_or(0).max(0) as u64,
+            };
+            rows.insert(Utc.timestamp_nanos(time), figures);
+        }
+    }
+    out
+}
