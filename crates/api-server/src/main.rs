@@ -1,4 +1,4 @@
-//! `api-server`: the REST API of CONTRACT §6 over what the subscriber stored in InfluxDB, a
+//! `api-server`: the REST API of the README's "REST API" over what the subscriber stored in InfluxDB, a
 //! live stream of the panels' state, and the dashboard that shows them.
 
 mod access_log;

@@ -1,5 +1,5 @@
 //! Months and days answered from the subscriber's usage rollup equal the raw maths of
-//! CONTRACT §5, end to end: random histories with resets and glitches go through Mosquitto and
+//! docs/accounting.md, end to end: random histories with resets and glitches go through Mosquitto and
 //! mqtt-subscriber late, duplicated and shuffled, and api-server's answers for a half-hour zone
 //! (Asia/Kolkata) are compared with `energy_core::usage` over the same readings.
 //!

@@ -23,7 +23,7 @@ pub mod report;
 pub const DATABASE: &str = "energy";
 
 /// The topic prefix of every measurement (on its own private broker); topics are
-/// `<prefix>/<PANEL_ID>` (CONTRACT §3).
+/// `<prefix>/<PANEL_ID>` (README, "MQTT messages").
 pub const TOPIC_PREFIX: &str = "DATA/PM";
 
 /// `count` panel ids, `PANEL_001`, `PANEL_002`, … (zero-padded to at least three digits, so they

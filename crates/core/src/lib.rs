@@ -18,12 +18,12 @@ pub mod rollup;
 pub mod status;
 pub mod usage;
 
-pub use cost::Tariff;
+pub use cost::{Cost, Price, Tariff};
 pub use panel::PanelId;
 pub use period::Period;
 pub use reading::{Reading, Rejection};
 pub use status::Status;
 pub use usage::{EnergyPoint, Usage};
 
-/// The InfluxDB measurement every reading is written to (CONTRACT §4).
+/// The InfluxDB measurement every reading is written to (README, "Which InfluxDB versions, and why").
 pub const MEASUREMENT: &str = "energy_data";

@@ -1,4 +1,4 @@
-//! InfluxDB line protocol for readings, the one place it is encoded (CONTRACT §4).
+//! InfluxDB line protocol for readings, the one place it is encoded (README, "Which InfluxDB versions, and why").
 
 use std::fmt::Write;
 

@@ -5,7 +5,7 @@ use std::fmt;
 /// Longest accepted panel id, in bytes.
 pub const MAX_PANEL_ID_LEN: usize = 64;
 
-/// A validated panel id: 1 to 64 characters from `[A-Za-z0-9_.-]` (CONTRACT §3).
+/// A validated panel id: 1 to 64 characters from `[A-Za-z0-9_.-]` (README, "MQTT messages").
 ///
 /// The character set keeps ids safe in a topic, a tag value and an InfluxQL string literal;
 /// escaping still happens where those are built, so safety never rests on one check alone.

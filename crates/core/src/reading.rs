@@ -1,4 +1,4 @@
-//! Readings and the validation of MQTT messages into them (CONTRACT §3).
+//! Readings and the validation of MQTT messages into them (README, "MQTT messages").
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Map, Value};

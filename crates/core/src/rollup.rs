@@ -1,4 +1,4 @@
-//! The usage rollup: CONTRACT §5's usage, pre-summed per panel per 15-minute bucket and per UTC
+//! The usage rollup: the usage of docs/accounting.md, pre-summed per panel per 15-minute bucket and per UTC
 //! day, so that a month is read from a few thousand sums instead of every raw reading.
 //!
 //! A bucket's usage is the sum of the contributions of the pairs whose later reading falls in

@@ -15,7 +15,7 @@ pub fn seconds_since(last_seen: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     (now - last_seen).num_seconds().max(0)
 }
 
-/// A panel is ONLINE while `now - last_seen <= offline_after_secs` (CONTRACT §6).
+/// A panel is ONLINE while `now - last_seen <= offline_after_secs` (README, "REST API").
 pub fn status(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_after_secs: u64) -> Status {
     let age = seconds_since(last_seen, now);
     if u64::try_from(age).is_ok_and(|age| age <= offline_after_secs) {

@@ -1,4 +1,4 @@
-//! Usage maths (CONTRACT §5), the one place it is defined.
+//! Usage maths (docs/accounting.md), the one place it is defined.
 //!
 //! Every pair of consecutive readings (a, b) contributes `max(0, b - a)` to the period that
 //! holds `b`, unless the increase implies more than `max_power_kw` between them (a glitch).

@@ -1,4 +1,4 @@
-//! The rollup answers exactly what the raw maths answers (CONTRACT §5), for random histories,
+//! The rollup answers exactly what the raw maths answers (docs/accounting.md), for random histories,
 //! zones with non-whole-hour offsets and DST, and any progress of the rollup.
 //!
 //! The reading side is modelled as the API does it: [`split`] a local day or month into pieces,

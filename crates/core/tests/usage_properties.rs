@@ -1,4 +1,4 @@
-//! Property tests of the usage maths (CONTRACT §5) on random histories.
+//! Property tests of the usage maths (docs/accounting.md) on random histories.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::period::{days_of_month, month};

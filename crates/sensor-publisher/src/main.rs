@@ -1,5 +1,5 @@
 //! `sensor-publisher`: simulates the building's panel power meters and publishes one reading
-//! per panel per interval to `<prefix>/<PANEL_ID>` over MQTT (CONTRACT §1-3).
+//! per panel per interval to `<prefix>/<PANEL_ID>` over MQTT (README).
 
 mod backfill;
 mod connection;

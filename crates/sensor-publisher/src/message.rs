@@ -1,4 +1,4 @@
-//! The MQTT message of one reading (CONTRACT §3).
+//! The MQTT message of one reading (README, "MQTT messages").
 
 use chrono::SecondsFormat;
 use energy_core::Reading;

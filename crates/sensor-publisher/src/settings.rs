@@ -1,4 +1,4 @@
-//! The publisher's settings (CONTRACT §2): every one a flag with an environment twin.
+//! The publisher's settings (README, "Settings"): every one a flag with an environment twin.
 //!
 //! Each value is checked here, by clap, so a bad one stops the program before anything starts,
 //! with clap's one-line error naming the flag and the value.

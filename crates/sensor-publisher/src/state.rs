@@ -1,5 +1,5 @@
 //! The state file: each panel's last energy register, so a restart continues where it stopped,
-//! as a real meter register would (CONTRACT §3).
+//! as a real meter register would (README, "MQTT messages").
 //!
 //! ```json
 //! {

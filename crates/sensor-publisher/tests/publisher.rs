@@ -1,6 +1,6 @@
-//! The sensor-publisher binary against a real private Mosquitto: what it publishes (CONTRACT §3),
+//! The sensor-publisher binary against a real private Mosquitto: what it publishes (README, "MQTT messages"),
 //! how its registers survive a restart, how it rides out a broker restart, and how it treats bad
-//! settings (CONTRACT §2).
+//! settings (README, "Settings").
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,7 +36,7 @@ fn start_publisher(broker: &Mosquitto, state_file: &Path) -> Program {
     )
 }
 
-/// Collects exactly `count` messages within `timeout` and checks each against CONTRACT §3.
+/// Collects exactly `count` messages within `timeout` and checks each against README's "MQTT messages".
 fn receive(subscriber: &mut Subscriber, count: usize, timeout: Duration) -> Vec<Published> {
     let messages = subscriber
         .collect(count, timeout)

@@ -14,7 +14,7 @@ pub fn load_dotenv() {
     let _ = dotenvy::dotenv();
 }
 
-/// Parses `MAX_POWER_KW`, the glitch threshold of the usage maths (CONTRACT §5), which the
+/// Parses `MAX_POWER_KW`, the glitch threshold of the usage maths (docs/accounting.md), which the
 /// subscriber (for the rollup) and the api-server must agree on.
 pub fn parse_max_power(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -1,4 +1,4 @@
-//! MQTT connection settings shared by the publisher and the subscriber (CONTRACT §2).
+//! MQTT connection settings shared by the publisher and the subscriber (README, "Settings").
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -114,7 +114,7 @@ impl Flood {
             })
             .to_string();
             messages.push((format!("{TOPIC_PREFIX}/{}", ids[panel]), payload));
-            // What the subscriber writes for the message (CONTRACT §4: floats, ns timestamps).
+            // What the subscriber writes for the message (README, "Which InfluxDB versions, and why": floats, ns timestamps).
             lines.push(format!(
                 "energy_data,panel={} power_kw={power_kw},energy_kwh={} {}",
                 ids[panel],
