@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use energy_core::{Price, Tariff};
+use energy_core::{MaxPower, Price, Tariff};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::Secret;
@@ -37,8 +37,8 @@ pub struct Settings {
     pub offline_after_secs: u64,
 
     /// An increase implying more power than this (kW) is a glitch and counts as 0.
-    #[arg(long, env = "MAX_POWER_KW", default_value_t = 5000.0, value_parser = parse_max_power)]
-    pub max_power_kw: f64,
+    #[arg(long, env = "MAX_POWER_KW", default_value = "5000")]
+    pub max_power_kw: MaxPower,
 
     /// Listen address.
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
@@ -134,13 +134,6 @@ fn parse_tariff(s: &str) -> Result<Price, String> {
     })
 }
 
-fn parse_max_power(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a power in kW (a finite number > 0)")),
-    }
-}
-
 fn parse_currency(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 16 || s.chars().any(char::is_control) {
         return Err(format!(
@@ -162,7 +155,7 @@ mod tests {
         assert_eq!(s.tariff_per_kwh, Price::new(1500, 0));
         assert_eq!(s.currency, "IDR");
         assert_eq!(s.offline_after_secs, 300);
-        assert_eq!(s.max_power_kw, 5000.0);
+        assert_eq!(s.max_power_kw.kw(), 5000.0);
         assert_eq!(s.api_addr.to_string(), "127.0.0.1:3000");
         assert!(s.api_token.is_none(), "no authentication unless asked for");
         assert_eq!(s.cors_origins, CorsOrigins::None);
@@ -233,6 +226,10 @@ mod tests {
             ("--tariff-per-kwh", "1,5"),
             ("--tariff-per-kwh", "0.25 EUR"),
             ("--max-power-kw", "0"),
+            ("--max-power-kw", "-5"),
+            ("--max-power-kw", "NaN"),
+            ("--max-power-kw", "inf"),
+            ("--max-power-kw", "abc"),
             ("--offline-after-secs", "soon"),
             ("--api-addr", "localhost"),
             ("--cors-origins", "dash.example"),

@@ -31,8 +31,8 @@ use energy_core::influxql::{string_literal, time_literal};
 use energy_core::rollup::{
     self, Coverage, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD,
 };
-use energy_core::usage::{max_kwh_per_nanosecond, pair_contribution, usage_in};
-use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
+use energy_core::usage::{pair_contribution, usage_in};
+use energy_core::{EnergyPoint, MaxPower, Period, Usage, MEASUREMENT};
 use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
 
 use crate::cache::QueryCache;
@@ -58,7 +58,7 @@ pub type ByPanel<T> = BTreeMap<String, T>;
 
 pub struct Store {
     influx: InfluxClient,
-    max_power_kw: f64,
+    max_power_kw: MaxPower,
     cache: QueryCache<Vec<StatementResult>>,
     /// Whether a rollup computed with another `MAX_POWER_KW` was already reported.
     mismatch_logged: AtomicBool,
@@ -86,7 +86,7 @@ struct PeriodPlan {
 }
 
 impl Piece {
-    fn statements(self, max_power_kw: f64) -> Vec<String> {
+    fn statements(self, max_power_kw: MaxPower) -> Vec<String> {
         let sum = |measurement: &str, period: Period| {
             format!(
                 "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
@@ -103,7 +103,7 @@ impl Piece {
 
     /// The usage per panel with readings in the piece (negative for [`Piece::Less`]), from its
     /// statements' results.
-    fn usage(self, results: &[&StatementResult], max_power_kw: f64) -> ByPanel<Usage> {
+    fn usage(self, results: &[&StatementResult], max_power_kw: MaxPower) -> ByPanel<Usage> {
         match self {
             Piece::Raw(_) => {
                 let [inside, first, before] = results else {
@@ -183,7 +183,7 @@ fn influx_time_limit() -> DateTime<Utc> {
 const FUTURE_MARGIN_SECS: i64 = 86_400;
 
 impl Store {
-    pub fn new(influx: InfluxClient, max_power_kw: f64, cache_ttl: Duration) -> Self {
+    pub fn new(influx: InfluxClient, max_power_kw: MaxPower, cache_ttl: Duration) -> Self {
         Self {
             influx,
             max_power_kw,
@@ -202,8 +202,8 @@ impl Store {
         if state.max_power_kw != self.max_power_kw {
             if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    rollup = state.max_power_kw,
-                    api = self.max_power_kw,
+                    rollup = state.max_power_kw.kw(),
+                    api = self.max_power_kw.kw(),
                     "the usage rollup was computed with another MAX_POWER_KW than this server's: \
                      reading raw points instead (slower); give mqtt-subscriber the same value"
                 );
@@ -718,10 +718,10 @@ fn panel_filter(panels: &[String]) -> String {
 
 /// The sum of the period's inner pairs, its first reading, and the last reading before it
 /// within [`LOOKBACK`] (see `add_pairs_from_long_ago` for older ones).
-fn raw_usage_statements(period: Period, max_power_kw: f64) -> [String; 3] {
+fn raw_usage_statements(period: Period, max_power_kw: MaxPower) -> [String; 3] {
     let range = time_range(period);
     // Display never uses exponent notation, which InfluxQL would not parse.
-    let max_rate = max_kwh_per_nanosecond(max_power_kw);
+    let max_rate = max_power_kw.max_kwh_per_nanosecond();
     [
         format!(
             "SELECT sum(increase) AS usage FROM (SELECT difference(energy_kwh) AS increase, \
@@ -786,13 +786,18 @@ fn parse_numbers(result: &StatementResult, column: &str) -> ByPanel<f64> {
 mod tests {
     use super::*;
 
+    /// `MAX_POWER_KW`'s default.
+    fn max_kw() -> MaxPower {
+        "5000".parse().unwrap()
+    }
+
     #[test]
     fn usage_statements_bound_every_scan_and_carry_the_glitch_threshold() {
         let period = Period {
             start: "2026-11-26T17:00:00Z".parse().unwrap(),
             end: "2026-11-27T17:00:00Z".parse().unwrap(),
         };
-        let [inside, first, before] = raw_usage_statements(period, 3600.0);
+        let [inside, first, before] = raw_usage_statements(period, "3600".parse().unwrap());
         assert!(inside.contains("WHERE time >= '2026-11-26T17:00:00.000000000Z' AND time < '2026-11-27T17:00:00.000000000Z' GROUP BY panel)"));
         assert!(
             inside.contains("rate <= 0.000000001 GROUP BY panel"),
@@ -858,15 +863,15 @@ mod tests {
                 start: at("2026-10-31T17:00:00Z"),
                 end: at("2026-11-01T00:00:00Z")
             })
-            .statements(5000.0),
-            pieces[1].statements(5000.0),
+            .statements(max_kw()),
+            pieces[1].statements(max_kw()),
             "{pieces:?}"
         );
         // A month after it: all from the recent readings, no statement.
         let december = energy_core::period::month(2026, 12, tz).unwrap();
         assert_eq!(pieces_of(december, until), vec![Piece::Tail(december)]);
         assert_eq!(
-            Piece::Tail(december).statements(5000.0),
+            Piece::Tail(december).statements(max_kw()),
             Vec::<String>::new()
         );
         // Without a rollup, everything is raw.
@@ -884,8 +889,8 @@ mod tests {
                         "columns": ["time", "usage"], "values": [[0, 1_500_000_000_i64]]}]
         }))
         .unwrap();
-        let added = Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result], 5000.0);
-        let less = Piece::Less(period).usage(&[&result], 5000.0);
+        let added = Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result], max_kw());
+        let less = Piece::Less(period).usage(&[&result], max_kw());
         assert_eq!(added["A"], Usage::from_kwh(1.5));
         assert_eq!(less["A"], Usage::ZERO - Usage::from_kwh(1.5));
     }

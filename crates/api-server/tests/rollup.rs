@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, Duration as Span, TimeZone, Utc};
 use chrono_tz::Tz;
 use energy_core::period::{month, today};
 use energy_core::usage::usage_in;
-use energy_core::EnergyPoint;
+use energy_core::{EnergyPoint, MaxPower};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -22,8 +22,16 @@ use test_support::mqtt::publish_many;
 use test_support::{free_port, http_get, try_http_get, wait_until, Influx, Mosquitto, Program};
 
 const ZONE: &str = "Asia/Kolkata";
-const MAX_KW: f64 = 5000.0;
 const YEAR: i32 = 2025;
+
+fn kw(kw: f64) -> MaxPower {
+    MaxPower::from_kw(kw).unwrap()
+}
+
+/// `MAX_POWER_KW`'s default.
+fn max_kw() -> MaxPower {
+    kw(5000.0)
+}
 
 /// One panel's readings: from late January to early March `YEAR` every few minutes, and, if
 /// `today_from` is given, from that long after today's local midnight (negative: before it) up
@@ -79,7 +87,7 @@ struct Api {
 }
 
 impl Api {
-    fn start(influx: &Influx, max_power_kw: f64) -> Api {
+    fn start(influx: &Influx, max_power_kw: MaxPower) -> Api {
         let port = free_port();
         let program = Program::start(
             "api-server",
@@ -145,7 +153,7 @@ impl Api {
 
 fn expected_months(
     histories: &BTreeMap<String, Vec<EnergyPoint>>,
-    max_kw: f64,
+    max_kw: MaxPower,
 ) -> BTreeMap<String, Vec<f64>> {
     expected_months_of(histories, YEAR, max_kw)
 }
@@ -153,7 +161,7 @@ fn expected_months(
 fn expected_months_of(
     histories: &BTreeMap<String, Vec<EnergyPoint>>,
     year: i32,
-    max_kw: f64,
+    max_kw: MaxPower,
 ) -> BTreeMap<String, Vec<f64>> {
     let tz: Tz = ZONE.parse().unwrap();
     histories
@@ -170,7 +178,7 @@ fn expected_months_of(
 fn expected_today(
     histories: &BTreeMap<String, Vec<EnergyPoint>>,
     now: DateTime<Utc>,
-    max_kw: f64,
+    max_kw: MaxPower,
 ) -> BTreeMap<String, f64> {
     let (_, day) = today(now, ZONE.parse().unwrap());
     histories
@@ -268,11 +276,11 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
     }
     assert_eq!(seen.len(), distinct);
 
-    let api = Api::start(&influx, MAX_KW);
+    let api = Api::start(&influx, max_kw());
     let months = api.months();
     assert_eq!(
         months,
-        expected_months(&histories, MAX_KW),
+        expected_months(&histories, max_kw()),
         "monthly from the rollup"
     );
     assert!(
@@ -286,7 +294,7 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
         .year();
     assert_eq!(
         api.months_of(this_year),
-        expected_months_of(&histories, this_year, MAX_KW),
+        expected_months_of(&histories, this_year, max_kw()),
         "this year's months from the rollup"
     );
     // The day may have turned meanwhile; then "today" is a new, empty day for both.
@@ -294,7 +302,7 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
     let answered_at = Utc::now();
     assert_eq!(
         today,
-        expected_today(&histories, answered_at, MAX_KW),
+        expected_today(&histories, answered_at, max_kw()),
         "today from the rollup"
     );
 
@@ -342,16 +350,16 @@ fn months_and_today_from_the_rollup_equal_the_raw_maths_after_late_duplicated_sh
 
     // A server with another glitch threshold cannot use this rollup: it reads raw points, and
     // agrees with the raw maths at its own threshold (the tampered sums play no part).
-    let other = Api::start(&influx, 50.0);
+    let other = Api::start(&influx, kw(50.0));
     assert_eq!(
         other.months(),
-        expected_months(&histories, 50.0),
+        expected_months(&histories, kw(50.0)),
         "monthly from raw points"
     );
     let today = other.today();
     assert_eq!(
         today,
-        expected_today(&histories, Utc::now(), 50.0),
+        expected_today(&histories, Utc::now(), kw(50.0)),
         "today from raw points"
     );
     // Every panel is listed, also the one silent for more than a day, with its last reading.

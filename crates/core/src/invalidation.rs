@@ -105,6 +105,18 @@ impl Dirty {
             .sum()
     }
 
+    /// Whether any marked bucket of `panel` lies in `period`.
+    pub fn touches(&self, panel: &str, period: crate::Period) -> bool {
+        let (start, end) = (period.start.timestamp(), period.end.timestamp());
+        self.by_panel.get(panel).is_some_and(|runs| {
+            // The last run starting before `end` reaches into the period if it ends after
+            // `start`; runs are disjoint, so no earlier one can when it does not.
+            runs.range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start)
+        })
+    }
+
     /// The marked runs of each panel, `start -> end` in epoch seconds.
     pub fn panels(&self) -> impl Iterator<Item = (&str, &BTreeMap<i64, i64>)> {
         self.by_panel.iter().map(|(p, r)| (p.as_str(), r))
@@ -329,6 +341,22 @@ mod tests {
         forward.mark_run("A", q(2), q(9));
         assert_eq!(forward.by_panel["A"].len(), 1);
         assert_eq!(forward.len(), 10);
+    }
+
+    #[test]
+    fn touches_tells_whether_a_marked_bucket_lies_in_a_period() {
+        let mut dirty = Dirty::default();
+        dirty.mark("A", t("2026-11-27T03:01:00Z"));
+        dirty.mark("A", t("2026-11-27T09:00:00Z"));
+        let period = |s: &str, e: &str| crate::Period {
+            start: t(s),
+            end: t(e),
+        };
+        assert!(dirty.touches("A", period("2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z")));
+        assert!(dirty.touches("A", period("2026-11-27T03:14:00Z", "2026-11-27T03:15:00Z")));
+        assert!(!dirty.touches("A", period("2026-11-27T03:15:00Z", "2026-11-27T09:00:00Z")));
+        assert!(dirty.touches("A", period("2026-11-27T08:00:00Z", "2026-11-27T09:00:01Z")));
+        assert!(!dirty.touches("B", period("2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z")));
     }
 
     #[test]

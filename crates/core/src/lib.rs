@@ -23,7 +23,7 @@ pub use panel::PanelId;
 pub use period::Period;
 pub use reading::{Reading, Rejection};
 pub use status::Status;
-pub use usage::{EnergyPoint, Usage};
+pub use usage::{EnergyPoint, MaxPower, Usage};
 
 /// The InfluxDB measurement every reading is written to (README, "Which InfluxDB versions, and why").
 pub const MEASUREMENT: &str = "energy_data";

@@ -22,7 +22,7 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
 use crate::line_protocol::escape_tag_value;
 use crate::period::Period;
-use crate::usage::{pair_contribution, EnergyPoint, Usage};
+use crate::usage::{pair_contribution, EnergyPoint, MaxPower, Usage};
 
 /// Usage per panel per 15-minute bucket; timestamp = the bucket's start.
 pub const QUARTER_MEASUREMENT: &str = "energy_usage_15m";
@@ -134,7 +134,7 @@ pub struct Bucket {
 /// with its usage and reading count. Points before `from` only open the first pair, so pass the
 /// last reading before `from` along. Only buckets holding at least one reading are returned,
 /// in time order.
-pub fn buckets(points: &[EnergyPoint], from: DateTime<Utc>, max_power_kw: f64) -> Vec<Bucket> {
+pub fn buckets(points: &[EnergyPoint], from: DateTime<Utc>, max_power_kw: MaxPower) -> Vec<Bucket> {
     let mut out: Vec<Bucket> = Vec::new();
     let mut previous: Option<EnergyPoint> = None;
     for &point in points {
@@ -177,10 +177,12 @@ pub fn encode(measurement: &str, panel: &str, bucket: &Bucket, out: &mut String)
 /// point per hour accumulates.
 pub fn encode_state(
     complete_until: DateTime<Utc>,
-    max_power_kw: f64,
+    max_power_kw: MaxPower,
     log_until: i64,
     now: DateTime<Utc>,
 ) -> String {
+    // `{:?}` of the number, as always (`5000.0`): the field stays a float to InfluxDB.
+    let max_power_kw = max_power_kw.kw();
     format!(
         "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?},\
          {FORMAT_FIELD}={FORMAT_WITH_MONTHS}i,{LOG_UNTIL_FIELD}={log_until}i {}\n",
@@ -330,7 +332,9 @@ mod tests {
     use crate::period;
     use chrono_tz::Tz;
 
-    const MAX_KW: f64 = 5000.0;
+    fn max_kw() -> MaxPower {
+        "5000".parse().unwrap()
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -412,7 +416,7 @@ mod tests {
             p("2026-11-27T03:10:00Z", 10.0), // drop: 0
             p("2026-11-27T03:15:00Z", 12.0), // next bucket: +2
         ];
-        let b = buckets(&points, at("2026-11-27T03:00:00Z"), MAX_KW);
+        let b = buckets(&points, at("2026-11-27T03:00:00Z"), max_kw());
         assert_eq!(b.len(), 2);
         assert_eq!(
             (b[0].start, b[0].usage.kwh(), b[0].readings),
@@ -439,7 +443,7 @@ mod tests {
         );
         let state = encode_state(
             at("2026-11-27T03:20:05Z"),
-            5000.0,
+            max_kw(),
             1795749604000000123,
             at("2026-11-27T03:20:06Z"),
         );

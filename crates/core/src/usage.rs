@@ -1,12 +1,14 @@
 //! Usage maths (docs/accounting.md), the one place it is defined.
 //!
 //! Every pair of consecutive readings (a, b) contributes `max(0, b - a)` to the period that
-//! holds `b`, unless the increase implies more than `max_power_kw` between them (a glitch).
+//! holds `b`, unless the increase implies more than [`MaxPower`] between them (a glitch).
 //! Contributions are kept as whole nano-kWh so that sums are exact: the days of a month add up
 //! to the month to the last digit, whatever order they are added in.
 
+use std::fmt;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Sub, SubAssign};
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
@@ -109,20 +111,79 @@ impl Sum for Usage {
     }
 }
 
-/// Whether an increase of `increase_kwh` over `seconds` implies more than `max_power_kw`.
-/// This is the glitch rule; InfluxQL queries that apply it in the database take their
-/// threshold from [`max_kwh_per_nanosecond`] so both sides agree.
-pub fn is_glitch(increase_kwh: f64, seconds: f64, max_power_kw: f64) -> bool {
-    seconds <= 0.0 || increase_kwh * 3600.0 > max_power_kw * seconds
+/// `MAX_POWER_KW`, the threshold of the glitch rule: an increase implying more power than this
+/// on average between two readings is a glitch and counts as 0 (docs/accounting.md).
+///
+/// The only way to hold the threshold, and the only place it is parsed: [`MaxPower::from_kw`]
+/// (and [`str::parse`], which goes through it) accepts finite values > 0 and nothing else, so
+/// every `MaxPower` is one. The settings of the api-server and the subscriber parse into it,
+/// and so does the value read back from the rollup's state. It displays as the `f64` it holds
+/// (`5000`); [`MaxPower::kw`] gives that `f64` for the rollup's state field, which is written
+/// with `{:?}` (`5000.0`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaxPower(f64);
+
+/// A value that is not a usable [`MaxPower`]; names the value as it was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a power in kW (a finite number > 0)")]
+pub struct InvalidMaxPower {
+    value: String,
 }
 
-/// `max_power_kw` as the largest register increase per nanosecond that is not a glitch.
-pub fn max_kwh_per_nanosecond(max_power_kw: f64) -> f64 {
-    max_power_kw / 3.6e12
+impl MaxPower {
+    /// The threshold of `kw` kilowatts, if it is finite and > 0.
+    pub fn from_kw(kw: f64) -> Result<Self, InvalidMaxPower> {
+        if kw.is_finite() && kw > 0.0 {
+            Ok(MaxPower(kw))
+        } else {
+            Err(InvalidMaxPower {
+                value: kw.to_string(),
+            })
+        }
+    }
+
+    /// The threshold in kW.
+    pub fn kw(self) -> f64 {
+        self.0
+    }
+
+    /// Whether an increase of `increase_kwh` over `seconds` implies more than this power: the
+    /// glitch rule. An increase of exactly the threshold is not a glitch; no time at all is.
+    /// InfluxQL queries that apply the rule in the database take their threshold from
+    /// [`MaxPower::max_kwh_per_nanosecond`] so both sides agree.
+    pub fn is_glitch(self, increase_kwh: f64, seconds: f64) -> bool {
+        seconds <= 0.0 || increase_kwh * 3600.0 > self.0 * seconds
+    }
+
+    /// The threshold as the largest register increase per nanosecond that is not a glitch.
+    pub fn max_kwh_per_nanosecond(self) -> f64 {
+        self.0 / 3.6e12
+    }
+}
+
+impl FromStr for MaxPower {
+    type Err = InvalidMaxPower;
+
+    /// A decimal number as Rust reads an `f64` (`5000`, `0.5`, `1e3`), finite and > 0.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<f64>()
+            .ok()
+            .and_then(|kw| MaxPower::from_kw(kw).ok())
+            .ok_or_else(|| InvalidMaxPower {
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl fmt::Display for MaxPower {
+    /// The number as `f64` displays it (`5000`, `1234.5`): [`str::parse`] reads it back exactly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
 }
 
 /// What the pair (a, b) contributes: the increase, or zero for a drop or a glitch.
-pub fn pair_contribution(a: EnergyPoint, b: EnergyPoint, max_power_kw: f64) -> Usage {
+pub fn pair_contribution(a: EnergyPoint, b: EnergyPoint, max_power_kw: MaxPower) -> Usage {
     let increase = b.energy_kwh - a.energy_kwh;
     // Also catches NaN, which compares false with everything.
     if increase.is_nan() || increase <= 0.0 {
@@ -135,7 +196,7 @@ pub fn pair_contribution(a: EnergyPoint, b: EnergyPoint, max_power_kw: f64) -> U
         .map_or(elapsed.num_milliseconds() as f64 / 1e3, |ns| {
             ns as f64 / 1e9
         });
-    if is_glitch(increase, seconds, max_power_kw) {
+    if max_power_kw.is_glitch(increase, seconds) {
         return Usage::ZERO;
     }
     Usage::from_kwh(increase)
@@ -147,7 +208,7 @@ pub fn pair_contribution(a: EnergyPoint, b: EnergyPoint, max_power_kw: f64) -> U
 pub fn usage_in_periods(
     points: &[EnergyPoint],
     periods: &[Period],
-    max_power_kw: f64,
+    max_power_kw: MaxPower,
 ) -> Vec<Usage> {
     let mut sorted = points.to_vec();
     sorted.sort_by_key(|p| p.time);
@@ -165,7 +226,7 @@ pub fn usage_in_periods(
 }
 
 /// Usage in one period.
-pub fn usage_in(points: &[EnergyPoint], period: Period, max_power_kw: f64) -> Usage {
+pub fn usage_in(points: &[EnergyPoint], period: Period, max_power_kw: MaxPower) -> Usage {
     usage_in_periods(points, &[period], max_power_kw)[0]
 }
 
@@ -174,7 +235,9 @@ mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
 
-    const MAX_KW: f64 = 5000.0;
+    fn max_kw() -> MaxPower {
+        "5000".parse().unwrap()
+    }
 
     fn t(minutes: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 26, 17, 0, 0).unwrap() + Duration::minutes(minutes)
@@ -194,7 +257,7 @@ mod tests {
                 start: t(-10_000),
                 end: t(10_000),
             },
-            MAX_KW,
+            max_kw(),
         )
         .kwh()
     }
@@ -239,7 +302,7 @@ mod tests {
             end: t(1440),
         };
         let points = [p(-2, 10.0), p(-1, 11.0), p(1, 13.0), p(2, 14.0)];
-        let u = usage_in_periods(&points, &[day1, day2], MAX_KW);
+        let u = usage_in_periods(&points, &[day1, day2], max_kw());
         assert_eq!(u[0].kwh(), 1.0);
         assert_eq!(
             u[1].kwh(),
@@ -258,7 +321,7 @@ mod tests {
             start: t(0),
             end: t(1440),
         };
-        let u = usage_in_periods(&[p(-1, 10.0), p(0, 12.0)], &[day1, day2], MAX_KW);
+        let u = usage_in_periods(&[p(-1, 10.0), p(0, 12.0)], &[day1, day2], max_kw());
         assert_eq!((u[0].kwh(), u[1].kwh()), (0.0, 2.0));
     }
 
@@ -269,10 +332,10 @@ mod tests {
             end: t(1440),
         };
         assert_eq!(
-            usage_in(&[p(-500, 10.0), p(5, 10.5)], today, MAX_KW).kwh(),
+            usage_in(&[p(-500, 10.0), p(5, 10.5)], today, max_kw()).kwh(),
             0.5
         );
-        assert_eq!(usage_in(&[p(5, 10.5)], today, MAX_KW), Usage::ZERO);
+        assert_eq!(usage_in(&[p(5, 10.5)], today, max_kw()), Usage::ZERO);
     }
 
     #[test]
@@ -289,6 +352,76 @@ mod tests {
             time: a.time,
             energy_kwh: 2.0,
         };
-        assert_eq!(pair_contribution(a, b, MAX_KW), Usage::ZERO);
+        assert_eq!(pair_contribution(a, b, max_kw()), Usage::ZERO);
+    }
+
+    #[test]
+    fn the_threshold_is_a_finite_power_above_zero() {
+        for (text, kw) in [
+            ("5000", 5000.0),
+            ("5000.0", 5000.0),
+            ("1e3", 1000.0),
+            ("0.5", 0.5),
+            ("+7", 7.0),
+            ("1234.5", 1234.5),
+        ] {
+            let parsed: MaxPower = text.parse().unwrap();
+            assert_eq!(parsed.kw(), kw, "{text}");
+            assert_eq!(MaxPower::from_kw(kw), Ok(parsed), "{text}");
+        }
+        for text in [
+            "0", "-0", "0.0", "-5", "NaN", "inf", "-inf", "1e400", "abc", "", "5 kW",
+        ] {
+            let error = text.parse::<MaxPower>().unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("{text:?} is not a power in kW (a finite number > 0)")
+            );
+        }
+        for kw in [0.0, -0.0, -5.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let error = MaxPower::from_kw(kw).unwrap_err().to_string();
+            assert!(
+                error.ends_with(" is not a power in kW (a finite number > 0)")
+                    && error.contains(&kw.to_string()),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_threshold_displays_as_its_number_and_reads_back_the_same() {
+        let max: MaxPower = "5000.0".parse().unwrap();
+        assert_eq!(max.to_string(), "5000");
+        assert_eq!(max.to_string().parse(), Ok(max));
+        // The rollup's state field is written with `{:?}` of the number.
+        assert_eq!(format!("{:?}", max.kw()), "5000.0");
+        for kw in [1234.5, 0.1 + 0.2, 1e-300, 1.7e308] {
+            let max = MaxPower::from_kw(kw).unwrap();
+            assert_eq!(max.to_string().parse::<MaxPower>().unwrap().kw(), kw);
+        }
+    }
+
+    #[test]
+    fn the_glitch_rule_is_inclusive_to_the_nanosecond() {
+        let max = max_kw();
+        // 5000 kWh in one hour is exactly 5000 kW: not a glitch; in a nanosecond less, it is.
+        assert!(!max.is_glitch(5000.0, 3600.0));
+        assert!(max.is_glitch(5000.0, 3600.0 - 1e-9));
+        assert!(max.is_glitch(1e-9, 0.0), "no time at all is a glitch");
+        let a = p(0, 0.0);
+        let exactly = EnergyPoint {
+            time: a.time + Duration::hours(1),
+            energy_kwh: 5000.0,
+        };
+        let sooner = EnergyPoint {
+            time: exactly.time - Duration::nanoseconds(1),
+            ..exactly
+        };
+        assert_eq!(pair_contribution(a, exactly, max), Usage::from_kwh(5000.0));
+        assert_eq!(pair_contribution(a, sooner, max), Usage::ZERO);
+        // InfluxQL's rate (kWh per nanosecond) uses the same threshold.
+        assert_eq!(max.max_kwh_per_nanosecond(), 5000.0 / 3.6e12);
+        assert!(5000.0 / 3_600_000_000_000.0 <= max.max_kwh_per_nanosecond());
+        assert!(5000.0 / 3_599_999_999_999.0 > max.max_kwh_per_nanosecond());
     }
 }

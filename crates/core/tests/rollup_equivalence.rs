@@ -13,10 +13,12 @@ use chrono_tz::Tz;
 use energy_core::period::{day, month};
 use energy_core::rollup::{buckets, day_of, month_of, split, Bucket, Coverage};
 use energy_core::usage::usage_in;
-use energy_core::{EnergyPoint, Period, Usage};
+use energy_core::{EnergyPoint, MaxPower, Period, Usage};
 use proptest::prelude::*;
 
-const MAX_KW: f64 = 5000.0;
+fn max_kw() -> MaxPower {
+    "5000".parse().unwrap()
+}
 
 const ZONES: [&str; 6] = [
     "Asia/Kolkata",
@@ -63,7 +65,7 @@ type Sums = BTreeMap<DateTime<Utc>, Usage>;
 
 /// The rollup of `points`: buckets by start, and UTC days and months summed from them.
 fn rollup(points: &[EnergyPoint]) -> (Vec<Bucket>, Sums, Sums) {
-    let quarters = buckets(points, DateTime::<Utc>::MIN_UTC, MAX_KW);
+    let quarters = buckets(points, DateTime::<Utc>::MIN_UTC, max_kw());
     let mut days = Sums::new();
     let mut months = Sums::new();
     for bucket in &quarters {
@@ -103,7 +105,7 @@ fn from_rollup(
     let raw: Usage = pieces
         .raw
         .iter()
-        .map(|r| usage_in(points, *r, MAX_KW))
+        .map(|r| usage_in(points, *r, max_kw()))
         .sum();
     let quarter: Usage = in_periods(&quarter_sums, &pieces.quarters).sum();
     let day: Usage = in_periods(&days, &pieces.days).sum();
@@ -127,7 +129,7 @@ proptest! {
         let march = month(2026, 3, tz).unwrap();
         prop_assert_eq!(
             from_rollup(&points, march, until, months),
-            usage_in(&points, march, MAX_KW)
+            usage_in(&points, march, max_kw())
         );
     }
 
@@ -145,7 +147,7 @@ proptest! {
         let local_day = day(date, tz);
         prop_assert_eq!(
             from_rollup(&points, local_day, until, months),
-            usage_in(&points, local_day, MAX_KW)
+            usage_in(&points, local_day, max_kw())
         );
     }
 
@@ -165,7 +167,7 @@ proptest! {
         let until = until.map(|s| base() + Duration::seconds(s));
         prop_assert_eq!(
             from_rollup(&points, period, until, months),
-            usage_in(&points, period, MAX_KW)
+            usage_in(&points, period, max_kw())
         );
     }
 }

@@ -3,10 +3,12 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::period::{days_of_month, month};
 use energy_core::usage::{usage_in, usage_in_periods};
-use energy_core::{EnergyPoint, Usage};
+use energy_core::{EnergyPoint, MaxPower, Usage};
 use proptest::prelude::*;
 
-const MAX_KW: f64 = 5000.0;
+fn max_kw() -> MaxPower {
+    "5000".parse().unwrap()
+}
 
 fn base() -> DateTime<Utc> {
     // 2026-02-01 00:00 in Asia/Kolkata (UTC+05:30), a zone with a half-hour offset.
@@ -48,14 +50,14 @@ fn february() -> energy_core::Period {
 proptest! {
     #[test]
     fn usage_is_never_negative(points in history()) {
-        prop_assert!(usage_in(&points, february(), MAX_KW) >= Usage::ZERO);
+        prop_assert!(usage_in(&points, february(), max_kw()) >= Usage::ZERO);
     }
 
     #[test]
     fn the_days_of_a_month_add_up_exactly_to_the_month(points in history()) {
         let days = days_of_month(2026, 2, chrono_tz::Asia::Kolkata).unwrap();
-        let by_day: Usage = usage_in_periods(&points, &days, MAX_KW).into_iter().sum();
-        prop_assert_eq!(by_day, usage_in(&points, february(), MAX_KW));
+        let by_day: Usage = usage_in_periods(&points, &days, max_kw()).into_iter().sum();
+        prop_assert_eq!(by_day, usage_in(&points, february(), max_kw()));
     }
 
     #[test]
@@ -63,7 +65,7 @@ proptest! {
         prop_assume!(!points.is_empty());
         let mut doubled = points.clone();
         doubled.push(points[pick.index(points.len())]);
-        prop_assert_eq!(usage_in(&doubled, february(), MAX_KW), usage_in(&points, february(), MAX_KW));
+        prop_assert_eq!(usage_in(&doubled, february(), max_kw()), usage_in(&points, february(), max_kw()));
     }
 
     #[test]
@@ -75,13 +77,13 @@ proptest! {
             let j = (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64) >> 33) as usize % (i + 1);
             shuffled.swap(i, j);
         }
-        prop_assert_eq!(usage_in(&shuffled, february(), MAX_KW), usage_in(&points, february(), MAX_KW));
+        prop_assert_eq!(usage_in(&shuffled, february(), max_kw()), usage_in(&points, february(), max_kw()));
     }
 
     #[test]
     fn a_reset_contributes_zero_and_counting_resumes(before in 1.0f64..10_000.0, after in 0.0f64..10.0) {
         let p = |minute: i64, energy_kwh: f64| EnergyPoint { time: base() + Duration::minutes(minute), energy_kwh };
         let points = [p(10, before), p(20, 0.0), p(30, after)];
-        prop_assert_eq!(usage_in(&points, february(), MAX_KW), Usage::from_kwh(after));
+        prop_assert_eq!(usage_in(&points, february(), max_kw()), Usage::from_kwh(after));
     }
 }

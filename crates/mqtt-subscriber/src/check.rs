@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use chrono::{NaiveTime, TimeZone, Utc};
 use energy_core::invalidation::Dirty;
+use energy_core::MaxPower;
 use energy_influx::InfluxClient;
 use energy_rollup::Rollup;
 
@@ -18,7 +19,7 @@ const REPAIR_WRITER: &str = "mqtt-subscriber-check";
 
 pub async fn run(
     influx: &InfluxClient,
-    max_power_kw: f64,
+    max_power_kw: MaxPower,
     range: DayRange,
     repair: bool,
 ) -> ExitCode {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use chrono::Datelike;
 use std::time::Duration;
 
+use energy_core::MaxPower;
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::mqtt::MqttSettings;
@@ -53,8 +54,8 @@ pub struct Settings {
 
     /// An increase implying more power than this (kW) is a glitch and counts as 0. The usage
     /// rollup is computed with it, so set the same value as the api-server's.
-    #[arg(long, env = "MAX_POWER_KW", default_value_t = 5000.0, value_parser = energy_service::parse_max_power)]
-    pub max_power_kw: f64,
+    #[arg(long, env = "MAX_POWER_KW", default_value = "5000")]
+    pub max_power_kw: MaxPower,
 
     /// Whether this subscriber keeps the usage rollup: reads the invalidation log every
     /// subscriber writes beside its readings and recomputes what it names. Exactly one
@@ -276,6 +277,27 @@ mod tests {
             Settings::try_parse_from(["x", "--repair"]).is_err(),
             "--repair needs --check-rollup"
         );
+    }
+
+    #[test]
+    fn the_glitch_threshold_is_parsed_by_the_core() {
+        let s = Settings::try_parse_from(["mqtt-subscriber"]).unwrap();
+        assert_eq!(s.max_power_kw, "5000".parse::<MaxPower>().unwrap());
+        let s = Settings::try_parse_from(["mqtt-subscriber", "--max-power-kw", "1e3"]).unwrap();
+        assert_eq!(s.max_power_kw.kw(), 1000.0);
+        for bad in ["0", "-5", "NaN", "inf", "abc"] {
+            let arg = format!("--max-power-kw={bad}");
+            let err = Settings::try_parse_from(["mqtt-subscriber", arg.as_str()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--max-power-kw")
+                    && err.contains(&format!(
+                        "{bad:?} is not a power in kW (a finite number > 0)"
+                    )),
+                "{err}"
+            );
+        }
     }
 
     #[test]

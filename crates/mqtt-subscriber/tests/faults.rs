@@ -18,7 +18,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use test_support::mqtt::Publisher;
 use test_support::{
-    free_port, http_get, start_subscriber, try_http_get, wait_until, Influx, Mosquitto, Program,
+    http_get, now_ms, start_subscriber, try_http_get, wait_until, ApiServer, Influx, Mosquitto,
+    Program,
 };
 
 const DB: &str = "energy";
@@ -31,10 +32,6 @@ fn payload(power_kw: f64, energy_kwh: f64, epoch_ms: i64) -> Vec<u8> {
         r#"{{"power_kw": {power_kw:?}, "energy_kwh": {energy_kwh:?}, "timestamp": {epoch_ms}}}"#
     )
     .into_bytes()
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 /// Asserts that `db` holds exactly `expected` (any order): every reading once, nothing else.
@@ -529,22 +526,6 @@ fn usage_readings() -> Vec<Row> {
     rows
 }
 
-fn start_api(influx: &Influx, db: &str, extra: &[(&str, String)]) -> (Program, String) {
-    let port = free_port();
-    let mut envs = vec![
-        ("INFLUX_URL", influx.url()),
-        ("INFLUX_DATABASE", db.to_owned()),
-        ("API_ADDR", format!("127.0.0.1:{port}")),
-    ];
-    envs.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-    let api = Program::start("api-server", &envs);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until(Duration::from_secs(30), "api-server listening", || {
-        try_http_get(&format!("{base}/health")).is_ok()
-    });
-    (api, base)
-}
-
 #[test]
 fn duplicates_and_out_of_order_delivery_store_the_same_data_and_usage() {
     let mut rng = rng("duplicates");
@@ -600,8 +581,9 @@ fn duplicates_and_out_of_order_delivery_store_the_same_data_and_usage() {
     assert_stored_exactly(&influx, "ordered", &readings);
     assert_stored_exactly(&influx, "shuffled", &readings);
 
-    let (_ordered_api, ordered) = start_api(&influx, "ordered", &[]);
-    let (_shuffled_api, shuffled) = start_api(&influx, "shuffled", &[]);
+    let ordered_api = ApiServer::start(&influx.url(), "ordered", &[]);
+    let shuffled_api = ApiServer::start(&influx.url(), "shuffled", &[]);
+    let (ordered, shuffled) = (ordered_api.url(""), shuffled_api.url(""));
     for path in [
         "/api/panel/today-usage",
         "/api/energy/monthly",
@@ -645,14 +627,12 @@ fn api_server_answers_503_while_influxdb_is_down_and_recovers_by_itself() {
     );
     // No answer cache: it would (rightly) serve the last second's answers from memory right
     // after InfluxDB stops, and this test is about what happens when InfluxDB is asked.
-    let (_api, api) = start_api(
-        &influx,
+    let api_server = ApiServer::start(
+        &influx.url(),
         DB,
-        &[
-            ("INFLUX_TIMEOUT_MS", "1000".to_owned()),
-            ("QUERY_CACHE_MS", "0".to_owned()),
-        ],
+        &[("INFLUX_TIMEOUT_MS", "1000"), ("QUERY_CACHE_MS", "0")],
     );
+    let api = api_server.url("");
     for path in ENDPOINTS {
         let (status, body, text) = http_get(&format!("{api}{path}"));
         assert_eq!(status, 200, "{path}: {text}");

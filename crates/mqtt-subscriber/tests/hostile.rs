@@ -18,13 +18,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use test_support::{mqtt, start_subscriber, wait_until, Influx, Mosquitto};
+use test_support::{mqtt, now_ms, start_subscriber, wait_until, Influx, Mosquitto};
 
 const DB: &str = "energy";
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// All stored points as panel -> (time in ms, power_kw, energy_kwh).
 fn stored(influx: &Influx) -> BTreeMap<String, Vec<(i64, f64, f64)>> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use test_support::{run_to_exit, start_subscriber, wait_until, Influx, Mosquitto, Program};
+use test_support::{now_ms, run_to_exit, start_subscriber, wait_until, Influx, Mosquitto, Program};
 
 const DB: &str = "energy";
 
@@ -31,10 +31,6 @@ fn stored(influx: &Influx) -> Vec<(String, i64, f64, f64)> {
 fn reading(energy_kwh: &str, epoch_ms: i64) -> Vec<u8> {
     format!(r#"{{"power_kw": 2, "energy_kwh": {energy_kwh}, "timestamp": {epoch_ms}}}"#)
         .into_bytes()
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[test]

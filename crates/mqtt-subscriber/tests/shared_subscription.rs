@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use test_support::mqtt::Publisher;
-use test_support::{wait_until, Influx, Mosquitto, Program};
+use test_support::{now_ms, wait_until, Influx, Mosquitto, Program};
 
 const DB: &str = "energy";
 const GROUP: &str = "ingest";
@@ -92,10 +91,6 @@ fn received(output: &str, message: &str) -> Option<u64> {
         .find_map(|token| token.strip_prefix("received="))?
         .parse()
         .ok()
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 #[test]

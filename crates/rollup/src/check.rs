@@ -68,6 +68,15 @@ pub struct Difference {
 }
 
 impl Difference {
+    /// The period the differing sum covers.
+    pub fn period(&self) -> Period {
+        match self.level {
+            Level::Bucket => rollup::bucket_of(self.start),
+            Level::Day => day_of(self.start),
+            Level::Month => month_of(self.start),
+        }
+    }
+
     /// The buckets whose recomputation repairs this: the bucket itself, or the first bucket of
     /// the day or month (recomputing any bucket re-sums its day and that day's month).
     pub fn mark(&self, dirty: &mut Dirty) {

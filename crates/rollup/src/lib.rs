@@ -23,7 +23,7 @@ use energy_core::rollup::{
     FORMAT_WITH_MONTHS, GRAIN_SECS, LOG_UNTIL_FIELD, MAX_POWER_FIELD, MONTH_MEASUREMENT,
     QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
 };
-use energy_core::{EnergyPoint, Usage, MEASUREMENT};
+use energy_core::{EnergyPoint, MaxPower, Usage, MEASUREMENT};
 
 pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
@@ -50,7 +50,7 @@ pub struct State {
     /// Every reading stored before this instant is rolled up.
     pub complete_until: DateTime<Utc>,
     /// The glitch threshold the rollup was computed with.
-    pub max_power_kw: f64,
+    pub max_power_kw: MaxPower,
     /// Whether month sums are kept (a rollup recorded before they existed has none).
     pub months: bool,
     /// How far the invalidation log has been read for good: every log entry InfluxDB stamped
@@ -187,18 +187,18 @@ impl Panels<'_> {
 #[derive(Clone)]
 pub struct Rollup {
     influx: InfluxClient,
-    max_power_kw: f64,
+    max_power_kw: MaxPower,
 }
 
 impl Rollup {
-    pub fn new(influx: InfluxClient, max_power_kw: f64) -> Self {
+    pub fn new(influx: InfluxClient, max_power_kw: MaxPower) -> Self {
         Self {
             influx,
             max_power_kw,
         }
     }
 
-    pub fn max_power_kw(&self) -> f64 {
+    pub fn max_power_kw(&self) -> MaxPower {
         self.max_power_kw
     }
 
@@ -268,6 +268,21 @@ impl Rollup {
                 .is_some_and(|now| until < now);
         }
         Ok(read)
+    }
+
+    /// The buckets named by the log entries stamped within the last `within`.
+    pub async fn recent_log(&self, within: StdDuration) -> Result<Dirty, InfluxError> {
+        let statement = format!(
+            "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= now() - {}ms GROUP BY panel",
+            within.as_millis()
+        );
+        let results = match self.query(&statement).await {
+            Err(error) if error.is_database_missing() => return Ok(Dirty::default()),
+            other => other?,
+        };
+        let mut read = LogRead::default();
+        add_log_entries(&results[0], &mut read);
+        Ok(read.dirty)
     }
 
     /// The stamp just after the newest log entry that is old enough to be read for good: where a
@@ -878,11 +893,12 @@ pub fn state_statement() -> String {
     )
 }
 
-/// The state from the result of [`state_statement`].
+/// The state from the result of [`state_statement`]. A recorded `max_power_kw` that is not a
+/// usable threshold (see [`MaxPower::from_kw`]) leaves no usable state.
 pub fn parse_state(result: &StatementResult) -> Option<State> {
     let series = result.series.first()?;
     let until = series.i64_at(0, "until")?;
-    let max_power_kw = series.f64_at(0, "max_power_kw")?;
+    let max_power_kw = MaxPower::from_kw(series.f64_at(0, "max_power_kw")?).ok()?;
     let format = series.i64_at(0, "format").unwrap_or(1);
     Some(State {
         complete_until: Utc.timestamp_nanos(until),
@@ -1009,4 +1025,42 @@ fn points_by_panel(result: Option<&Rows<PointRow>>) -> BTreeMap<String, Vec<Ener
 /// five minutes in the future.
 pub fn rebuild_margin() -> Duration {
     Duration::minutes(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_result(max_power_kw: serde_json::Value) -> StatementResult {
+        serde_json::from_value(serde_json::json!({
+            "series": [{"name": STATE_MEASUREMENT,
+                        "columns": ["time", "until", "max_power_kw", "format", "log_until"],
+                        "values": [[0, 1_795_749_605_000_000_000_i64, max_power_kw, 2, 42]]}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_recorded_threshold_is_read_through_the_one_constructor() {
+        let state = parse_state(&state_result(serde_json::json!(1234.5))).unwrap();
+        assert_eq!(state.max_power_kw, MaxPower::from_kw(1234.5).unwrap());
+        assert_eq!(
+            state.complete_until,
+            Utc.timestamp_nanos(1_795_749_605_000_000_000)
+        );
+        assert!(state.months);
+        assert_eq!(state.log_until, Some(42));
+        // InfluxDB may answer a whole float as an integer.
+        let state = parse_state(&state_result(serde_json::json!(5000))).unwrap();
+        assert_eq!(state.max_power_kw.to_string(), "5000");
+        // A stored value that is no usable threshold leaves no usable state.
+        for bad in [
+            serde_json::json!(0.0),
+            serde_json::json!(-5.0),
+            serde_json::json!(null),
+            serde_json::json!("5000"),
+        ] {
+            assert_eq!(parse_state(&state_result(bad.clone())), None, "{bad}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::rollup::{
     buckets, day_of, month_of, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
 };
-use energy_core::{EnergyPoint, Usage};
+use energy_core::{EnergyPoint, MaxPower, Usage};
 use energy_influx::{InfluxClient, InfluxSettings};
 use energy_rollup::{Dirty, Rollup};
 use rand::rngs::StdRng;
@@ -16,7 +16,14 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use test_support::Influx;
 
-const MAX_KW: f64 = 5000.0;
+fn kw(kw: f64) -> MaxPower {
+    MaxPower::from_kw(kw).unwrap()
+}
+
+/// `MAX_POWER_KW`'s default.
+fn max_kw() -> MaxPower {
+    kw(5000.0)
+}
 
 fn client(influx: &Influx, database: &str) -> InfluxClient {
     influx.create_database(database);
@@ -90,10 +97,10 @@ fn all_lines(histories: &BTreeMap<String, Vec<EnergyPoint>>) -> String {
 type Expected = BTreeMap<(String, String, DateTime<Utc>), (Usage, u64)>;
 
 fn expected(histories: &BTreeMap<String, Vec<EnergyPoint>>) -> Expected {
-    expected_at(histories, MAX_KW)
+    expected_at(histories, max_kw())
 }
 
-fn expected_at(histories: &BTreeMap<String, Vec<EnergyPoint>>, max_power_kw: f64) -> Expected {
+fn expected_at(histories: &BTreeMap<String, Vec<EnergyPoint>>, max_power_kw: MaxPower) -> Expected {
     let mut out = Expected::new();
     for (panel, points) in histories {
         for bucket in buckets(points, DateTime::<Utc>::MIN_UTC, max_power_kw) {
@@ -170,7 +177,7 @@ async fn rollup_kept_up_to_date_through_late_duplicated_shuffled_writes_equals_t
     for seed in 0..3u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let database = format!("energy_{seed}");
-        let rollup = Rollup::new(client(&influx, &database), MAX_KW);
+        let rollup = Rollup::new(client(&influx, &database), max_kw());
         let histories: BTreeMap<String, Vec<EnergyPoint>> = (0..4)
             .map(|i| (format!("P{i}"), history(&mut rng)))
             .collect();
@@ -216,7 +223,7 @@ async fn rollup_kept_up_to_date_through_late_duplicated_shuffled_writes_equals_t
 
         // A rebuild of the same readings in a fresh database gives the same rollup.
         let fresh = format!("rebuilt_{seed}");
-        let rebuilt = Rollup::new(client(&influx, &fresh), MAX_KW);
+        let rebuilt = Rollup::new(client(&influx, &fresh), max_kw());
         let body = all_lines(&histories);
         influx.write(&fresh, &body);
         let earliest = rebuilt.earliest_reading().await.unwrap().unwrap();
@@ -241,15 +248,28 @@ async fn rollup_kept_up_to_date_through_late_duplicated_shuffled_writes_equals_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_threshold() {
     let influx = tokio::task::spawn_blocking(Influx::start).await.unwrap();
-    let rollup = Rollup::new(client(&influx, "energy"), 1234.5);
+    let rollup = Rollup::new(client(&influx, "energy"), kw(1234.5));
     assert_eq!(rollup.state().await.unwrap(), None);
     let until: DateTime<Utc> = "2026-11-27T03:20:05.123456789Z".parse().unwrap();
     rollup.save_state(until, 42).await.unwrap();
     let state = rollup.state().await.unwrap().unwrap();
     assert_eq!(state.complete_until, until);
     assert_eq!(state.log_until, Some(42));
-    assert_eq!(state.max_power_kw, 1234.5);
+    assert_eq!(state.max_power_kw, kw(1234.5));
     assert!(state.months, "this version keeps month sums");
+    // A recorded threshold that is no power (written by hand, say) is no usable state.
+    let later = (Utc::now() + Duration::hours(2))
+        .timestamp_nanos_opt()
+        .unwrap();
+    for bad in ["0", "-5"] {
+        influx.write(
+            "energy",
+            &format!(
+                "energy_rollup_state complete_until=1i,max_power_kw={bad},format=2i,log_until=1i {later}\n"
+            ),
+        );
+        assert_eq!(rollup.state().await.unwrap(), None, "max_power_kw={bad}");
+    }
     // A missing database is no state, not an error.
     let missing = InfluxClient::new(&InfluxSettings {
         influx_url: influx.url(),
@@ -258,7 +278,7 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
         influx_timeout_ms: 5_000,
     })
     .unwrap();
-    assert_eq!(Rollup::new(missing, 1.0).state().await.unwrap(), None);
+    assert_eq!(Rollup::new(missing, kw(1.0)).state().await.unwrap(), None);
 }
 
 /// Readings already in InfluxDB when mqtt-subscriber first starts (an upgrade from another
@@ -281,7 +301,7 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
         let row = &answer["results"][0]["series"][0]["values"][0];
         (row[1].as_i64(), row[2].as_f64())
     };
-    for max_power_kw in [MAX_KW, 50.0] {
+    for max_power_kw in [max_kw(), kw(50.0)] {
         let mut subscriber = test_support::Program::start(
             "mqtt-subscriber",
             &[
@@ -296,11 +316,11 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
             || {
                 // Recorded only once the catch-up is done; each run records its own threshold.
                 let (until, max) = state(&influx);
-                until.is_some() && max == Some(max_power_kw)
+                until.is_some() && max == Some(max_power_kw.kw())
             },
         );
         let mut expected = expected(&histories);
-        if max_power_kw != MAX_KW {
+        if max_power_kw != max_kw() {
             expected = expected_at(&histories, max_power_kw);
         }
         assert_same(
@@ -329,15 +349,16 @@ fn a_rollup_recorded_without_month_sums_gets_them_at_the_next_start() {
     influx.write("energy", &body);
     // The old rollup: buckets and days, no months, a state without a format.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let rollup = Rollup::new(client(&influx, "energy"), MAX_KW);
+    let rollup = Rollup::new(client(&influx, "energy"), max_kw());
     let until = base() + Duration::days(4);
     runtime
         .block_on(rollup.rebuild(base(), until, |_, _| {}))
         .unwrap();
     influx.query("energy", "DROP MEASUREMENT energy_usage_1mo");
     let old_state = format!(
-        "energy_rollup_state complete_until={}i,max_power_kw={MAX_KW:?} {}\n",
+        "energy_rollup_state complete_until={}i,max_power_kw={:?} {}\n",
         until.timestamp_nanos_opt().unwrap(),
+        max_kw().kw(),
         until.timestamp_nanos_opt().unwrap()
     );
     influx.write("energy", &old_state);

@@ -70,6 +70,11 @@ pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
     process::find_executable(name)
 }
 
+/// Now, as milliseconds since the Unix epoch (the `timestamp` of a test's MQTT payloads).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Polls `f` every 50 ms until it returns true; panics naming `what` after `timeout`.
 ///
 /// `f` is always called at least once, and once more at the deadline, so a condition that became
