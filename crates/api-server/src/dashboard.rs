@@ -199,8 +199,7 @@ mod tests {
         for (name, value) in headers {
             request = request.header(name, *value);
         }
-        let app = crate::routes::app(crate::routes::tests::offline_state());
-        let response = app
+        let response = routes::<()>()
             .oneshot(request.body(Body::empty()).unwrap())
             .await
             .unwrap();

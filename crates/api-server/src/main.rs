@@ -2,17 +2,20 @@
 //! live stream of the panels' state, and the dashboard that shows them.
 
 mod access_log;
+mod answers;
 mod auth;
 mod cache;
 mod cors;
 mod dashboard;
 mod error;
 mod limits;
+mod live;
 mod metrics;
 mod openapi;
 mod routes;
 mod server;
 mod settings;
+mod state;
 mod store;
 mod stream;
 
@@ -20,10 +23,10 @@ use std::sync::Arc;
 
 use energy_influx::InfluxClient;
 
-use crate::routes::AppState;
+use crate::live::LiveFeed;
 use crate::settings::Settings;
+use crate::state::AppState;
 use crate::store::Store;
-use crate::stream::LiveFeed;
 
 /// jemalloc instead of glibc's malloc. After one cold monthly answer over a year of 100 panels
 /// (a few MB of InfluxDB answers parsed on two worker threads), glibc kept ~6 MB of freed memory
@@ -90,7 +93,7 @@ async fn main() -> std::process::ExitCode {
         cors = ?policy.cors_origins,
         "listening"
     );
-    let app = server::protect(routes::app(state.clone()), &policy);
+    let app = server::protect(openapi::app(state.clone()), &policy);
     let shutdown = async move {
         energy_service::shutdown::signal().await;
         // Live streams never finish by themselves: end them, so that shutdown waits only for

@@ -1,7 +1,10 @@
-//! `GET /api/openapi.json`: the OpenAPI 3.1 document of this API, generated from the code.
+//! The router ([`app`]) and, served by it at `GET /api/openapi.json`, the OpenAPI 3.1 document
+//! of this API, generated from the code. Both are put together here, from the handlers
+//! (`routes`, `stream`) and the dashboard's table, which know nothing of the router.
 //!
-//! Each part comes from what it describes, so the document cannot drift from what is served:
-//! - the API's routes: each handler's `#[utoipa::path]`, registered by `routes::api` with
+//! Each part of the document comes from what it describes, so it cannot drift from what is
+//! served:
+//! - the API's routes: each handler's `#[utoipa::path]`, registered by [`api`] with
 //!   `utoipa_axum::routes!`, which adds the route and its documentation together;
 //! - the answers: the typed structs the handlers serialize (`ToSchema`);
 //! - the dashboard's files: the table that serves them (`dashboard::document`);
@@ -11,23 +14,28 @@
 //!   of the body limit.
 //!
 //! 404 (an unknown path) and 405 (a method other than GET) belong to no documented operation:
-//! they are reusable responses under `components` and described in `info`.
+//! they are the router's fallbacks ([`app`]), reusable responses under `components` and
+//! described in `info`.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
+use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, PathItem, Ref, RefOr, Response, ResponseBuilder,
     SecurityRequirement, Type,
 };
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ErrorBody;
-use crate::routes::RealtimePanel;
-use crate::stream::StreamSync;
-use crate::{auth, dashboard, limits, routes};
+use crate::answers::RealtimePanel;
+use crate::error::{ApiError, ErrorBody};
+use crate::live::StreamSync;
+use crate::state::AppState;
+use crate::{auth, dashboard, limits, routes, stream};
 
 /// The name of the bearer-token security scheme in the document.
 const BEARER: &str = "bearer_token";
@@ -56,6 +64,28 @@ When the server has `API_TOKEN` set, every path except `/health` and the dashboa
 )]
 struct ApiDoc;
 
+/// The documented routes: the router and its part of the OpenAPI document.
+pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(routes::realtime))
+        .routes(routes!(routes::today_usage))
+        .routes(routes!(routes::summary))
+        .routes(routes!(routes::monthly))
+        .routes(routes!(stream::stream))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::render))
+        .routes(routes!(openapi_json))
+}
+
+/// The router: the documented routes, the dashboard, and JSON errors for everything else.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::from(api())
+        .merge(dashboard::routes())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
 /// The document as JSON, built on first use.
 pub fn document() -> &'static str {
     static DOCUMENT: LazyLock<String> =
@@ -65,7 +95,7 @@ pub fn document() -> &'static str {
 
 /// The document: the routes' own documentation, the dashboard's, and what the layers add.
 pub(crate) fn build() -> utoipa::openapi::OpenApi {
-    let (_, api) = routes::api().split_for_parts();
+    let (_, api) = api().split_for_parts();
     let mut openapi = ApiDoc::openapi().merge_from(api);
     dashboard::document(&mut openapi.paths);
     add_what_the_layers_do(&mut openapi);
@@ -198,14 +228,14 @@ mod tests {
     use serde_json::Value;
     use tower::ServiceExt;
 
-    use crate::routes::tests::offline_state;
+    use crate::state::tests::offline_state;
 
     /// The document as the router serves it.
     async fn served() -> Value {
         let request = Request::get("/api/openapi.json")
             .body(Body::empty())
             .unwrap();
-        let response = routes::app(offline_state()).oneshot(request).await.unwrap();
+        let response = app(offline_state()).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -280,7 +310,7 @@ mod tests {
                     .uri(path)
                     .body(Body::empty())
                     .unwrap();
-                let response = routes::app(offline_state()).oneshot(request).await.unwrap();
+                let response = app(offline_state()).oneshot(request).await.unwrap();
                 let status = response.status();
                 if documented {
                     assert!(
@@ -313,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn every_routed_path_is_in_the_document() {
         let document = served().await;
-        let routed = routed_paths(&routes::app(offline_state()));
+        let routed = routed_paths(&app(offline_state()));
         assert!(
             routed.len() >= paths(&document).len(),
             "axum's Debug output no longer lists the routes ({routed:?}): adapt routed_paths"
@@ -347,7 +377,7 @@ mod tests {
                 security.iter().any(|s| s == &serde_json::json!({})),
                 "{path}: without API_TOKEN nothing is asked"
             );
-            let app = crate::server::protect(routes::app(offline_state()), &policy);
+            let app = crate::server::protect(app(offline_state()), &policy);
             let request = Request::get(path).body(Body::empty()).unwrap();
             let status = app.oneshot(request).await.unwrap().status();
             assert_eq!(
@@ -356,5 +386,28 @@ mod tests {
                 "{path}: {status}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_and_unknown_paths_get_json_errors() {
+        async fn call(method: &str, uri: &str) -> (StatusCode, Value) {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = app(offline_state()).oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice(&bytes).unwrap())
+        }
+        let (status, body) = call("POST", "/api/panel/realtime").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        let (status, body) = call("GET", "/api/panel").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
     }
 }

@@ -1,123 +1,34 @@
-//! The HTTP routes of the README's "REST API". Handlers read from the [`Store`], apply the core's rules
-//! (status, usage, cost, rounding) and answer JSON.
+//! The HTTP routes of the README's "REST API", and `/health` and `/metrics`. Handlers read from
+//! the [`Store`](crate::store::Store), apply the core's rules (status, usage, cost, rounding)
+//! and answer JSON.
 //!
 //! Each handler's `#[utoipa::path]` attribute is where its method and path are written down:
-//! [`api`] registers it with `utoipa_axum::routes!`, which puts it in the router and in the
-//! OpenAPI document (`crate::openapi`) together, so the two cannot disagree. The answers are
-//! typed structs deriving `ToSchema`, so the document describes exactly what is serialized.
+//! `openapi::api` registers it with `utoipa_axum::routes!`, which puts it in the router and in
+//! the OpenAPI document together, so the two cannot disagree. The answers are typed structs
+//! deriving `ToSchema`, so the document describes exactly what is serialized.
 
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::{Json, Router};
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, SubsecRound, Utc};
-use chrono_tz::Tz;
-use energy_core::status::{seconds_since, status};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Datelike, NaiveDate, Utc};
+use energy_core::status::status;
 use energy_core::{period, Status, Tariff, Usage};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
+use crate::answers::{rfc3339, status_schema, RealtimePanel};
 use crate::error::{ApiError, ErrorBody};
-use crate::store::{Latest, Store};
-use crate::stream::LiveFeed;
-use crate::{dashboard, metrics, openapi, stream};
-
-pub struct AppState {
-    pub store: Store,
-    pub timezone: Tz,
-    pub tariff: Tariff,
-    pub offline_after_secs: u64,
-    /// The panels' live state for `/api/panel/stream`.
-    pub live: LiveFeed,
-    /// Renders `/metrics` (see [`crate::metrics`]).
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-}
+use crate::metrics;
+use crate::state::AppState;
 
 type Shared = State<Arc<AppState>>;
 
-/// The documented routes: the router and its part of the OpenAPI document.
-pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new()
-        .routes(routes!(realtime))
-        .routes(routes!(today_usage))
-        .routes(routes!(summary))
-        .routes(routes!(monthly))
-        .routes(routes!(stream::stream))
-        .routes(routes!(health))
-        .routes(routes!(metrics::render))
-        .routes(routes!(openapi::openapi_json))
-}
-
-pub fn app(state: Arc<AppState>) -> Router {
-    Router::from(api())
-        .merge(dashboard::routes())
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
-}
-
-/// RFC 3339 UTC: whole seconds when the instant has no fraction, else milliseconds.
-pub(crate) fn rfc3339(time: DateTime<Utc>) -> String {
-    time.trunc_subsecs(3)
-        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// The schema of [`Status`] as it serializes (the core knows nothing of OpenAPI).
-fn status_schema() -> utoipa::openapi::Object {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let names = [Status::Online, Status::Offline]
-        .map(|status| serde_json::to_value(status).expect("a status serializes"));
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(names))
-        .description(Some(
-            "ONLINE while `seconds_since_last_seen <= offline_after_secs`, else OFFLINE",
-        ))
-        .build()
-}
-
-/// One entry of `/api/panel/realtime`'s `panels`, and of `/api/panel/stream`'s `panel` events.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
-pub(crate) struct RealtimePanel {
-    pub panel: String,
-    #[schema(schema_with = status_schema)]
-    pub status: Status,
-    /// The latest reading's power.
-    pub power_kw: f64,
-    /// The latest reading's energy register.
-    pub energy_kwh: f64,
-    /// When the latest reading was taken.
-    #[schema(format = DateTime)]
-    pub last_seen: String,
-    #[schema(minimum = 0)]
-    pub seconds_since_last_seen: i64,
-}
-
-impl RealtimePanel {
-    pub fn new(
-        panel: String,
-        latest: &Latest,
-        now: DateTime<Utc>,
-        offline_after_secs: u64,
-    ) -> Self {
-        RealtimePanel {
-            panel,
-            status: status(latest.time, now, offline_after_secs),
-            power_kw: latest.power_kw,
-            energy_kwh: latest.energy_kwh,
-            last_seen: rfc3339(latest.time),
-            seconds_since_last_seen: seconds_since(latest.time, now),
-        }
-    }
-}
-
 /// The answer of `GET /api/panel/realtime`.
 #[derive(Serialize, ToSchema)]
-struct Realtime {
+pub(crate) struct Realtime {
     #[schema(format = DateTime)]
     generated_at: String,
     /// A panel is ONLINE while its latest reading is at most this many seconds old.
@@ -136,7 +47,7 @@ struct Realtime {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-async fn realtime(State(state): Shared) -> Result<Json<Realtime>, ApiError> {
+pub(crate) async fn realtime(State(state): Shared) -> Result<Json<Realtime>, ApiError> {
     let latest = state.store.latest().await?;
     let now = Utc::now();
     let panels: Vec<_> = latest
@@ -182,7 +93,7 @@ struct PanelUsage {
 
 /// The answer of `GET /api/panel/today-usage`.
 #[derive(Serialize, ToSchema)]
-struct TodayUsage {
+pub(crate) struct TodayUsage {
     /// Today in `timezone`.
     #[schema(format = Date)]
     date: String,
@@ -209,7 +120,7 @@ struct TodayUsage {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError> {
+pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError> {
     let (date, today) = period::today(Utc::now(), state.timezone);
     let (latest, usage) = state.store.latest_and_usage(&[today]).await?;
     let mut total = Usage::ZERO;
@@ -257,7 +168,7 @@ struct PanelYear {
 
 /// The answer of `GET /api/energy/monthly`.
 #[derive(Serialize, ToSchema)]
-struct MonthlyUsage {
+pub(crate) struct MonthlyUsage {
     #[schema(minimum = 1970, maximum = 9999)]
     year: i32,
     /// The IANA time zone whose calendar months these are.
@@ -285,7 +196,7 @@ struct MonthlyUsage {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-async fn monthly(
+pub(crate) async fn monthly(
     State(state): Shared,
     RawQuery(query): RawQuery,
 ) -> Result<Json<MonthlyUsage>, ApiError> {
@@ -367,7 +278,7 @@ struct SummaryPanel {
 
 /// The answer of `GET /api/panel/summary`.
 #[derive(Serialize, ToSchema)]
-struct Summary {
+pub(crate) struct Summary {
     /// Today in `timezone`.
     #[schema(format = Date)]
     date: String,
@@ -388,7 +299,7 @@ struct Summary {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiError> {
+pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiError> {
     let now = Utc::now();
     let (date, today): (NaiveDate, _) = period::today(now, state.timezone);
     let (stats, usage) = state.store.day_summary(today).await?;
@@ -446,7 +357,7 @@ enum HealthStatus {
             example = json!({"status": "degraded", "influxdb": "connection refused"})),
     )
 )]
-async fn health(State(state): Shared) -> impl IntoResponse {
+pub(crate) async fn health(State(state): Shared) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -465,40 +376,42 @@ async fn health(State(state): Shared) -> impl IntoResponse {
     }
 }
 
+/// `GET /metrics`: the page of [`crate::metrics`].
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics of this server",
+    responses(
+        (status = 200, content_type = "text/plain", body = String,
+            description = "The Prometheus text format, version 0.0.4: `http_requests_total`, \
+                `http_request_duration_seconds`, `influxdb_errors_total`"),
+    )
+)]
+pub(crate) async fn render(State(state): Shared) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::Router;
     use tower::ServiceExt;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
 
-    /// State whose InfluxDB refuses every connection (nothing listens on port 9).
-    pub(crate) fn offline_state() -> Arc<AppState> {
-        use clap::Parser;
-        let settings = crate::settings::Settings::try_parse_from([
-            "api-server",
-            "--influx-url",
-            "http://127.0.0.1:9",
-        ])
-        .unwrap();
-        let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
-        Arc::new(AppState {
-            store: Store::new(
-                influx,
-                settings.max_power_kw,
-                std::time::Duration::from_millis(settings.query_cache_ms),
-            ),
-            timezone: settings.timezone,
-            tariff: settings.tariff(),
-            offline_after_secs: settings.offline_after_secs,
-            live: LiveFeed::new(),
-            metrics: crate::metrics::install(),
-        })
-    }
+    use crate::state::tests::offline_state;
 
-    /// A router whose InfluxDB is never reached by the requests below.
+    /// The route of [`monthly`] alone, whose InfluxDB is never reached by the requests below
+    /// (the whole router is tested in `openapi`).
     fn offline_app() -> Router {
-        app(offline_state())
+        Router::from(OpenApiRouter::new().routes(routes!(monthly))).with_state(offline_state())
     }
 
     async fn call(method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
@@ -513,16 +426,6 @@ pub(crate) mod tests {
             .await
             .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
-    }
-
-    #[tokio::test]
-    async fn wrong_methods_and_unknown_paths_get_json_errors() {
-        let (status, body) = call("POST", "/api/panel/realtime").await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(body["error"]["code"], "method_not_allowed");
-        let (status, body) = call("GET", "/api/panel").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(body["error"]["code"], "not_found");
     }
 
     #[tokio::test]

@@ -1,0 +1,50 @@
+//! The state every handler reads: the [`AppState`] the router is built with (see
+//! `openapi::app`), made once in `main`.
+
+use chrono_tz::Tz;
+use energy_core::Tariff;
+
+use crate::live::LiveFeed;
+use crate::store::Store;
+
+pub struct AppState {
+    pub store: Store,
+    pub timezone: Tz,
+    pub tariff: Tariff,
+    pub offline_after_secs: u64,
+    /// The panels' live state for `/api/panel/stream`.
+    pub live: LiveFeed,
+    /// Renders `/metrics` (see [`crate::metrics`]).
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// State whose InfluxDB refuses every connection (nothing listens on port 9).
+    pub(crate) fn offline_state() -> Arc<AppState> {
+        use clap::Parser;
+        let settings = crate::settings::Settings::try_parse_from([
+            "api-server",
+            "--influx-url",
+            "http://127.0.0.1:9",
+        ])
+        .unwrap();
+        let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
+        Arc::new(AppState {
+            store: Store::new(
+                influx,
+                settings.max_power_kw,
+                std::time::Duration::from_millis(settings.query_cache_ms),
+            ),
+            timezone: settings.timezone,
+            tariff: settings.tariff(),
+            offline_after_secs: settings.offline_after_secs,
+            live: LiveFeed::new(),
+            metrics: crate::metrics::install(),
+        })
+    }
+}
