@@ -42,6 +42,9 @@ const MARK_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
 /// How old an entry must be before it is read for good, beyond the longest a write request can
 /// take (`INFLUX_TIMEOUT_MS`): see `energy_rollup::LogCursor`.
 const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+/// A round that recomputed at least this many readings (a backlog, a backfill) is logged at
+/// info level and followed by handing freed memory back to the system.
+const LARGE_ROUND_READINGS: u64 = 100_000;
 /// Log entries older than this are deleted (once an hour).
 const LOG_KEPT: Duration = Duration::from_secs(7 * 86_400);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -151,6 +154,7 @@ async fn round(
     let mut read = rollup.read_log(&mut next).await?;
     read.dirty.merge(repair.clone());
     if !read.dirty.is_empty() {
+        let clock = std::time::Instant::now();
         let progress = rollup.update(&read.dirty).await?;
         tracing::debug!(
             entries = read.entries,
@@ -160,6 +164,17 @@ async fn round(
             months = progress.months,
             "rollup updated"
         );
+        if progress.readings >= LARGE_ROUND_READINGS {
+            tracing::info!(
+                entries = read.entries,
+                readings = progress.readings,
+                buckets = progress.buckets,
+                seconds = clock.elapsed().as_secs_f64(),
+                "usage rollup caught up with a large part of the log"
+            );
+            // Such a round read a lot of JSON: hand the freed memory back, as after a rebuild.
+            release_freed_memory();
+        }
     }
     rollup
         .save_state(round_start - MARK_MARGIN, next.durable)
