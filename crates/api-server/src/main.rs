@@ -8,6 +8,7 @@ mod cache;
 mod cors;
 mod dashboard;
 mod error;
+mod ledger;
 mod limits;
 mod live;
 mod metrics;
@@ -74,6 +75,7 @@ async fn main() -> std::process::ExitCode {
             influx,
             settings.max_power_kw,
             std::time::Duration::from_millis(settings.query_cache_ms),
+            settings.log_settle(),
         ),
         timezone: settings.timezone,
         tariff: settings.tariff(),

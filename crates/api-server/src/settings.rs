@@ -106,6 +106,13 @@ impl Settings {
         }
     }
 
+    /// How old an invalidation log entry must be before every reading it names can be read:
+    /// the writers' `INFLUX_TIMEOUT_MS` (taken to be this server's, as they share one `.env`)
+    /// plus a margin, as the subscriber reads it (see docs/rollup.md).
+    pub fn log_settle(&self) -> Duration {
+        Duration::from_millis(self.influx.influx_timeout_ms) + Duration::from_secs(2)
+    }
+
     /// What the HTTP layers between the socket and the routes enforce.
     pub fn policy(&self) -> Policy {
         Policy {

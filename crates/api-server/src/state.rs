@@ -39,6 +39,7 @@ pub(crate) mod tests {
                 influx,
                 settings.max_power_kw,
                 std::time::Duration::from_millis(settings.query_cache_ms),
+                settings.log_settle(),
             ),
             timezone: settings.timezone,
             tariff: settings.tariff(),

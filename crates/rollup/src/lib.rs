@@ -29,7 +29,9 @@ pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
 
 mod check;
+mod readings;
 pub use check::{Difference, Figures, Level};
+pub use readings::PanelPoints;
 
 /// Longest stretch recomputed in one read: six hours (for 200 panels at one reading a minute,
 /// 72 000 readings, a few MB of JSON).
@@ -110,6 +112,11 @@ const LOG_WINDOW_NANOS: i64 = LOG_WINDOW.as_nanos() as i64;
 pub struct LogRead {
     /// The buckets to recompute.
     pub dirty: Dirty,
+    /// The part of `dirty` named by entries newer than any read before.
+    pub fresh: Dirty,
+    /// The part of `dirty` named by entries read for good in this read (stamped before the
+    /// cursor's new `durable`), which may already have been read as fresh entries.
+    pub settled: Dirty,
     /// How many log entries were read.
     pub entries: u64,
     /// How many could not be read (logged; someone else wrote to the log).
@@ -243,6 +250,7 @@ impl Rollup {
         };
         let mut read = LogRead::default();
         let newest_fresh = add_log_entries(&results[1], &mut read);
+        read.fresh = read.dirty.clone();
         if let Some(newest) = newest_fresh {
             cursor.fresh = cursor.fresh.max(newest);
         }
@@ -256,10 +264,15 @@ impl Rollup {
                 "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= {from} AND time < {until} AND {settled} GROUP BY panel"
             );
             let results = self.query(&settled_entries).await?;
-            if let Some(newest) = add_log_entries(&results[0], &mut read) {
+            let mut settled = LogRead::default();
+            if let Some(newest) = add_log_entries(&results[0], &mut settled) {
                 cursor.durable = newest + 1;
                 cursor.fresh = cursor.fresh.max(newest);
             }
+            read.entries += settled.entries;
+            read.unreadable += settled.unreadable;
+            read.settled = settled.dirty.clone();
+            read.dirty.merge(settled.dirty);
             // The window ended before the settled part of the log does (by this machine's
             // clock, which only decides when the next round runs): more may wait.
             let settled_until = Utc::now() - Duration::from_std(cursor.settle).unwrap_or_default();

@@ -1,0 +1,836 @@
+//! The ledger: exact 15-minute usage sums per panel, computed here from raw readings and held
+//! in memory, for when InfluxDB holds no usable rollup (history written by another tool, a
+//! deployment whose subscriber keeps no rollup, a rollup computed with another `MAX_POWER_KW`,
+//! or while a rebuild runs). See docs/accounting.md, "Without a rollup".
+//!
+//! The ledger covers one contiguous span `[start, until)` of bucket boundaries. Every reading in
+//! it is read once, in slices side by side, and every pair is computed with the core's pair rule,
+//! exactly as the rollup would: each panel's buckets are kept per UTC day, with the day's first
+//! and last reading and the contribution of the pair that opens the day (the last reading
+//! before the day and the day's first), which is all a later change before or after the day
+//! needs to put right.
+//!
+//! The span grows on demand: backwards to the earliest period a request asks about (never
+//! before the earliest reading, before which everything is known to be empty), forwards to a
+//! few minutes before now (the rest of a period comes from the recent readings, as after a
+//! rollup). Readings written later into the span are found through the invalidation log that
+//! the subscriber and the backfill write with every batch: the days they touch are read again.
+//! A program that writes readings without that log is seen only for periods after the span's
+//! end; a restart of the api-server forgets everything and starts over.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use energy_core::rollup::{bucket_start, day_of, Coverage, DAY_SECS, GRAIN_SECS};
+use energy_core::usage::pair_contribution;
+use energy_core::{EnergyPoint, MaxPower, Period, Usage};
+use energy_influx::InfluxError;
+use energy_rollup::{LogCursor, PanelPoints, Rollup};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+/// Buckets in a UTC day.
+const BUCKETS_PER_DAY: usize = (DAY_SECS / GRAIN_SECS) as usize;
+
+/// How far behind now the ledger ends: readings stamped later are read with every request
+/// (the recent readings), so a reading that reaches InfluxDB up to this late is never missed,
+/// even from a program that writes no invalidation log.
+const LAG_SECS: i64 = 5 * 60;
+
+/// Requests that read readings side by side: InfluxDB 1.x runs each on a core of its own.
+const READS_SIDE_BY_SIDE: usize = 4;
+
+/// The longest slice of time read in one request.
+const MAX_SLICE_SECS: i64 = 12 * 3600;
+
+/// How often a database found without readings is asked again for its earliest one.
+const EMPTY_RECHECK: StdDuration = StdDuration::from_secs(10);
+
+/// The invalidation log is read at most this often (each read is two small statements).
+const LOG_EVERY: StdDuration = StdDuration::from_secs(1);
+
+/// The day of a panel: its buckets, its first and last reading in the span, and what the pair
+/// that opens it contributed (already counted in the first reading's bucket).
+#[derive(Clone, Debug)]
+struct Day {
+    first: EnergyPoint,
+    last: EnergyPoint,
+    opening: Usage,
+    buckets: Box<[i128; BUCKETS_PER_DAY]>,
+    /// Readings per bucket: a panel counts in a period only if it has a reading in it.
+    readings: Box<[u32; BUCKETS_PER_DAY]>,
+}
+
+impl Day {
+    fn new(first: EnergyPoint, opening: Usage) -> Day {
+        let mut day = Day {
+            first,
+            last: first,
+            opening,
+            buckets: Box::new([0; BUCKETS_PER_DAY]),
+            readings: Box::new([0; BUCKETS_PER_DAY]),
+        };
+        day.buckets[bucket_index(first.time)] += opening.nano_kwh();
+        day.readings[bucket_index(first.time)] += 1;
+        day
+    }
+
+    /// Adds a reading later than every reading of the day so far.
+    fn push(&mut self, point: EnergyPoint, max_power_kw: MaxPower) {
+        let index = bucket_index(point.time);
+        self.buckets[index] += pair_contribution(self.last, point, max_power_kw).nano_kwh();
+        self.readings[index] += 1;
+        self.last = point;
+    }
+
+    /// Puts the pair that opens the day right, given the reading before the day (if any).
+    fn reopen(&mut self, before: Option<EnergyPoint>, max_power_kw: MaxPower) {
+        let opening = before.map_or(Usage::ZERO, |b| {
+            pair_contribution(b, self.first, max_power_kw)
+        });
+        self.buckets[bucket_index(self.first.time)] += (opening - self.opening).nano_kwh();
+        self.opening = opening;
+    }
+
+    /// The usage of the buckets in `[from, to)` (bucket indexes), and whether they hold a
+    /// reading.
+    fn sum(&self, from: usize, to: usize) -> (i128, bool) {
+        (
+            self.buckets[from..to].iter().sum(),
+            self.readings[from..to].iter().any(|&n| n > 0),
+        )
+    }
+
+    /// Puts `later` (the rest of the same day, after every reading of `self`) after `self`.
+    fn append(&mut self, later: Day, max_power_kw: MaxPower) {
+        for index in 0..BUCKETS_PER_DAY {
+            self.buckets[index] += later.buckets[index];
+            self.readings[index] += later.readings[index];
+        }
+        let opening = pair_contribution(self.last, later.first, max_power_kw);
+        self.buckets[bucket_index(later.first.time)] += (opening - later.opening).nano_kwh();
+        self.last = later.last;
+    }
+}
+
+/// The bucket of `time` within its UTC day.
+fn bucket_index(time: DateTime<Utc>) -> usize {
+    (time.timestamp().rem_euclid(DAY_SECS) / GRAIN_SECS) as usize
+}
+
+/// Each panel's days (keyed by the day's start, seconds since the epoch).
+type Days = BTreeMap<String, BTreeMap<i64, Day>>;
+
+/// What the ledger holds.
+#[derive(Default)]
+struct Book {
+    /// `[start, until)`, once anything was read.
+    span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The earliest reading, once looked up (`Some(None)`: there is none): nothing lies before
+    /// it, so the span never needs to reach further back.
+    earliest: Option<Option<DateTime<Utc>>>,
+    /// When `earliest` was found to be "none": a database without readings is asked again
+    /// every [`EMPTY_RECHECK`], since history may be written into it at any time.
+    empty_since: Option<Instant>,
+    /// Each panel's last reading before the span.
+    before: BTreeMap<String, EnergyPoint>,
+    /// When each day (start, seconds since the epoch) was last read, in nanoseconds since the
+    /// epoch: the read saw every write that had ended by then.
+    read_at: BTreeMap<i64, i64>,
+    days: Days,
+}
+
+impl Book {
+    /// Each panel's last reading before `at`, as far as the ledger knows (`at` within the span).
+    fn last_before(&self, panel: &str, at: DateTime<Utc>) -> Option<EnergyPoint> {
+        // Callers ask at a day's first reading, or where a day of the span starts: the day of
+        // `at` holds nothing before it.
+        let days = self.days.get(panel);
+        let key = day_of(at).start.timestamp();
+        days.and_then(|days| days.range(..key).next_back())
+            .map(|(_, day)| day.last)
+            .or_else(|| self.before.get(panel).copied())
+    }
+
+    /// Each panel's usage in `period` (bucket boundaries within the span, or before the
+    /// earliest reading, where it is zero), panels without readings in it left out.
+    fn usage(&self, period: Period) -> BTreeMap<String, Usage> {
+        let mut out = BTreeMap::new();
+        let (start, end) = (period.start.timestamp(), period.end.timestamp());
+        if start >= end {
+            return out;
+        }
+        for (panel, days) in &self.days {
+            let mut total: i128 = 0;
+            let mut any = false;
+            for (&day, data) in days.range(day_of(period.start).start.timestamp()..end) {
+                let from = ((start - day).max(0) / GRAIN_SECS) as usize;
+                let to = (((end - day) / GRAIN_SECS) as usize).min(BUCKETS_PER_DAY);
+                if from >= to {
+                    continue;
+                }
+                let (usage, readings) = data.sum(from, to);
+                total += usage;
+                // A panel with a reading in the period counts even when its usage is zero.
+                any |= readings;
+            }
+            if any {
+                out.insert(panel.clone(), Usage::from_nano_kwh(total));
+            }
+        }
+        out
+    }
+
+    /// Puts the days read from `[period)` (which ends where the span starts, or is the first
+    /// span), with `before` the readings before it, before the span.
+    fn prepend(
+        &mut self,
+        days: Days,
+        before: BTreeMap<String, EnergyPoint>,
+        period: Period,
+        max_power_kw: MaxPower,
+    ) {
+        for (panel, new_days) in days {
+            let panel_days = self.days.entry(panel).or_default();
+            for (key, day) in new_days {
+                match panel_days.remove(&key) {
+                    // The span started inside this day: the earlier part comes first.
+                    Some(later) => {
+                        let mut merged = day;
+                        merged.append(later, max_power_kw);
+                        panel_days.insert(key, merged);
+                    }
+                    None => {
+                        panel_days.insert(key, day);
+                    }
+                }
+            }
+        }
+        self.before = before;
+        let span_end = self.span.map_or(period.end, |(_, e)| e);
+        self.span = Some((period.start, span_end));
+        self.reopen_after(period.end, max_power_kw);
+    }
+
+    /// Adds the slices read from where the span ends to `end`, in time order.
+    fn append(&mut self, slices: Vec<PanelPoints>, end: DateTime<Utc>, max_power_kw: MaxPower) {
+        let before = self.before.clone();
+        for points in slices {
+            absorb(&mut self.days, points, &before, max_power_kw);
+        }
+        if let Some((_, until)) = self.span.as_mut() {
+            *until = end;
+        }
+    }
+
+    /// Replaces what the ledger holds for `period` (the part of one UTC day within the span)
+    /// with the slices read from it again.
+    fn replace(&mut self, period: Period, slices: Vec<PanelPoints>, max_power_kw: MaxPower) {
+        let key = day_of(period.start).start.timestamp();
+        let panels: Vec<String> = self
+            .days
+            .keys()
+            .chain(self.before.keys())
+            .cloned()
+            .collect();
+        let before: BTreeMap<String, EnergyPoint> = panels
+            .into_iter()
+            .filter_map(|panel| {
+                let point = self.last_before(&panel, period.start)?;
+                Some((panel, point))
+            })
+            .collect();
+        let mut fresh = Days::new();
+        for points in slices {
+            absorb(&mut fresh, points, &before, max_power_kw);
+        }
+        for days in self.days.values_mut() {
+            days.remove(&key);
+        }
+        for (panel, mut days) in fresh {
+            if let Some(day) = days.remove(&key) {
+                self.days.entry(panel).or_default().insert(key, day);
+            }
+        }
+        self.reopen_after(period.end, max_power_kw);
+    }
+
+    /// Re-opens each panel's first day starting at or after `at` (its opening pair may have
+    /// changed with the readings before `at`).
+    fn reopen_after(&mut self, at: DateTime<Utc>, max_power_kw: MaxPower) {
+        let key = day_of(at).start.timestamp();
+        let panels: Vec<String> = self.days.keys().cloned().collect();
+        for panel in panels {
+            let next = self.days[&panel]
+                .range(key..)
+                .find(|(_, day)| day.first.time >= at)
+                .map(|(&k, _)| k);
+            let Some(next) = next else { continue };
+            let before = self.last_before(&panel, self.days[&panel][&next].first.time);
+            if let Some(day) = self.days.get_mut(&panel).and_then(|d| d.get_mut(&next)) {
+                day.reopen(before, max_power_kw);
+            }
+        }
+    }
+}
+
+/// Adds readings (in time order, all later than what `days` holds for the panel) to `days`,
+/// `before` being the panel's reading before them.
+fn absorb(
+    days: &mut Days,
+    points: PanelPoints,
+    before: &BTreeMap<String, EnergyPoint>,
+    max_power_kw: MaxPower,
+) {
+    for (panel, points) in points {
+        let panel_days = days.entry(panel.clone()).or_default();
+        let mut previous = panel_days
+            .values()
+            .next_back()
+            .map(|day| day.last)
+            .or_else(|| before.get(&panel).copied());
+        for point in points {
+            if previous.is_some_and(|p| p.time >= point.time) {
+                continue;
+            }
+            let key = day_of(point.time).start.timestamp();
+            match panel_days.get_mut(&key) {
+                Some(day) => day.push(point, max_power_kw),
+                None => {
+                    let opening =
+                        previous.map_or(Usage::ZERO, |p| pair_contribution(p, point, max_power_kw));
+                    panel_days.insert(key, Day::new(point, opening));
+                }
+            }
+            previous = Some(point);
+        }
+    }
+}
+
+/// The log's cursor, when it was last read, and the days it named that are still to be read
+/// again (kept here, so that a request dropped halfway loses none of them).
+struct LogState {
+    cursor: LogCursor,
+    read_at: Option<Instant>,
+    pending: BTreeSet<i64>,
+}
+
+pub struct Ledger {
+    reader: Rollup,
+    book: RwLock<Book>,
+    /// Held while the ledger reads from InfluxDB: one reader at a time, so that two requests
+    /// never read the same readings twice.
+    growing: tokio::sync::Mutex<LogState>,
+}
+
+impl Ledger {
+    /// A ledger that reads with `reader` and reads the invalidation log from now on, reading
+    /// each entry for good once `settle` old (see `LogCursor`).
+    pub fn new(reader: Rollup, settle: StdDuration) -> Ledger {
+        let now = Utc::now()
+            .timestamp_nanos_opt()
+            .unwrap_or_default()
+            .saturating_sub(settle.as_nanos() as i64);
+        Ledger {
+            reader,
+            book: RwLock::new(Book::default()),
+            growing: tokio::sync::Mutex::new(LogState {
+                cursor: LogCursor::new(now, settle),
+                read_at: None,
+                pending: BTreeSet::new(),
+            }),
+        }
+    }
+
+    fn max_power_kw(&self) -> MaxPower {
+        self.reader.max_power_kw()
+    }
+
+    /// Brings the ledger up to date and makes it cover every bucket from `from` on (as far as
+    /// readings exist) up to a few minutes ago. Returns what of it may be used, like a rollup's
+    /// coverage: every bucket before `complete_until`.
+    pub async fn prepare(&self, from: DateTime<Utc>) -> Result<Coverage, InfluxError> {
+        let mut log = self.growing.lock().await;
+        let until = bucket_start(Utc::now() - Duration::seconds(LAG_SECS));
+        self.read_log(&mut log).await?;
+        let earliest = self.earliest().await?;
+        let from = bucket_start(from)
+            .max(earliest.map_or(until, bucket_start))
+            .min(until);
+        let span = self.book.read().unwrap_or_else(|e| e.into_inner()).span;
+        match span {
+            None => self.extend_back(from, until).await?,
+            Some((start, end)) => {
+                if end < until {
+                    self.extend_forward(end, until).await?;
+                }
+                if from < start {
+                    self.extend_back(from, start).await?;
+                }
+            }
+        }
+        let end = self
+            .book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .span
+            .map_or(until, |(_, end)| end);
+        Ok(Coverage {
+            complete_until: end,
+            months: false,
+        })
+    }
+
+    /// Each panel's usage in `period` (bucket boundaries within the span, or before the
+    /// earliest reading, where it is zero), panels without readings in it left out.
+    pub fn usage(&self, period: Period) -> BTreeMap<String, Usage> {
+        self.book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .usage(period)
+    }
+
+    /// The earliest reading, looked up once (and again after the log named readings before it).
+    async fn earliest(&self) -> Result<Option<DateTime<Utc>>, InfluxError> {
+        {
+            let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+            match book.earliest {
+                Some(None)
+                    if book
+                        .empty_since
+                        .is_some_and(|t| t.elapsed() >= EMPTY_RECHECK) => {}
+                Some(known) => return Ok(known),
+                None => {}
+            }
+        }
+        let earliest = self.reader.earliest_reading().await?;
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        book.earliest = Some(earliest);
+        book.empty_since = earliest.is_none().then(Instant::now);
+        Ok(earliest)
+    }
+
+    /// Reads `[start, end)` in slices side by side (at most [`READS_SIDE_BY_SIDE`] at once) and
+    /// hands them to `each` in time order.
+    async fn read_slices(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        mut each: impl FnMut(PanelPoints),
+    ) -> Result<(), InfluxError> {
+        let total = (end - start).num_seconds();
+        // Short spans in a few slices too, so that a day reads as fast as four quarter days.
+        let step = (total / READS_SIDE_BY_SIDE as i64).clamp(GRAIN_SECS, MAX_SLICE_SECS);
+        let step = step.div_euclid(GRAIN_SECS).max(1) * GRAIN_SECS;
+        let mut slices = Vec::new();
+        let mut at = start;
+        while at < end {
+            let next = (at + Duration::seconds(step)).min(end);
+            slices.push((at, next));
+            at = next;
+        }
+        let mut reads = stream::iter(slices)
+            .map(|(from, to)| self.reader.readings_between(from, to))
+            .buffered(READS_SIDE_BY_SIDE);
+        while let Some(points) = reads.try_next().await? {
+            each(points);
+        }
+        Ok(())
+    }
+
+    /// Reads `[start, end)`, which ends where the span starts (or is the first span), and puts it
+    /// before the span.
+    async fn extend_back(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<(), InfluxError> {
+        if start >= end {
+            // Nothing to read, but the span starts here (e.g. an empty database).
+            let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+            if book.span.is_none() {
+                book.span = Some((start, end));
+            }
+            return Ok(());
+        }
+        let before_known_empty = self
+            .book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .earliest
+            .flatten()
+            .is_none_or(|earliest| start <= earliest);
+        let before = if before_known_empty {
+            BTreeMap::new()
+        } else {
+            self.reader.readings_before(start).await?
+        };
+        let mut days = Days::new();
+        let max_power_kw = self.max_power_kw();
+        let read_at = now_nanos();
+        let started = Instant::now();
+        let mut readings = 0;
+        self.read_slices(start, end, |points| {
+            readings += points.values().map(Vec::len).sum::<usize>();
+            absorb(&mut days, points, &before, max_power_kw)
+        })
+        .await?;
+        tracing::info!(
+            from = %start,
+            to = %end,
+            readings,
+            seconds = started.elapsed().as_secs_f64(),
+            "ledger read readings (no usable rollup)"
+        );
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        book.prepend(days, before, Period { start, end }, max_power_kw);
+        mark_read(&mut book.read_at, start, end, read_at);
+        Ok(())
+    }
+
+    /// Reads `[start, end)`, which starts where the span ends, and adds it.
+    async fn extend_forward(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<(), InfluxError> {
+        let max_power_kw = self.max_power_kw();
+        let read_at = now_nanos();
+        let mut slices = Vec::new();
+        self.read_slices(start, end, |points| slices.push(points))
+            .await?;
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        mark_read(&mut book.read_at, start, end, read_at);
+        book.append(slices, end, max_power_kw);
+        Ok(())
+    }
+
+    /// Reads the invalidation log (at most every [`LOG_EVERY`]) and reads again the days of the
+    /// span it names.
+    async fn read_log(&self, log: &mut LogState) -> Result<(), InfluxError> {
+        if log.read_at.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            return Ok(());
+        }
+        log.read_at = Some(Instant::now());
+        loop {
+            let read = self.reader.read_log(&mut log.cursor).await?;
+            // An entry read for good names writes that had ended by `durable + settle`: a day
+            // read after that already holds them (a backfill's log, read for good after the
+            // ledger read the backfill, needs no second read).
+            let ended_by = log
+                .cursor
+                .durable
+                .saturating_add(log.cursor.settle.as_nanos() as i64);
+            let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+            let seen = |day: &i64| book.read_at.get(day).is_some_and(|&t| t >= ended_by);
+            log.pending.extend(days_of(&read.fresh));
+            log.pending
+                .extend(days_of(&read.settled).into_iter().filter(|day| !seen(day)));
+            drop(book);
+            if !read.more {
+                break;
+            }
+        }
+        let Some((span_start, span_end)) = self.book.read().unwrap_or_else(|e| e.into_inner()).span
+        else {
+            // Nothing read yet: whatever is read first holds these.
+            log.pending.clear();
+            return Ok(());
+        };
+        while let Some(&day) = log.pending.first() {
+            if at(day) < span_start {
+                // Readings before the span: the earliest reading may be earlier now, so look
+                // it up again before the span is next extended backwards.
+                self.book
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .earliest = None;
+            }
+            let period = Period {
+                start: at(day).max(span_start),
+                end: at(day + DAY_SECS).min(span_end),
+            };
+            if period.start < period.end {
+                self.reread(period).await?;
+            }
+            log.pending.remove(&day);
+        }
+        Ok(())
+    }
+
+    /// Reads `period` (within the span, from a day boundary or the span's start to a day
+    /// boundary or the span's end) again, replacing what the ledger held for it.
+    async fn reread(&self, period: Period) -> Result<(), InfluxError> {
+        let max_power_kw = self.max_power_kw();
+        let read_at = now_nanos();
+        let mut slices = Vec::new();
+        self.read_slices(period.start, period.end, |points| slices.push(points))
+            .await?;
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        book.read_at
+            .insert(day_of(period.start).start.timestamp(), read_at);
+        book.replace(period, slices, max_power_kw);
+        Ok(())
+    }
+}
+
+/// The UTC days (start, seconds since the epoch) of the buckets of `dirty`.
+fn days_of(dirty: &energy_rollup::Dirty) -> BTreeSet<i64> {
+    let mut days = BTreeSet::new();
+    for (_, runs) in dirty.panels() {
+        for (&start, &end) in runs {
+            let mut day = day_of(at(start)).start.timestamp();
+            while day < end {
+                days.insert(day);
+                day += DAY_SECS;
+            }
+        }
+    }
+    days
+}
+
+/// Now, in nanoseconds since the epoch.
+fn now_nanos() -> i64 {
+    Utc::now().timestamp_nanos_opt().unwrap_or_default()
+}
+
+/// Records that the days of `[start, end)` were read as of `at` (nanoseconds). A day read in
+/// two parts (the span began or ended inside it) is only as fresh as its older part.
+fn mark_read(read_at: &mut BTreeMap<i64, i64>, start: DateTime<Utc>, end: DateTime<Utc>, at: i64) {
+    let mut day = day_of(start).start.timestamp();
+    while day < end.timestamp() {
+        read_at
+            .entry(day)
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+        day += DAY_SECS;
+    }
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use energy_core::usage::usage_in;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn max_kw() -> MaxPower {
+        "500".parse().unwrap()
+    }
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_nanos(seconds * 1_000_000_000)
+    }
+
+    /// Three days of two panels' readings, every 1 to 40 minutes (nanosecond times), with
+    /// resets and glitches.
+    fn history(rng: &mut StdRng, start: i64) -> BTreeMap<String, Vec<EnergyPoint>> {
+        let mut out = BTreeMap::new();
+        for panel in ["a", "b"] {
+            let mut time = start * 1_000_000_000 + rng.gen_range(0..600_000_000_000);
+            let mut energy = 1000.0;
+            let mut points = Vec::new();
+            while time < (start + 3 * DAY_SECS) * 1_000_000_000 {
+                energy = match rng.gen_range(0..100) {
+                    0 => 1.0,            // a reset
+                    1 => energy + 1.0e6, // a glitch
+                    _ => energy + rng.gen_range(0.0..3.0),
+                };
+                points.push(EnergyPoint {
+                    time: Utc.timestamp_nanos(time),
+                    energy_kwh: energy,
+                });
+                time += rng.gen_range(60..2400) * 1_000_000_000 + rng.gen_range(0..1_000_000_000);
+            }
+            out.insert(panel.to_owned(), points);
+        }
+        out
+    }
+
+    fn between(all: &BTreeMap<String, Vec<EnergyPoint>>, period: Period) -> PanelPoints {
+        all.iter()
+            .map(|(panel, points)| {
+                let inside = points.iter().filter(|p| period.contains(p.time)).copied();
+                (panel.clone(), inside.collect::<Vec<_>>())
+            })
+            .filter(|(_, points)| !points.is_empty())
+            .collect()
+    }
+
+    fn before(
+        all: &BTreeMap<String, Vec<EnergyPoint>>,
+        at: DateTime<Utc>,
+    ) -> BTreeMap<String, EnergyPoint> {
+        all.iter()
+            .filter_map(|(panel, points)| {
+                Some((panel.clone(), *points.iter().rev().find(|p| p.time < at)?))
+            })
+            .collect()
+    }
+
+    /// Slices of `period` cut at random bucket boundaries, as the ledger reads them.
+    fn slices(
+        rng: &mut StdRng,
+        all: &BTreeMap<String, Vec<EnergyPoint>>,
+        period: Period,
+    ) -> Vec<PanelPoints> {
+        let mut out = Vec::new();
+        let mut at = period.start;
+        while at < period.end {
+            let next = (at + Duration::seconds(GRAIN_SECS * rng.gen_range(1..40))).min(period.end);
+            out.push(between(
+                all,
+                Period {
+                    start: at,
+                    end: next,
+                },
+            ));
+            at = next;
+        }
+        out
+    }
+
+    /// Every panel's usage in random bucket-aligned periods within `span` equals the core's
+    /// pair rule applied to all the readings, and panels without a reading are left out.
+    fn assert_matches(
+        book: &Book,
+        all: &BTreeMap<String, Vec<EnergyPoint>>,
+        span: Period,
+        rng: &mut StdRng,
+    ) {
+        let buckets = (span.end - span.start).num_seconds() / GRAIN_SECS;
+        for _ in 0..300 {
+            let a = rng.gen_range(0..buckets);
+            let b = rng.gen_range(a + 1..=buckets);
+            let period = Period {
+                start: span.start + Duration::seconds(a * GRAIN_SECS),
+                end: span.start + Duration::seconds(b * GRAIN_SECS),
+            };
+            let got = book.usage(period);
+            for (panel, points) in all {
+                let expected = usage_in(points, period, max_kw());
+                let has_reading = points.iter().any(|p| period.contains(p.time));
+                assert_eq!(
+                    got.get(panel).copied(),
+                    has_reading.then_some(expected),
+                    "{panel} {period:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_span_read_in_parts_backwards_and_forwards_sums_as_the_pair_rule() {
+        for seed in 0..20 {
+            let rng = &mut StdRng::seed_from_u64(seed);
+            let day0 = 1_764_547_200; // 2025-12-01T00:00:00Z
+            let all = history(rng, day0);
+            let grain = |n: i64| t(day0 + n * GRAIN_SECS);
+            // The span first covers a middle part (starting inside a day), then grows both ways.
+            let (c0, c1, c2, c3) = (
+                rng.gen_range(0..40),
+                rng.gen_range(60..130),
+                rng.gen_range(150..200),
+                3 * 96,
+            );
+            let mut book = Book::default();
+            let middle = Period {
+                start: grain(c1),
+                end: grain(c2),
+            };
+            let mut days = Days::new();
+            let b1 = before(&all, middle.start);
+            for slice in slices(rng, &all, middle) {
+                absorb(&mut days, slice, &b1, max_kw());
+            }
+            book.prepend(days, b1, middle, max_kw());
+            assert_matches(&book, &all, middle, rng);
+
+            book.append(
+                slices(
+                    rng,
+                    &all,
+                    Period {
+                        start: grain(c2),
+                        end: grain(c3),
+                    },
+                ),
+                grain(c3),
+                max_kw(),
+            );
+            let earlier = Period {
+                start: grain(c0),
+                end: grain(c1),
+            };
+            let b0 = before(&all, earlier.start);
+            let mut days = Days::new();
+            for slice in slices(rng, &all, earlier) {
+                absorb(&mut days, slice, &b0, max_kw());
+            }
+            book.prepend(days, b0, earlier, max_kw());
+            assert_eq!(book.span, Some((grain(c0), grain(c3))));
+            assert_matches(
+                &book,
+                &all,
+                Period {
+                    start: grain(c0),
+                    end: grain(c3),
+                },
+                rng,
+            );
+        }
+    }
+
+    #[test]
+    fn a_day_read_again_after_readings_changed_sums_as_the_pair_rule() {
+        for seed in 0..20 {
+            let rng = &mut StdRng::seed_from_u64(100 + seed);
+            let day0 = 1_764_547_200;
+            let mut all = history(rng, day0);
+            let span = Period {
+                start: t(day0),
+                end: t(day0 + 3 * DAY_SECS),
+            };
+            let mut book = Book::default();
+            let mut days = Days::new();
+            for slice in slices(rng, &all, span) {
+                absorb(&mut days, slice, &BTreeMap::new(), max_kw());
+            }
+            book.prepend(days, BTreeMap::new(), span, max_kw());
+            // Change the middle day: a reading dropped, one changed, one added, for one panel
+            // or both; then the day is read again.
+            let day = Period {
+                start: t(day0 + DAY_SECS),
+                end: t(day0 + 2 * DAY_SECS),
+            };
+            for points in all.values_mut() {
+                if rng.gen_bool(0.3) {
+                    continue;
+                }
+                let inside: Vec<usize> = (0..points.len())
+                    .filter(|&i| day.contains(points[i].time))
+                    .collect();
+                let i = inside[rng.gen_range(0..inside.len())];
+                points[i].energy_kwh += rng.gen_range(-5.0..5.0);
+                let j = inside[rng.gen_range(0..inside.len())];
+                points.remove(j);
+                let extra = EnergyPoint {
+                    time: day.start + Duration::seconds(rng.gen_range(0..DAY_SECS)),
+                    energy_kwh: rng.gen_range(0.0..5000.0),
+                };
+                if !points.iter().any(|p| p.time == extra.time) {
+                    points.push(extra);
+                    points.sort_by_key(|p| p.time);
+                }
+            }
+            book.replace(day, slices(rng, &all, day), max_kw());
+            assert_matches(&book, &all, span, rng);
+        }
+    }
+}
