@@ -1,8 +1,8 @@
 //! The real `api-server` under measurement: started fresh (so its answer cache is empty), timed
 //! single requests, and `wrk` runs.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use test_support::wrk::{Wrk, WrkOptions, WrkReport};
@@ -23,8 +23,14 @@ pub const ENDPOINTS: [(&str, &str); 5] = [
 
 /// How long the api-server may take to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one timed request may take before it counts as failed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one timed request may take before it counts as failed. Far above any target: an
+/// answer from raw readings (no rollup yet) may legitimately take seconds, and such an answer
+/// should be timed, not cut off.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a timed request that got no answer within [`REQUEST_TIMEOUT`] is reported: its error
+/// starts with this, so a table can say "timed out" rather than "failed" (see [`timed_out`]).
+const TIMED_OUT: &str = "timed out";
 
 /// A running api-server; killed when dropped.
 pub struct ApiServer {
@@ -87,28 +93,75 @@ impl ApiServer {
 
 /// `GET path HTTP/1.1` with `Connection: close` to 127.0.0.1:`port`, read to the end: the status
 /// and how long it all took. A plain socket rather than an HTTP client, so nothing but the
-/// request itself is timed.
+/// request itself is timed. No answer within [`REQUEST_TIMEOUT`] is an error starting with
+/// "timed out" (see [`timed_out`]); a server that closes the connection without answering (it
+/// crashed, say) is an error saying so.
 pub fn timed_get(port: u16, path: &str) -> Result<Timed, String> {
+    timed_get_within(port, path, REQUEST_TIMEOUT)
+}
+
+/// [`timed_get`] with another timeout (for the tests).
+fn timed_get_within(port: u16, path: &str, timeout: Duration) -> Result<Timed, String> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let timed_out_error = |during: &str| {
+        format!(
+            "{TIMED_OUT}: no answer to GET {path} within {:.1} s ({during})",
+            timeout.as_secs_f64()
+        )
+    };
+    let mut stream = TcpStream::connect_timeout(&address, timeout).map_err(|e| {
+        if is_timeout(&e) {
+            timed_out_error("connecting")
+        } else {
+            format!("connect to {address}: {e}")
+        }
+    })?;
     stream
-        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .and_then(|()| stream.set_nodelay(true))
         .map_err(|e| format!("socket options: {e}"))?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| format!("send GET {path}: {e}"))?;
+    .map_err(|e| {
+        if is_timeout(&e) {
+            timed_out_error("sending")
+        } else {
+            format!("send GET {path}: {e}")
+        }
+    })?;
     let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read the answer to GET {path}: {e}"))?;
+    stream.read_to_end(&mut answer).map_err(|e| {
+        if is_timeout(&e) {
+            timed_out_error("waiting for the answer")
+        } else {
+            format!("read the answer to GET {path}: {e}")
+        }
+    })?;
     let took = started.elapsed();
+    if answer.is_empty() {
+        return Err(format!(
+            "the server closed the connection without answering GET {path} (after {:.1} s)",
+            took.as_secs_f64()
+        ));
+    }
     let status = status_code(&answer)
         .ok_or_else(|| format!("no HTTP status line in the answer to GET {path}"))?;
     Ok(Timed { status, took })
+}
+
+/// A socket timeout: `WouldBlock` is what a read timeout gives on Unix, `TimedOut` elsewhere
+/// and for a connect timeout.
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Whether `error` (from [`timed_get`]) is a request that got no answer in time.
+pub fn timed_out(error: &str) -> bool {
+    error.starts_with(TIMED_OUT)
 }
 
 /// The status code of an HTTP/1.x answer: `HTTP/1.1 200 OK` → 200.
@@ -129,33 +182,66 @@ fn status_code(answer: &[u8]) -> Option<u16> {
 /// they fall free; see `malloc_conf` in api-server's main.rs).
 pub const IDLE_AFTER: Duration = Duration::from_secs(5);
 
-/// One endpoint measured on a freshly started api-server: the cold request, then wrk.
+/// One endpoint measured on a freshly started api-server: the cold request, the warm ones, then
+/// wrk.
 #[derive(Clone, Debug)]
 pub struct EndpointRun {
     pub name: &'static str,
     pub path: &'static str,
     pub cold: Result<Timed, String>,
+    /// The same request again, one after another right after the cold one, on the same server:
+    /// what a dashboard that polls gets once the server has answered once. With the default
+    /// `QUERY_CACHE_MS` (1000) these may be served from the server's answer cache, and that is
+    /// part of what is measured. The series stops at the first request that timed out (each
+    /// costs [`REQUEST_TIMEOUT`]), so it may be shorter than asked for.
+    pub warm: Vec<Result<Timed, String>>,
     pub wrk: Result<WrkReport, String>,
-    /// api-server `VmRSS` in KiB right after it listened, idle after the cold request (before
-    /// wrk), and idle after wrk; "idle" = [`IDLE_AFTER`] after the last answer.
+    /// api-server `VmRSS` in KiB right after it listened, idle after the cold and warm requests
+    /// (before wrk), and idle after wrk; "idle" = [`IDLE_AFTER`] after the last answer.
     pub rss_after_start: Option<u64>,
     pub rss_before_load: Option<u64>,
     pub rss_after_load: Option<u64>,
 }
 
+/// Longer than the api-server's default `QUERY_CACHE_MS` (1 s).
+const ANSWER_CACHE_EXPIRED: Duration = Duration::from_millis(1_100);
+
 impl EndpointRun {
     /// Starts a fresh api-server (default `QUERY_CACHE_MS`), times the first request to `path`
-    /// (nothing cached), runs wrk against it, and stops the server.
+    /// (nothing cached), then `warm_requests` more of the same, runs wrk against it, and stops
+    /// the server. A request that fails or times out is recorded, never a panic, so a broken
+    /// endpoint shows up in the tables instead of ending the run.
     pub fn measure(
         binaries: &Binaries,
         stack: &Stack,
         wrk: &Wrk,
         options: &WrkOptions,
+        warm_requests: usize,
         (name, path): (&'static str, &'static str),
     ) -> EndpointRun {
         let api = ApiServer::start(binaries, stack, None);
         let rss_after_start = api.rss_kib();
         let cold = api.get(path);
+        let mut warm = Vec::with_capacity(warm_requests);
+        if !matches!(&cold, Err(error) if timed_out(error)) {
+            for _ in 0..warm_requests {
+                // Past the answer cache: a warm request is answered from what the server has
+                // read before (rollup sums or its ledger), not from a cached answer.
+                std::thread::sleep(ANSWER_CACHE_EXPIRED);
+                let answer = api.get(path);
+                let stop = matches!(&answer, Err(error) if timed_out(error));
+                warm.push(answer);
+                if stop {
+                    break;
+                }
+            }
+        }
+        if let Some(Err(error)) = std::iter::once(&cold).chain(&warm).find(|a| a.is_err()) {
+            eprintln!(
+                "GET {path} failed: {error}\napi-server output:\n{}",
+                api.output_tail()
+            );
+        }
         std::thread::sleep(IDLE_AFTER);
         let rss_before_load = api.rss_kib();
         let wrk = wrk.run(&format!("{}{path}", api.base_url()), options);
@@ -172,6 +258,7 @@ impl EndpointRun {
             name,
             path,
             cold,
+            warm,
             wrk,
             rss_after_start,
             rss_before_load,
@@ -179,8 +266,13 @@ impl EndpointRun {
         }
     }
 
+    /// The warm requests summed up.
+    pub fn warm_summary(&self) -> Warm {
+        Warm::of(&self.warm)
+    }
+
     /// The larger of the two samples taken while the server is idle: right after it listened,
-    /// and after its first (cold) request (KiB).
+    /// and after its cold and warm requests (KiB).
     pub fn idle_rss_kib(&self) -> Option<u64> {
         [self.rss_after_start, self.rss_before_load]
             .into_iter()
@@ -201,6 +293,51 @@ impl EndpointRun {
     }
 }
 
+/// A series of warm requests summed up: median and max over the answers with status 200, and
+/// the first that was not one (a status or an error), if any. Only answers that are 200 are
+/// timed, so a fast error page cannot pass for a fast answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warm {
+    /// Requests made.
+    pub requests: usize,
+    /// Of which answered 200.
+    pub ok: usize,
+    pub median: Option<Duration>,
+    pub max: Option<Duration>,
+    /// The first request that did not answer 200: `status 503`, or the error (`timed out: …`).
+    pub problem: Option<String>,
+}
+
+impl Warm {
+    pub fn of(answers: &[Result<Timed, String>]) -> Warm {
+        let took: Vec<Duration> = answers
+            .iter()
+            .filter_map(|answer| match answer {
+                Ok(timed) if timed.status == 200 => Some(timed.took),
+                _ => None,
+            })
+            .collect();
+        let problem = answers.iter().find_map(|answer| match answer {
+            Ok(timed) if timed.status == 200 => None,
+            Ok(timed) => Some(format!("status {}", timed.status)),
+            Err(error) => Some(error.clone()),
+        });
+        Warm {
+            requests: answers.len(),
+            ok: took.len(),
+            median: crate::median(&took),
+            max: took.iter().max().copied(),
+            problem,
+        }
+    }
+
+    /// Every request made answered 200 (true of none: a series cut short is the cold
+    /// request's failure, which is reported with it).
+    pub fn all_ok(&self) -> bool {
+        self.ok == self.requests
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +354,86 @@ mod tests {
         );
         assert_eq!(status_code(b"garbage"), None);
         assert_eq!(status_code(b""), None);
+    }
+
+    fn answer(status: u16, millis: u64) -> Result<Timed, String> {
+        Ok(Timed {
+            status,
+            took: Duration::from_millis(millis),
+        })
+    }
+
+    #[test]
+    fn warm_figures_come_from_the_answers_that_are_200() {
+        let warm = Warm::of(&[
+            answer(200, 30),
+            answer(200, 10),
+            answer(200, 20),
+            answer(200, 90),
+            answer(200, 40),
+        ]);
+        assert_eq!(warm.median, Some(Duration::from_millis(30)));
+        assert_eq!(warm.max, Some(Duration::from_millis(90)));
+        assert_eq!((warm.requests, warm.ok, warm.problem), (5, 5, None));
+        assert!(Warm::of(&[answer(200, 1)]).all_ok());
+    }
+
+    #[test]
+    fn a_warm_answer_that_is_not_200_is_the_problem_and_not_timed() {
+        let warm = Warm::of(&[
+            answer(200, 50),
+            answer(503, 1),
+            Err("timed out: no answer".into()),
+        ]);
+        assert_eq!(warm.median, Some(Duration::from_millis(50)));
+        assert_eq!(warm.max, Some(Duration::from_millis(50)));
+        assert_eq!((warm.requests, warm.ok), (3, 1));
+        assert_eq!(warm.problem.as_deref(), Some("status 503"));
+        assert!(!warm.all_ok());
+        let none = Warm::of(&[]);
+        assert_eq!((none.median, none.max, none.problem), (None, None, None));
+    }
+
+    #[test]
+    fn a_request_without_an_answer_in_time_is_told_apart() {
+        assert!(timed_out(
+            "timed out: no answer to GET /x within 60 s (waiting)"
+        ));
+        assert!(!timed_out("connect to 127.0.0.1:1: Connection refused"));
+    }
+
+    /// A server that accepts and never answers: the request ends in an error that says it timed
+    /// out, not in a hang or a panic.
+    #[test]
+    fn a_request_without_an_answer_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            drop(stream);
+        });
+        let error = timed_get_within(port, "/slow", Duration::from_millis(200)).unwrap_err();
+        server.join().unwrap();
+        assert!(timed_out(&error), "{error}");
+        assert!(error.contains("GET /slow within 0.2 s"), "{error}");
+    }
+
+    /// A server that closes the connection without answering (one that crashed, say) is an
+    /// error, and not a timeout.
+    #[test]
+    fn a_connection_closed_without_an_answer_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Read the request first, so closing sends FIN rather than a reset.
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+        });
+        let error = timed_get(port, "/x").unwrap_err();
+        server.join().unwrap();
+        assert!(error.contains("closed the connection"), "{error}");
+        assert!(!timed_out(&error));
     }
 }

@@ -250,7 +250,8 @@ impl Stack {
     /// `sensor-publisher --backfill --direct`, starts the real `mqtt-subscriber` and waits (at
     /// most `rollup_timeout`) for it to roll that history up, saying on stderr what it does.
     /// A rollup not ready in time is reported, not an error: the caller measures anyway and
-    /// fails its check.
+    /// fails its check. [`Stack::load`] then [`Stack::roll_up`], for a caller that measures
+    /// nothing in between.
     pub fn load_and_roll_up(
         &self,
         binaries: &Binaries,
@@ -259,16 +260,45 @@ impl Stack {
         backfill_timeout: Duration,
         rollup_timeout: Duration,
     ) -> Result<Loaded, String> {
+        let backfill = self.load(binaries, panels, days, backfill_timeout)?;
+        Ok(self.roll_up(binaries, backfill, rollup_timeout))
+    }
+
+    /// [`Stack::backfill`], saying on stderr what it does. Afterwards InfluxDB holds the
+    /// readings and no rollup at all: the backfill writes straight to InfluxDB and only the
+    /// subscriber builds the rollup, so this is the moment to measure what the API does without
+    /// one.
+    pub fn load(
+        &self,
+        binaries: &Binaries,
+        panels: usize,
+        days: u32,
+        backfill_timeout: Duration,
+    ) -> Result<Backfill, String> {
         eprintln!(
             "   loading {panels} panels x {days} days of 1-minute readings with \
              sensor-publisher --backfill --direct…"
         );
         let backfill = self.backfill(binaries, panels, days, backfill_timeout)?;
         eprintln!(
-            "   loaded {} readings in {:.1} s; starting mqtt-subscriber and waiting for its \
-             rollup (up to {} s)…",
+            "   loaded {} readings in {:.1} s",
             backfill.readings,
-            backfill.took.as_secs_f64(),
+            backfill.took.as_secs_f64()
+        );
+        Ok(backfill)
+    }
+
+    /// Starts the real `mqtt-subscriber` over the history `backfill` loaded and waits (at most
+    /// `rollup_timeout` from its start) until its rollup reaches the last reading. A rollup not
+    /// ready in time is reported in [`Loaded::rollup`], not an error.
+    pub fn roll_up(
+        &self,
+        binaries: &Binaries,
+        backfill: Backfill,
+        rollup_timeout: Duration,
+    ) -> Loaded {
+        eprintln!(
+            "   starting mqtt-subscriber and waiting for its rollup (up to {} s)…",
             rollup_timeout.as_secs()
         );
         wait_until_past(backfill.last_reading_ns, SETTLE_AFTER_LAST_READING);
@@ -292,12 +322,12 @@ impl Stack {
                     .map_or_else(|| "never written".into(), rfc3339)
             );
         }
-        Ok(Loaded {
+        Loaded {
             backfill,
             subscriber,
             subscriber_rss_after_start,
             rollup,
-        })
+        }
     }
 }
 
