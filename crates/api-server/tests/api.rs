@@ -436,65 +436,49 @@ fn influxdb_that_never_answers_gives_503_json_within_the_timeout() {
 
 #[test]
 fn a_bad_setting_stops_the_program_naming_it() {
-    for (name, value) in [
-        ("TIMEZONE", "Mars/Olympus_Mons"),
-        ("TARIFF_PER_KWH", "cheap"),
-        ("TARIFF_PER_KWH", "-1"),
-        ("TARIFF_PER_KWH", "NaN"),
-        ("TARIFF_PER_KWH", "inf"),
-        ("TARIFF_PER_KWH", "1e400"),
-        ("TARIFF_PER_KWH", "0,25"),
-        ("OFFLINE_AFTER_SECS", "-5"),
-        ("MAX_POWER_KW", "0"),
-        ("API_ADDR", "localhost"),
-        ("INFLUX_URL", "influx:8086"),
-        ("INFLUX_TIMEOUT_MS", "0"),
-        ("CORS_ORIGINS", "dash.example"),
-        ("CORS_ORIGINS", "http://dash.example/"),
-    ] {
-        let (code, output) = test_support::run_to_exit(
-            "api-server",
-            &[],
-            &[(name, value.to_owned())],
-            Duration::from_secs(10),
-        );
-        assert_eq!(code, Some(2), "{name}={value}: {output}");
-        // clap names the flag and, as its value's name, the variable: "invalid value '-1' for
-        // '--tariff-per-kwh <TARIFF_PER_KWH>': …".
-        let flag = format!("--{}", name.to_lowercase().replace('_', "-"));
-        assert!(
-            output.contains(&flag) && output.contains(name) && output.contains(value),
-            "{name}={value}: {output}"
-        );
-    }
+    test_support::assert_bad_settings_stop(
+        "api-server",
+        &[
+            ("TIMEZONE", "Mars/Olympus_Mons"),
+            ("TARIFF_PER_KWH", "cheap"),
+            ("TARIFF_PER_KWH", "-1"),
+            ("TARIFF_PER_KWH", "NaN"),
+            ("TARIFF_PER_KWH", "inf"),
+            ("TARIFF_PER_KWH", "1e400"),
+            ("TARIFF_PER_KWH", "0,25"),
+            ("OFFLINE_AFTER_SECS", "-5"),
+            ("MAX_POWER_KW", "0"),
+            ("API_ADDR", "localhost"),
+            ("INFLUX_URL", "influx:8086"),
+            ("INFLUX_TIMEOUT_MS", "0"),
+            ("CORS_ORIGINS", "dash.example"),
+            ("CORS_ORIGINS", "http://dash.example/"),
+        ],
+        &[],
+    );
 }
 
 #[test]
 fn help_documents_every_setting() {
-    let (code, output) =
-        test_support::run_to_exit("api-server", &["--help"], &[], Duration::from_secs(10));
-    assert_eq!(code, Some(0));
-    for env in [
-        "INFLUX_URL",
-        "INFLUX_DATABASE",
-        "INFLUX_TOKEN",
-        "INFLUX_TIMEOUT_MS",
-        "TIMEZONE",
-        "TARIFF_PER_KWH",
-        "CURRENCY",
-        "OFFLINE_AFTER_SECS",
-        "MAX_POWER_KW",
-        "API_ADDR",
-        "QUERY_CACHE_MS",
-        "API_TOKEN",
-        "CORS_ORIGINS",
-        "LOG_FORMAT",
-    ] {
-        assert!(
-            output.contains(&format!("[env: {env}")),
-            "--help lacks {env}:\n{output}"
-        );
-    }
+    test_support::assert_help_documents(
+        "api-server",
+        &[
+            "INFLUX_URL",
+            "INFLUX_DATABASE",
+            "INFLUX_TOKEN",
+            "INFLUX_TIMEOUT_MS",
+            "TIMEZONE",
+            "TARIFF_PER_KWH",
+            "CURRENCY",
+            "OFFLINE_AFTER_SECS",
+            "MAX_POWER_KW",
+            "API_ADDR",
+            "QUERY_CACHE_MS",
+            "API_TOKEN",
+            "CORS_ORIGINS",
+            "LOG_FORMAT",
+        ],
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use test_support::{now_ms, run_to_exit, start_subscriber, wait_until, Influx, Mosquitto, Program};
+use test_support::{now_ms, start_subscriber, wait_until, Influx, Mosquitto, Program};
 
 const DB: &str = "energy";
 
@@ -232,68 +232,46 @@ fn nothing_is_lost_when_influxdb_is_down_and_the_subscriber_is_killed() {
 
 #[test]
 fn a_bad_setting_stops_the_program_naming_it() {
-    for (name, value) in [
-        ("BATCH_SIZE", "abc"),
-        ("MQTT_URL", "http://broker"),
-        ("INFLUX_URL", "not a url"),
-        ("MQTT_TOPIC_PREFIX", "DATA/#"),
-        ("LOG_FORMAT", "xml"),
-        ("METRICS_ADDR", "localhost"),
-    ] {
-        let (code, output) = run_to_exit(
-            "mqtt-subscriber",
-            &[],
-            &[(name, value.to_owned())],
-            Duration::from_secs(10),
-        );
-        assert_eq!(code, Some(2), "{name}={value}: {output}");
-        let flag = format!("--{}", name.to_lowercase().replace('_', "-"));
-        assert!(
-            output.contains(&flag) && output.contains(value),
-            "{name}={value}: {output}"
-        );
-        assert_eq!(
-            output
-                .trim()
-                .lines()
-                .filter(|l| l.starts_with("error"))
-                .count(),
-            1,
-            "{output}"
-        );
-    }
+    test_support::assert_bad_settings_stop(
+        "mqtt-subscriber",
+        &[
+            ("BATCH_SIZE", "abc"),
+            ("MQTT_URL", "http://broker"),
+            ("INFLUX_URL", "not a url"),
+            ("MQTT_TOPIC_PREFIX", "DATA/#"),
+            ("LOG_FORMAT", "xml"),
+            ("METRICS_ADDR", "localhost"),
+        ],
+        &[],
+    );
 }
 
 #[test]
 fn help_documents_every_setting() {
-    let (code, output) = run_to_exit("mqtt-subscriber", &["--help"], &[], Duration::from_secs(10));
-    assert_eq!(code, Some(0));
-    for env in [
-        "MQTT_URL",
-        "MQTT_USERNAME",
-        "MQTT_PASSWORD",
-        "MQTT_TOPIC_PREFIX",
-        "MQTT_CLIENT_ID",
-        "INFLUX_URL",
-        "INFLUX_DATABASE",
-        "INFLUX_TOKEN",
-        "INFLUX_TIMEOUT_MS",
-        "BATCH_SIZE",
-        "FLUSH_INTERVAL_MS",
-        "MAX_BUFFERED",
-        "SUMMARY_INTERVAL_SECS",
-        "MAX_PANELS",
-        "MQTT_SHARED_GROUP",
-        "ROLLUP_WRITER",
-        "MQTT_CA_FILE",
-        "METRICS_ADDR",
-        "LOG_FORMAT",
-    ] {
-        assert!(
-            output.contains(&format!("[env: {env}")),
-            "--help lacks {env}:\n{output}"
-        );
-    }
+    test_support::assert_help_documents(
+        "mqtt-subscriber",
+        &[
+            "MQTT_URL",
+            "MQTT_USERNAME",
+            "MQTT_PASSWORD",
+            "MQTT_TOPIC_PREFIX",
+            "MQTT_CLIENT_ID",
+            "INFLUX_URL",
+            "INFLUX_DATABASE",
+            "INFLUX_TOKEN",
+            "INFLUX_TIMEOUT_MS",
+            "BATCH_SIZE",
+            "FLUSH_INTERVAL_MS",
+            "MAX_BUFFERED",
+            "SUMMARY_INTERVAL_SECS",
+            "MAX_PANELS",
+            "MQTT_SHARED_GROUP",
+            "ROLLUP_WRITER",
+            "MQTT_CA_FILE",
+            "METRICS_ADDR",
+            "LOG_FORMAT",
+        ],
+    );
 }
 
 #[test]

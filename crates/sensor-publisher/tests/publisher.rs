@@ -290,35 +290,18 @@ fn reconnects_by_itself_after_a_broker_restart() {
 fn a_bad_setting_stops_it_naming_the_setting() {
     // Never a public broker, even if a bad value were accepted.
     let nowhere = format!("mqtt://127.0.0.1:{}", free_port());
-    for (name, value) in [
-        ("PUBLISH_INTERVAL_SECS", "abc"),
-        ("PUBLISH_INTERVAL_SECS", "0"),
-        ("PANELS", "A,bad id"),
-        ("TIMEZONE", "Mars/Base"),
-        ("MQTT_URL", "http://x"),
-        ("LOG_FORMAT", "xml"),
-    ] {
-        let mut envs = vec![(name, value.to_owned())];
-        if name != "MQTT_URL" {
-            envs.push(("MQTT_URL", nowhere.clone()));
-        }
-        let (code, output) = run_to_exit("sensor-publisher", &[], &envs, Duration::from_secs(10));
-        assert_eq!(code, Some(2), "{name}={value}: {output}");
-        let flag = format!("--{}", name.to_lowercase().replace('_', "-"));
-        assert!(
-            output.contains(&flag) && output.contains(value),
-            "{name}={value}: {output}"
-        );
-        assert_eq!(
-            output
-                .trim()
-                .lines()
-                .filter(|l| l.starts_with("error"))
-                .count(),
-            1,
-            "{output}"
-        );
-    }
+    test_support::assert_bad_settings_stop(
+        "sensor-publisher",
+        &[
+            ("PUBLISH_INTERVAL_SECS", "abc"),
+            ("PUBLISH_INTERVAL_SECS", "0"),
+            ("PANELS", "A,bad id"),
+            ("TIMEZONE", "Mars/Base"),
+            ("MQTT_URL", "http://x"),
+            ("LOG_FORMAT", "xml"),
+        ],
+        &[("MQTT_URL", nowhere)],
+    );
 }
 
 #[test]
@@ -346,28 +329,19 @@ fn a_corrupt_state_file_stops_it_naming_the_file_and_keeps_the_file() {
 
 #[test]
 fn help_documents_every_setting() {
-    let (code, output) = run_to_exit(
+    test_support::assert_help_documents(
         "sensor-publisher",
-        &["--help"],
-        &[],
-        Duration::from_secs(10),
+        &[
+            "MQTT_URL",
+            "MQTT_USERNAME",
+            "MQTT_PASSWORD",
+            "MQTT_TOPIC_PREFIX",
+            "MQTT_CLIENT_ID",
+            "PANELS",
+            "PUBLISH_INTERVAL_SECS",
+            "TIMEZONE",
+            "STATE_FILE",
+            "LOG_FORMAT",
+        ],
     );
-    assert_eq!(code, Some(0), "{output}");
-    for env in [
-        "MQTT_URL",
-        "MQTT_USERNAME",
-        "MQTT_PASSWORD",
-        "MQTT_TOPIC_PREFIX",
-        "MQTT_CLIENT_ID",
-        "PANELS",
-        "PUBLISH_INTERVAL_SECS",
-        "TIMEZONE",
-        "STATE_FILE",
-        "LOG_FORMAT",
-    ] {
-        assert!(
-            output.contains(&format!("[env: {env}")),
-            "--help lacks {env}:\n{output}"
-        );
-    }
 }
