@@ -1,13 +1,16 @@
 //! The HTTP client: settings, writes, queries and the error classes callers act on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use energy_core::influxql;
 use energy_service::Secret;
 
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 
-use crate::response::{AnswerReader, QueryResult, Rows, StatementResult};
+use crate::response::{self, AnswerReader, Format, QueryResult, Rows, StatementResult};
 
 /// The InfluxDB flags, flattened into the subscriber's and the api-server's settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -123,13 +126,18 @@ const TIMED_OUT: &str = "timed out";
 /// all the client holds unparsed at a time.
 pub const CHUNK_SIZE: usize = 10_000;
 
-/// A client for one database. Cheap to clone (the connection pool is shared).
+/// A client for one database. Cheap to clone (the connection pool is shared, and so is what was
+/// learnt about the server's MessagePack).
 #[derive(Clone, Debug)]
 pub struct InfluxClient {
     http: reqwest::Client,
     base_url: String,
     database: String,
     token: Option<Secret>,
+    /// Whether to ask for MessagePack answers to [`InfluxClient::query_rows_ns`]; cleared, for
+    /// the life of the client, once the server has shown that it does not answer MessagePack in
+    /// the form this client reads (see [`InfluxClient::post_query`]).
+    ask_msgpack: Arc<AtomicBool>,
 }
 
 impl InfluxClient {
@@ -148,6 +156,7 @@ impl InfluxClient {
             base_url: settings.influx_url.clone(),
             database: settings.influx_database.clone(),
             token: settings.influx_token.clone(),
+            ask_msgpack: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -193,37 +202,48 @@ impl InfluxClient {
 
     /// Runs InfluxQL statements (separated by `;`) and returns one result per statement, with
     /// times as epoch milliseconds. A statement-level error becomes an error for the whole call.
+    ///
+    /// Answered in JSON: a [`crate::Series`] holds `serde_json::Value`s, and JSON numbers that
+    /// InfluxDB writes without a fraction (`5` for the float 5.0) read as integers there, which a
+    /// MessagePack float would not.
     pub async fn query(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
-        self.query_in(statements, "ms").await
+        self.query_in(statements, "ms", Format::Json).await
     }
 
     /// Like [`InfluxClient::query`], with times as epoch nanoseconds (read them with
     /// [`crate::Series::i64_at`]): for computations that must see every reading's exact time.
     pub async fn query_ns(&self, statements: &str) -> Result<Vec<StatementResult>, InfluxError> {
-        self.query_in(statements, "ns").await
+        self.query_in(statements, "ns", Format::Json).await
     }
 
     /// Like [`InfluxClient::query_ns`], with each row read straight into an `R` (e.g.
     /// `(i64, Option<f64>)` for `time` and one field): a fraction of the memory of
     /// [`StatementResult`] for large answers.
+    ///
+    /// Asks for MessagePack, which costs InfluxDB 1.x far less CPU than JSON for a large answer,
+    /// and reads JSON when the server answers JSON; a server that takes the request but not the
+    /// MessagePack (InfluxDB 3) is asked again for JSON, and for JSON only from then on. Field
+    /// values may then come as integers where JSON had floats without a fraction: an `f64` in
+    /// `R` takes either.
     pub async fn query_rows_ns<R: DeserializeOwned>(
         &self,
         statements: &str,
     ) -> Result<Vec<Rows<R>>, InfluxError> {
-        self.query_in(statements, "ns").await
+        self.query_in(statements, "ns", Format::MessagePack).await
     }
 
     async fn query_in<T: QueryResult>(
         &self,
         statements: &str,
         epoch: &'static str,
+        ask: Format,
     ) -> Result<Vec<T>, InfluxError> {
-        match self.query_once(statements, epoch).await {
+        match self.query_once(statements, epoch, ask).await {
             // InfluxDB 1.x answers a multi-statement query on a missing database with only
             // "not executed"; the first statement alone tells the real reason.
             Err(InfluxError::Status { message, .. }) if message == "not executed" => {
                 let first = statements.split(';').next().unwrap_or(statements);
-                self.query_once::<T>(first, epoch).await?;
+                self.query_once::<T>(first, epoch, ask).await?;
                 Err(InfluxError::Status {
                     status: 400,
                     message,
@@ -237,8 +257,9 @@ impl InfluxClient {
         &self,
         statements: &str,
         epoch: &'static str,
+        ask: Format,
     ) -> Result<Vec<T>, InfluxError> {
-        self.post_query(Some((&self.database, epoch)), statements)
+        self.post_query(Some((&self.database, epoch)), statements, ask)
             .await
     }
 
@@ -246,7 +267,7 @@ impl InfluxClient {
     /// by the operator and this fails harmlessly.
     pub async fn create_database(&self) -> Result<(), InfluxError> {
         let statement = format!("CREATE DATABASE {}", influxql::identifier(&self.database));
-        self.post_query::<StatementResult>(None, &statement)
+        self.post_query::<StatementResult>(None, &statement, Format::Json)
             .await
             .map(drop)
     }
@@ -256,11 +277,54 @@ impl InfluxClient {
     /// in statement order.
     /// An error InfluxDB reports inside a 200 answer becomes an error of the call, and so does
     /// an answer it cut short ([`InfluxError::Partial`]).
+    ///
+    /// Asked for MessagePack, the answer is read in the format its `Content-Type` names, so a
+    /// server that ignores `Accept` (and answers JSON) is read as before. Two kinds of server
+    /// take the request but not the MessagePack, and are asked again for JSON:
+    /// - one that refuses the `Accept` value with an error that is not MessagePack (InfluxDB
+    ///   3.0 to 3.6 answer `500 invalid mime type`; InfluxDB 1.x answers every error of a
+    ///   MessagePack request in MessagePack, and 2.x does not refuse it);
+    /// - one that answers MessagePack objects without their keys (later InfluxDB 3 releases;
+    ///   see [`response::is_msgpack_map`]).
+    ///
+    /// Once such a server has answered JSON, MessagePack is not asked of it again, so each
+    /// later query costs one request, as before.
     async fn post_query<T: QueryResult>(
         &self,
         database: Option<(&str, &str)>,
         statements: &str,
+        ask: Format,
     ) -> Result<Vec<T>, InfluxError> {
+        if ask == Format::MessagePack && self.ask_msgpack.load(Ordering::Relaxed) {
+            let (why, certain) = match self.send_query(database, statements, ask).await? {
+                Answer::Results { results, .. } => return Ok(results),
+                Answer::NotMessagePack { why, certain } => (why, certain),
+            };
+            let answer = self.send_query(database, statements, Format::Json).await;
+            // A refusal may be of the query rather than of MessagePack: only an answer in JSON
+            // shows that it was MessagePack.
+            if (certain || answer.is_ok()) && self.ask_msgpack.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    url = %self.base_url,
+                    %why,
+                    "InfluxDB does not answer MessagePack in a form this client reads; asking it \
+                     for JSON from now on"
+                );
+            }
+            return answer?.results();
+        }
+        self.send_query(database, statements, Format::Json)
+            .await?
+            .results()
+    }
+
+    /// One `POST /query` (see [`InfluxClient::post_query`]), asking for `ask`.
+    async fn send_query<T: QueryResult>(
+        &self,
+        database: Option<(&str, &str)>,
+        statements: &str,
+        ask: Format,
+    ) -> Result<Answer<T>, InfluxError> {
         let mut request = self
             .request(reqwest::Method::POST, "/query")
             .query(&[("chunked", "true")])
@@ -268,19 +332,87 @@ impl InfluxClient {
         if let Some((database, epoch)) = database {
             request = request.query(&[("db", database), ("epoch", epoch)]);
         }
-        let response = request
+        if ask == Format::MessagePack {
+            request = request.header(ACCEPT, Format::MESSAGE_PACK);
+        }
+        let mut response = request
             .form(&[("q", statements)])
             .send()
             .await
             .map_err(unreachable)?;
-        let mut response = successful(response).await?;
-        // Each piece read as it arrives: only the chunk being received is held as text.
-        let mut reader = AnswerReader::<T>::new();
+        let format = format_of(&response);
+        let status = response.status();
+        if !status.is_success() {
+            let error = failure(response).await;
+            // The statuses with which a server may refuse an `Accept` value it does not serve.
+            if ask == Format::MessagePack
+                && format != Format::MessagePack
+                && matches!(status.as_u16(), 400 | 406 | 415 | 500 | 501)
+            {
+                return Ok(Answer::NotMessagePack {
+                    why: error.to_string(),
+                    certain: false,
+                });
+            }
+            return Err(error);
+        }
+        // Each piece read as it arrives: only the chunk being received is held undecoded.
+        let mut reader = AnswerReader::<T>::new(format);
+        let mut first = true;
         while let Some(bytes) = response.chunk().await.map_err(unreachable)? {
+            if format == Format::MessagePack && first && !bytes.is_empty() {
+                first = false;
+                if !response::is_msgpack_map(bytes[0]) {
+                    return Ok(Answer::NotMessagePack {
+                        why: format!(
+                            "its MessagePack answer is not made of maps (it begins with 0x{:02x})",
+                            bytes[0]
+                        ),
+                        certain: true,
+                    });
+                }
+            }
             reader.feed(&bytes)?;
         }
-        reader.finish()
+        Ok(Answer::Results {
+            format,
+            results: reader.finish()?,
+        })
     }
+}
+
+/// What one `POST /query` brought back.
+enum Answer<T> {
+    /// The results, read from an answer in `format` (which the tests check).
+    Results {
+        #[cfg_attr(not(test), allow(dead_code))]
+        format: Format,
+        results: Vec<T>,
+    },
+    /// A MessagePack request that the server did not answer with MessagePack this client reads:
+    /// `why`, and whether that is `certain` (an answer in MessagePack of another form) or only
+    /// possible (an error that is not MessagePack, which may also be the query's).
+    NotMessagePack { why: String, certain: bool },
+}
+
+impl<T> Answer<T> {
+    fn results(self) -> Result<Vec<T>, InfluxError> {
+        match self {
+            Answer::Results { results, .. } => Ok(results),
+            // Only a MessagePack request is answered so, and it is not made twice.
+            Answer::NotMessagePack { why, .. } => Err(InfluxError::BadResponse(why)),
+        }
+    }
+}
+
+/// The format of an answer's body, from its `Content-Type`.
+fn format_of(response: &reqwest::Response) -> Format {
+    Format::of_content_type(
+        response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok()),
+    )
 }
 
 fn unreachable(error: reqwest::Error) -> InfluxError {
@@ -311,23 +443,36 @@ async fn check_status(response: reqwest::Response) -> Result<String, InfluxError
 
 /// A 2xx answer with its body still to read, or the error InfluxDB put in a non-2xx one.
 async fn successful(response: reqwest::Response) -> Result<reqwest::Response, InfluxError> {
-    let status = response.status();
-    if status.is_success() {
+    if response.status().is_success() {
         return Ok(response);
     }
-    let text = response.text().await.map_err(unreachable)?;
-    let message = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
+    Err(failure(response).await)
+}
+
+/// The error InfluxDB put in a non-2xx answer: the `error` of its body, in JSON or in
+/// MessagePack as its `Content-Type` says (InfluxDB 1.x answers the errors of a MessagePack
+/// request in MessagePack), else the start of its text.
+async fn failure(response: reqwest::Response) -> InfluxError {
+    let status = response.status().as_u16();
+    let format = format_of(&response);
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(error) => return unreachable(error),
+    };
+    let value = match format {
+        Format::Json => serde_json::from_slice::<serde_json::Value>(&body).ok(),
+        Format::MessagePack => rmp_serde::from_slice::<serde_json::Value>(&body).ok(),
+    };
+    let message = value
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| text.chars().take(300).collect());
-    Err(InfluxError::Status {
-        status: status.as_u16(),
-        message,
-    })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+    InfluxError::Status { status, message }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use clap::Parser;
 
@@ -392,22 +537,55 @@ mod tests {
         assert_eq!(InfluxError::Partial(String::new()).kind(), "partial");
     }
 
+    /// What the stand-in for InfluxDB answers one request with.
+    struct Reply {
+        status: u16,
+        content_type: Option<&'static str>,
+        body: Vec<u8>,
+    }
+
+    impl From<String> for Reply {
+        /// A 200 JSON answer.
+        fn from(body: String) -> Reply {
+            Reply {
+                status: 200,
+                content_type: Some("application/json"),
+                body: body.into_bytes(),
+            }
+        }
+    }
+
+    /// One request as the stand-in for InfluxDB received it.
+    #[derive(Debug)]
+    struct Received {
+        /// `POST /query?… HTTP/1.1`
+        line: String,
+        /// Its `Accept` headers, separated by ` | `.
+        accept: Option<String>,
+        /// The form, `q=…`.
+        form: String,
+    }
+
     /// A stand-in for InfluxDB on a loopback port: answers each request in turn with the next
-    /// of `bodies` (status 200, written in pieces of 40 bytes, so the client gets the body in
-    /// parts), and returns each request's target and body once all are answered.
-    fn fake_influx(bodies: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    /// of `replies` (written in pieces of 40 bytes, so the client gets the body in parts), and
+    /// returns the requests once all are answered.
+    fn fake_influx<B: Into<Reply>>(
+        replies: Vec<B>,
+    ) -> (String, std::thread::JoinHandle<Vec<Received>>) {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let replies: Vec<Reply> = replies.into_iter().map(Into::into).collect();
         let server = std::thread::spawn(move || {
-            bodies
+            replies
                 .into_iter()
-                .map(|body| {
+                .map(|reply| {
                     let (stream, _) = listener.accept().unwrap();
                     let mut reader = BufReader::new(stream);
                     let mut request_line = String::new();
                     reader.read_line(&mut request_line).unwrap();
                     let mut length = 0;
+                    let mut accept = None;
                     loop {
                         let mut header = String::new();
                         reader.read_line(&mut header).unwrap();
@@ -418,27 +596,40 @@ mod tests {
                             if name.eq_ignore_ascii_case("content-length") {
                                 length = value.trim().parse().unwrap();
                             }
+                            // Every one: InfluxDB reads only the first.
+                            if name.eq_ignore_ascii_case("accept") {
+                                let values: &mut String = accept.get_or_insert_default();
+                                if !values.is_empty() {
+                                    values.push_str(" | ");
+                                }
+                                values.push_str(value.trim());
+                            }
                         }
                     }
                     let mut form = vec![0; length];
                     reader.read_exact(&mut form).unwrap();
                     let mut stream = reader.into_inner();
+                    let content_type = reply
+                        .content_type
+                        .map(|value| format!("Content-Type: {value}\r\n"))
+                        .unwrap_or_default();
                     write!(
                         stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
+                        "HTTP/1.1 {} Whatever\r\n{content_type}Content-Length: {}\r\n\
+                         Connection: close\r\n\r\n",
+                        reply.status,
+                        reply.body.len()
                     )
                     .unwrap();
-                    for piece in body.as_bytes().chunks(40) {
+                    for piece in reply.body.chunks(40) {
                         stream.write_all(piece).unwrap();
                         stream.flush().unwrap();
                     }
-                    format!(
-                        "{}{}",
-                        request_line.trim(),
-                        String::from_utf8(form).unwrap()
-                    )
+                    Received {
+                        line: request_line.trim().to_owned(),
+                        accept,
+                        form: String::from_utf8(form).unwrap(),
+                    }
                 })
                 .collect()
         });
@@ -484,12 +675,17 @@ mod tests {
         let requests = server.join().unwrap();
         for (request, epoch) in requests.iter().zip(["ms", "ns"]) {
             assert!(
-                request.starts_with(&format!(
+                request.line.starts_with(&format!(
                     "POST /query?chunked=true&chunk_size={CHUNK_SIZE}&db=energy&epoch={epoch} "
                 )),
-                "{request}"
+                "{request:?}"
             );
         }
+        // Rows are asked for in MessagePack (in the only `Accept` header, which replaces
+        // reqwest's `*/*`), and read from the JSON this server answers with (as InfluxDB 3 before
+        // 3.0 did, ignoring `Accept`); the rest are asked for as before.
+        let accepts: Vec<Option<&str>> = requests.iter().map(|r| r.accept.as_deref()).collect();
+        assert_eq!(accepts, [Some("*/*"), Some("application/x-msgpack")]);
     }
 
     #[tokio::test]
@@ -524,10 +720,333 @@ mod tests {
             .unwrap_err();
         assert!(error.is_database_missing(), "{error}");
         let requests = server.join().unwrap();
-        assert!(
-            requests[0].ends_with("q=SELECT+a+FROM+m%3BSELECT+b+FROM+m"),
-            "{requests:?}"
+        assert_eq!(requests[0].form, "q=SELECT+a+FROM+m%3BSELECT+b+FROM+m");
+        assert_eq!(requests[1].form, "q=SELECT+a+FROM+m");
+    }
+
+    /// An answer to `SELECT v FROM m` with rows (1, 1.5) and (2, 2), as JSON text.
+    const ROWS: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"m","columns":["time","v"],"values":[[1,1.5],[2,2]]}]}]}"#;
+
+    fn msgpack_reply(status: u16, value: serde_json::Value) -> Reply {
+        Reply {
+            status,
+            content_type: Some("application/x-msgpack"),
+            body: rmp_serde::to_vec(&value).unwrap(),
+        }
+    }
+
+    /// Reads `SELECT v FROM m` as rows, twice, from a server that first answers `first`, then
+    /// JSON; the `Accept` headers of the requests made.
+    async fn rows_after(first: Reply) -> Vec<Option<String>> {
+        let (url, server) =
+            fake_influx(vec![first, ROWS.to_owned().into(), ROWS.to_owned().into()]);
+        let client = client_of(&url);
+        for _ in 0..2 {
+            let rows = client.query_rows_ns::<(i64, f64)>("SELECT v FROM m").await;
+            assert_eq!(rows.unwrap()[0].series[0].values, [(1, 1.5), (2, 2.0)]);
+        }
+        server
+            .join()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.accept)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_msgpack_usably_is_asked_for_json_from_then_on() {
+        let msgpack = Some("application/x-msgpack".to_owned());
+        let json = Some("*/*".to_owned());
+        // InfluxDB 3.0 to 3.6 refuse the `Accept` value, in plain text.
+        let refused = Reply {
+            status: 500,
+            content_type: None,
+            body: b"invalid mime type (application/x-msgpack)".to_vec(),
+        };
+        assert_eq!(
+            rows_after(refused).await,
+            [msgpack.clone(), json.clone(), json.clone()]
         );
-        assert!(requests[1].ends_with("q=SELECT+a+FROM+m"), "{requests:?}");
+        // Later InfluxDB 3 releases answer MessagePack objects as arrays of their values.
+        let keyless = msgpack_reply(
+            200,
+            serde_json::json!([[[0, [["m", ["time", "v"], [[1, 1.5], [2, 2]]]]]]]),
+        );
+        assert_eq!(rows_after(keyless).await, [msgpack, json.clone(), json]);
+    }
+
+    #[tokio::test]
+    async fn errors_of_the_query_are_not_taken_for_a_refusal_of_msgpack() {
+        let parse_error = || -> Reply {
+            Reply {
+                status: 400,
+                content_type: Some("application/json"),
+                body: br#"{"error":"error parsing query: found SELEC"}"#.to_vec(),
+            }
+        };
+        let rows = serde_json::from_str::<serde_json::Value>(ROWS).unwrap();
+        let (url, server) = fake_influx(vec![
+            // An error in JSON may be a refusal of MessagePack: the query is asked again in
+            // JSON, and the same error there is the query's.
+            parse_error(),
+            parse_error(),
+            // So MessagePack is still asked for, and read.
+            msgpack_reply(200, rows),
+            // InfluxDB 1.x answers the errors of a MessagePack request in MessagePack: they are
+            // the query's.
+            msgpack_reply(401, serde_json::json!({"error": "authorization failed"})),
+        ]);
+        let client = client_of(&url);
+        let error = client
+            .query_rows_ns::<(i64, f64)>("SELEC")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "InfluxDB answered 400: error parsing query: found SELEC"
+        );
+        let rows = client.query_rows_ns::<(i64, f64)>("SELECT v FROM m").await;
+        assert_eq!(rows.unwrap()[0].series[0].values, [(1, 1.5), (2, 2.0)]);
+        let error = client
+            .query_rows_ns::<(i64, f64)>("SELECT v FROM m")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "InfluxDB answered 401: authorization failed"
+        );
+        let accepts: Vec<Option<String>> = server
+            .join()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.accept)
+            .collect();
+        let [msgpack, json] =
+            [Some("application/x-msgpack"), Some("*/*")].map(|a| a.map(str::to_owned));
+        assert_eq!(accepts, [msgpack.clone(), json, msgpack.clone(), msgpack]);
+    }
+
+    /// A client of the database `database` of `influx`.
+    fn client_of_database(influx: &test_support::Influx, database: &str) -> InfluxClient {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--influx-url",
+            &influx.url(),
+            "--influx-database",
+            database,
+        ])
+        .unwrap();
+        InfluxClient::new(&cli.influx).unwrap()
+    }
+
+    /// The rows of each statement, each series as (tags, rows).
+    type TaggedRows<R> = Vec<Vec<(BTreeMap<String, String>, Vec<R>)>>;
+
+    fn tagged_rows<R: Clone>(results: &[Rows<R>]) -> TaggedRows<R> {
+        results
+            .iter()
+            .map(|r| {
+                r.series
+                    .iter()
+                    .map(|s| (s.tags.clone(), s.values.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Runs `statements` on InfluxDB asking for `ask`; the rows, and the format they came in.
+    async fn rows_in<R: DeserializeOwned + Clone>(
+        client: &InfluxClient,
+        statements: &str,
+        ask: Format,
+    ) -> (Format, TaggedRows<R>) {
+        let database = Some((client.database(), "ns"));
+        match client
+            .send_query::<Rows<R>>(database, statements, ask)
+            .await
+        {
+            Ok(Answer::Results { format, results }) => (format, tagged_rows(&results)),
+            Ok(Answer::NotMessagePack { why, .. }) => panic!("no MessagePack: {why}"),
+            Err(error) => panic!("{statements}: {error}"),
+        }
+    }
+
+    /// Energy register of reading `i`: fractions of every kind, and whole numbers.
+    fn energy(i: i64) -> f64 {
+        match i % 4 {
+            0 => 1000.0 + i as f64,
+            _ => 1000.0 + i as f64 / 3.0,
+        }
+    }
+
+    /// 1 November 2023, in nanoseconds.
+    const BASE_NS: i64 = 1_698_796_800_000_000_000;
+
+    #[tokio::test]
+    async fn influxdb_answers_in_msgpack_read_into_the_same_rows_as_in_json() {
+        use std::fmt::Write as _;
+        let influx = test_support::Influx::start();
+        influx.create_database("energy");
+        // 27 001 readings of two panels, one a second: 4 chunks of at most CHUNK_SIZE rows.
+        let panels = [("A", 15_000), ("B", 12_001)];
+        let mut lines = String::new();
+        for (panel, count) in panels {
+            for i in 0..count {
+                let time = BASE_NS + i * 1_000_000_000;
+                writeln!(
+                    lines,
+                    "energy_data,panel={panel} energy_kwh={} {time}",
+                    energy(i)
+                )
+                .unwrap();
+            }
+        }
+        // Integer fields, and two fields that not every point has.
+        for (i, n) in [5_i64, -3, 0, 1 << 40].into_iter().enumerate() {
+            writeln!(lines, "counts n={n}i {}", BASE_NS + i as i64).unwrap();
+        }
+        writeln!(lines, "mixed a=1.5,b=2i {BASE_NS}").unwrap();
+        writeln!(lines, "mixed a=2.5 {}", BASE_NS + 1).unwrap();
+        writeln!(lines, "mixed b=3i {}", BASE_NS + 2).unwrap();
+        influx.write("energy", &lines);
+
+        let client = client_of_database(&influx, "energy");
+        let statements = [
+            "SELECT energy_kwh FROM energy_data GROUP BY panel".to_owned(),
+            // No rows.
+            "SELECT energy_kwh FROM energy_data WHERE panel = 'none'".to_owned(),
+            "SELECT n FROM counts".to_owned(),
+            format!(
+                "SELECT energy_kwh FROM energy_data WHERE panel = 'B' AND time >= {} GROUP BY panel",
+                BASE_NS + 12_000_000_000_000
+            ),
+        ]
+        .join(";\n");
+        let (format, msgpack) =
+            rows_in::<(i64, Option<f64>)>(&client, &statements, Format::MessagePack).await;
+        assert_eq!(format, Format::MessagePack);
+        let (format, json) =
+            rows_in::<(i64, Option<f64>)>(&client, &statements, Format::Json).await;
+        assert_eq!(format, Format::Json);
+        assert_eq!(msgpack, json);
+        let public = client
+            .query_rows_ns::<(i64, Option<f64>)>(&statements)
+            .await
+            .unwrap();
+        assert_eq!(tagged_rows(&public), msgpack);
+
+        // And they are the readings written.
+        let readings = |panel: &str, range: std::ops::Range<i64>| {
+            let tags = BTreeMap::from([("panel".to_owned(), panel.to_owned())]);
+            let rows = range
+                .map(|i| (BASE_NS + i * 1_000_000_000, Some(energy(i))))
+                .collect::<Vec<_>>();
+            (tags, rows)
+        };
+        let counts = [5.0, -3.0, 0.0, (1_u64 << 40) as f64]
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (BASE_NS + i as i64, Some(n)))
+            .collect();
+        assert_eq!(
+            msgpack,
+            [
+                vec![readings("A", 0..15_000), readings("B", 0..12_001)],
+                vec![],
+                vec![(BTreeMap::new(), counts)],
+                vec![readings("B", 12_000..12_001)],
+            ]
+        );
+
+        // Missing values are nil in MessagePack, null in JSON.
+        let statement = "SELECT a, b FROM mixed";
+        let (_, msgpack) =
+            rows_in::<(i64, Option<f64>, Option<f64>)>(&client, statement, Format::MessagePack)
+                .await;
+        let (_, json) =
+            rows_in::<(i64, Option<f64>, Option<f64>)>(&client, statement, Format::Json).await;
+        assert_eq!(msgpack, json);
+        assert_eq!(
+            msgpack[0][0].1,
+            [
+                (BASE_NS, Some(1.5), Some(2.0)),
+                (BASE_NS + 1, Some(2.5), None),
+                (BASE_NS + 2, None, Some(3.0)),
+            ]
+        );
+
+        // Errors: a missing database (one statement, and two, which InfluxDB 1.x answers with
+        // "not executed"), and a query InfluxDB cannot parse (a 400, in MessagePack).
+        let nowhere = client_of_database(&influx, "nowhere");
+        for statements in [
+            "SELECT a FROM mixed",
+            "SELECT a FROM mixed; SELECT b FROM mixed",
+        ] {
+            let error = nowhere
+                .query_rows_ns::<(i64, Option<f64>)>(statements)
+                .await
+                .unwrap_err();
+            assert!(error.is_database_missing(), "{statements}: {error}");
+            let json = nowhere.query_ns(statements).await.unwrap_err();
+            assert_eq!(error.to_string(), json.to_string());
+        }
+        let error = client
+            .query_rows_ns::<(i64, f64)>("SELEC a")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, InfluxError::Status { status: 400, message } if message.starts_with("error parsing query: found SELEC")),
+            "{error:?}"
+        );
+        // Nothing above made the client give up MessagePack.
+        assert!(client.ask_msgpack.load(Ordering::Relaxed));
+        assert!(nowhere.ask_msgpack.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_row_limit_cuts_no_msgpack_answer_and_a_cut_one_is_refused() {
+        use std::fmt::Write as _;
+        const LIMIT: usize = 500;
+        let influx = test_support::Influx::start_with_http(&format!("max-row-limit = {LIMIT}\n"));
+        influx.create_database("energy");
+        let mut lines = String::new();
+        for i in 0..3_000 {
+            let time = BASE_NS + i * 1_000_000_000;
+            writeln!(lines, "energy_data,panel=A energy_kwh={} {time}", energy(i)).unwrap();
+        }
+        influx.write("energy", &lines);
+        let client = client_of_database(&influx, "energy");
+        let statement = "SELECT energy_kwh FROM energy_data GROUP BY panel";
+
+        // Chunked, the answer is whole.
+        let (format, rows) = rows_in::<(i64, f64)>(&client, statement, Format::MessagePack).await;
+        assert_eq!(format, Format::MessagePack);
+        assert_eq!(rows[0][0].1.len(), 3_000);
+
+        // Not chunked (as a server that ignores `chunked` answers), InfluxDB cuts it and flags
+        // it in MessagePack as in JSON; read, it is refused.
+        let response = reqwest::Client::new()
+            .post(format!("{}/query", influx.url()))
+            .query(&[("db", "energy"), ("epoch", "ns")])
+            .header(ACCEPT, Format::MESSAGE_PACK)
+            .form(&[("q", statement)])
+            .send()
+            .await
+            .unwrap();
+        let format = format_of(&response);
+        assert_eq!(format, Format::MessagePack);
+        let body = response.bytes().await.unwrap();
+        let mut reader = AnswerReader::<Rows<(i64, f64)>>::new(format);
+        for piece in body.chunks(1000) {
+            reader.feed(piece).unwrap();
+        }
+        let error = reader.finish().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "InfluxDB cut the answer short (partial): statement 0, series \
+                 energy_data{{panel=A}} after {LIMIT} rows"
+            )
+        );
     }
 }

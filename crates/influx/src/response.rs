@@ -1,5 +1,5 @@
-//! The JSON InfluxDB answers to `/query`, and how a chunked answer becomes one result per
-//! statement.
+//! The InfluxDB answers to `/query`, in JSON or MessagePack, and how a chunked answer becomes one
+//! result per statement.
 //!
 //! Every query is sent chunked (see [`crate::CHUNK_SIZE`]), because InfluxDB 1.x applies its
 //! `max-row-limit` only to answers that are not: it cuts those at the limit and merely flags them
@@ -11,6 +11,14 @@
 //! order, with each series whole. A server that ignores `chunked` sends one object, which reads
 //! the same way.
 //!
+//! Asked for MessagePack (`Accept: application/x-msgpack`), InfluxDB 1.x and 2.x send the same
+//! objects as MessagePack maps with the same keys, one after the other with nothing between them,
+//! and InfluxDB 1.x spends far less CPU on a large answer than on its JSON. Only the framing and the decoding
+//! differ ([`Format`], chosen by the answer's `Content-Type`); the chunks are merged by the same
+//! rules. InfluxDB 1.x leaves `statement_id` out of a MessagePack result that carries only an
+//! error; such a result is taken to be the next statement's, which changes nothing, as any error
+//! is an error of the call.
+//!
 //! Whatever still says `"partial"` once the answer has ended was cut short (a server that
 //! ignored `chunked` and applied a row limit, or a stream that stopped early): that is an error
 //! of the call ([`InfluxError::Partial`]), never a result, so no figure is summed from part of
@@ -18,7 +26,7 @@
 //!
 //! Rows are deserialised straight into the caller's row type (`Vec<Value>` for
 //! [`StatementResult`], any `R` for [`Rows`]), so a large answer is never held as a tree of
-//! `serde_json::Value`s, nor as text longer than one chunk.
+//! `serde_json::Value`s, nor as text (or MessagePack) longer than one chunk.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,7 +94,167 @@ impl<R: DeserializeOwned> sealed::Shape for Rows<R> {
     }
 }
 
-/// One JSON object of an answer: the whole of a non-chunked one, one chunk of a chunked one.
+/// How the body of an answer is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    MessagePack,
+}
+
+impl Format {
+    /// The media type to put in `Accept` to ask InfluxDB for MessagePack. InfluxDB 1.x and 2.x
+    /// compare the whole header with it: a list (`application/x-msgpack, application/json`)
+    /// would get JSON.
+    pub(crate) const MESSAGE_PACK: &'static str = "application/x-msgpack";
+
+    /// The format of an answer with this `Content-Type`: MessagePack when it says so, JSON
+    /// otherwise, as every `/query` answered before MessagePack was asked for (a server that
+    /// ignores `Accept` answers `application/json`, or no type at all).
+    pub(crate) fn of_content_type(content_type: Option<&str>) -> Format {
+        let media_type = content_type
+            .and_then(|value| value.split(';').next())
+            .map(|media_type| media_type.trim().to_ascii_lowercase());
+        match media_type.as_deref() {
+            Some("application/x-msgpack" | "application/msgpack") => Format::MessagePack,
+            _ => Format::Json,
+        }
+    }
+}
+
+/// Whether a MessagePack value that begins with `marker` is a map: an object with its keys, as
+/// InfluxDB 1.x and 2.x encode every object of an answer. Later InfluxDB 3 releases encode their
+/// objects as arrays of their values alone, leaving out absent ones (a series without tags has
+/// one value fewer), which cannot be read by position; the client asks those for JSON instead.
+pub(crate) fn is_msgpack_map(marker: u8) -> bool {
+    matches!(marker, 0x80..=0x8f | 0xde | 0xdf)
+}
+
+/// Finds where each MessagePack value of an answer ends, as its bytes arrive, without decoding
+/// it. A MessagePack answer has no separator between its values (JSON ones end with a newline),
+/// and decoding a value before all of it has arrived would mean decoding its start again and
+/// again; instead each value is walked through once, element by element, resuming where the
+/// previous piece of the body ended, and decoded once, when whole.
+///
+/// Every element states its own size (or the number of elements it holds), so counting the
+/// elements still to come is enough to know where the value ends: one for a new value, and each
+/// element read is one less plus as many more as it holds.
+#[derive(Debug, Default)]
+struct Framing {
+    /// How far the bytes have been walked through.
+    walked: usize,
+    /// Elements still to come before the value being walked through is whole; 0 between values.
+    to_come: u64,
+}
+
+impl Framing {
+    /// Where the value that begins at `start` (where the previous one ended) ends, once all of it
+    /// is in `bytes`; `None` while some of it is still to arrive. An error names a byte that
+    /// cannot begin a MessagePack element.
+    fn end_of_value(&mut self, bytes: &[u8], start: usize) -> Result<Option<usize>, String> {
+        if self.to_come == 0 {
+            if start == bytes.len() {
+                return Ok(None);
+            }
+            self.walked = start;
+            self.to_come = 1;
+        }
+        while self.to_come > 0 {
+            let Some((size, holds)) = msgpack_element(&bytes[self.walked..])? else {
+                return Ok(None);
+            };
+            self.walked += size;
+            // Saturating: a body claiming more elements than can ever arrive just never ends.
+            self.to_come = (self.to_come - 1).saturating_add(holds);
+        }
+        Ok(Some(self.walked))
+    }
+
+    /// Forgets the first `consumed` bytes, which the caller has dropped.
+    fn drop_front(&mut self, consumed: usize) {
+        self.walked -= consumed;
+    }
+}
+
+/// The size of the MessagePack element at the start of `bytes` (its marker, length and data,
+/// not the elements it holds) and how many elements it holds, once all of it has arrived.
+fn msgpack_element(bytes: &[u8]) -> Result<Option<(usize, u64)>, String> {
+    let Some(&marker) = bytes.first() else {
+        return Ok(None);
+    };
+    // The big-endian length of `width` bytes after the marker.
+    let length = |width: usize| -> Option<u64> {
+        let field = bytes.get(1..1 + width)?;
+        Some(field.iter().fold(0, |n, &b| n << 8 | u64::from(b)))
+    };
+    // (size of the element, elements it holds), the sizes from the MessagePack specification.
+    let (size, holds) = match marker {
+        // positive and negative fixint, nil, false, true
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0),
+        0x80..=0x8f => (1, 2 * u64::from(marker & 0x0f)), // fixmap: keys and values
+        0x90..=0x9f => (1, u64::from(marker & 0x0f)),     // fixarray
+        0xa0..=0xbf => (1 + u64::from(marker & 0x1f), 0), // fixstr
+        0xc1 => return Err(format!("byte 0x{marker:02x} begins no MessagePack element")),
+        // bin 8/16/32 and str 8/16/32: marker, length, data
+        0xc4 | 0xd9 => match length(1) {
+            Some(n) => (2 + n, 0),
+            None => return Ok(None),
+        },
+        0xc5 | 0xda => match length(2) {
+            Some(n) => (3 + n, 0),
+            None => return Ok(None),
+        },
+        0xc6 | 0xdb => match length(4) {
+            Some(n) => (5 + n, 0),
+            None => return Ok(None),
+        },
+        // ext 8/16/32: marker, length, type, data
+        0xc7 => match length(1) {
+            Some(n) => (3 + n, 0),
+            None => return Ok(None),
+        },
+        0xc8 => match length(2) {
+            Some(n) => (4 + n, 0),
+            None => return Ok(None),
+        },
+        0xc9 => match length(4) {
+            Some(n) => (6 + n, 0),
+            None => return Ok(None),
+        },
+        0xcc | 0xd0 => (2, 0),        // uint 8, int 8
+        0xcd | 0xd1 => (3, 0),        // uint 16, int 16
+        0xca | 0xce | 0xd2 => (5, 0), // float 32, uint 32, int 32
+        0xcb | 0xcf | 0xd3 => (9, 0), // float 64, uint 64, int 64
+        0xd4 => (3, 0),               // fixext 1: marker, type, data
+        0xd5 => (4, 0),               // fixext 2
+        0xd6 => (6, 0),               // fixext 4
+        0xd7 => (10, 0),              // fixext 8
+        0xd8 => (18, 0),              // fixext 16
+        // array 16/32, map 16/32: marker, count
+        0xdc => match length(2) {
+            Some(n) => (3, n),
+            None => return Ok(None),
+        },
+        0xdd => match length(4) {
+            Some(n) => (5, n),
+            None => return Ok(None),
+        },
+        0xde => match length(2) {
+            Some(n) => (3, 2 * n),
+            None => return Ok(None),
+        },
+        0xdf => match length(4) {
+            Some(n) => (5, 2 * n),
+            None => return Ok(None),
+        },
+    };
+    // At most 6 + 2^32 - 1 bytes: more than has arrived on a 32-bit target, where it does not fit.
+    match usize::try_from(size) {
+        Ok(size) if size <= bytes.len() => Ok(Some((size, holds))),
+        _ => Ok(None),
+    }
+}
+
+/// One object of an answer: the whole of a non-chunked one, one chunk of a chunked one.
 #[derive(Debug, Deserialize)]
 #[serde(bound = "R: DeserializeOwned")]
 struct Chunk<R> {
@@ -172,61 +340,105 @@ struct Merged<R> {
 /// Reads the body of a 2xx `/query` answer as it arrives and merges its chunks (see the module
 /// documentation): [`AnswerReader::feed`] each piece of the body, then [`AnswerReader::finish`].
 pub(crate) struct AnswerReader<T: QueryResult> {
-    /// Bytes not yet read as a whole JSON object.
+    format: Format,
+    /// Bytes not yet read as a whole object.
     pending: Vec<u8>,
-    results: Vec<Merged<T::Row>>,
+    /// Where the MessagePack values in `pending` end.
+    framing: Framing,
+    answer: Answer<T::Row>,
+}
+
+/// What the objects of an answer read so far say.
+struct Answer<R> {
+    results: Vec<Merged<R>>,
     /// The first error of the whole query.
     error: Option<String>,
-    /// JSON objects read so far.
+    /// Objects read so far.
     objects: usize,
 }
 
+impl<R> Answer<R> {
+    /// Merges the next object of the answer into it.
+    fn add(&mut self, chunk: Chunk<R>) -> Result<(), InfluxError> {
+        self.objects += 1;
+        if let Some(error) = chunk.error {
+            self.error.get_or_insert(error);
+        }
+        for result in chunk.results {
+            merge(&mut self.results, result)?;
+        }
+        Ok(())
+    }
+}
+
 impl<T: QueryResult> AnswerReader<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(format: Format) -> Self {
         AnswerReader {
+            format,
             pending: Vec::new(),
-            results: Vec::new(),
-            error: None,
-            objects: 0,
+            framing: Framing::default(),
+            answer: Answer {
+                results: Vec::new(),
+                error: None,
+                objects: 0,
+            },
         }
     }
 
-    /// Takes the next piece of the body and reads every JSON object it completes.
+    /// Takes the next piece of the body and reads every object it completes.
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), InfluxError> {
         self.pending.extend_from_slice(bytes);
-        // Objects end with a newline (InfluxDB writes one per line, and JSON text holds no raw
-        // newline), so there is nothing new to read until one arrives; this way a large
-        // non-chunked answer is parsed once, when it is complete.
-        if bytes.contains(&b'\n') {
-            self.read_objects()?;
+        match self.format {
+            // Objects end with a newline (InfluxDB writes one per line, and JSON text holds no
+            // raw newline), so there is nothing new to read until one arrives; this way a large
+            // non-chunked answer is parsed once, when it is complete.
+            Format::Json if bytes.contains(&b'\n') => self.read_json(),
+            Format::Json => Ok(()),
+            // Only the new bytes are walked through (see `Framing`), each object decoded once.
+            Format::MessagePack => self.read_msgpack(),
         }
-        Ok(())
     }
 
     /// The results, one per statement in statement order, once the body has ended; an error if
     /// InfluxDB reported one, or if the answer was cut short or is not what the API promises.
     pub(crate) fn finish(mut self) -> Result<Vec<T>, InfluxError> {
-        self.read_objects()?;
-        if !self.pending.iter().all(u8::is_ascii_whitespace) {
-            return Err(InfluxError::BadResponse(format!(
-                "the answer ended inside a JSON object (after {} whole ones): {}",
-                self.objects,
-                excerpt(&self.pending)
-            )));
+        match self.format {
+            Format::Json => {
+                self.read_json()?;
+                if !self.pending.iter().all(u8::is_ascii_whitespace) {
+                    return Err(InfluxError::BadResponse(format!(
+                        "the answer ended inside a JSON object (after {} whole ones): {}",
+                        self.answer.objects,
+                        excerpt(&self.pending)
+                    )));
+                }
+            }
+            Format::MessagePack => {
+                self.read_msgpack()?;
+                if !self.pending.is_empty() {
+                    return Err(InfluxError::BadResponse(format!(
+                        "the answer ended inside a MessagePack map (after {} whole ones, {} bytes \
+                         into the next)",
+                        self.answer.objects,
+                        self.pending.len()
+                    )));
+                }
+            }
         }
-        if self.objects == 0 {
+        let answer = self.answer;
+        if answer.objects == 0 {
             return Err(InfluxError::BadResponse("an empty answer".into()));
         }
-        let error = self
+        let error = answer
             .error
-            .or_else(|| self.results.iter().find_map(|r| r.error.clone()));
+            .or_else(|| answer.results.iter().find_map(|r| r.error.clone()));
         if let Some(message) = error {
             return Err(InfluxError::Status {
                 status: 400,
                 message,
             });
         }
-        for result in &self.results {
+        for result in &answer.results {
             let id = result.statement_id;
             if let Some(series) = result.series.iter().find(|s| s.partial) {
                 return Err(InfluxError::Partial(format!(
@@ -242,7 +454,7 @@ impl<T: QueryResult> AnswerReader<T> {
                 )));
             }
         }
-        Ok(self
+        Ok(answer
             .results
             .into_iter()
             .map(|r| T::from_series(r.series))
@@ -250,7 +462,7 @@ impl<T: QueryResult> AnswerReader<T> {
     }
 
     /// Reads the whole JSON objects at the start of `pending` and drops their bytes.
-    fn read_objects(&mut self) -> Result<(), InfluxError> {
+    fn read_json(&mut self) -> Result<(), InfluxError> {
         let mut stream =
             serde_json::Deserializer::from_slice(&self.pending).into_iter::<Chunk<T::Row>>();
         let mut consumed = 0;
@@ -258,20 +470,14 @@ impl<T: QueryResult> AnswerReader<T> {
             match stream.next() {
                 Some(Ok(chunk)) => {
                     consumed = stream.byte_offset();
-                    self.objects += 1;
-                    if let Some(error) = chunk.error {
-                        self.error.get_or_insert(error);
-                    }
-                    for result in chunk.results {
-                        merge(&mut self.results, result)?;
-                    }
+                    self.answer.add(chunk)?;
                 }
                 // The rest of an object is still to come.
                 Some(Err(error)) if error.is_eof() => break,
                 Some(Err(error)) => {
                     return Err(InfluxError::BadResponse(format!(
                         "JSON object {} of the answer: {error}",
-                        self.objects + 1
+                        self.answer.objects + 1
                     )))
                 }
                 None => {
@@ -281,6 +487,42 @@ impl<T: QueryResult> AnswerReader<T> {
             }
         }
         self.pending.drain(..consumed);
+        Ok(())
+    }
+
+    /// Reads the whole MessagePack maps at the start of `pending` and drops their bytes.
+    fn read_msgpack(&mut self) -> Result<(), InfluxError> {
+        let mut consumed = 0;
+        loop {
+            let bad = |message: String| {
+                InfluxError::BadResponse(format!(
+                    "MessagePack map {} of the answer: {message}",
+                    self.answer.objects + 1
+                ))
+            };
+            let Some(end) = self
+                .framing
+                .end_of_value(&self.pending, consumed)
+                .map_err(bad)?
+            else {
+                break;
+            };
+            let bytes = &self.pending[consumed..end];
+            // Anything else must not be decoded: an array would be read as the values of the
+            // object's fields in order, which is not what InfluxDB 3's arrays hold.
+            if !is_msgpack_map(bytes[0]) {
+                return Err(bad(format!(
+                    "not a map (it begins with 0x{:02x})",
+                    bytes[0]
+                )));
+            }
+            let chunk = rmp_serde::from_slice::<Chunk<T::Row>>(bytes)
+                .map_err(|error| bad(error.to_string()))?;
+            self.answer.add(chunk)?;
+            consumed = end;
+        }
+        self.pending.drain(..consumed);
+        self.framing.drop_front(consumed);
         Ok(())
     }
 }
@@ -441,17 +683,38 @@ impl Series {
 mod tests {
     use super::*;
 
-    /// Reads `text` as the body of an answer, in pieces of `piece` bytes.
-    fn read_in_pieces<T: QueryResult>(text: &str, piece: usize) -> Result<Vec<T>, InfluxError> {
-        let mut reader = AnswerReader::<T>::new();
-        for bytes in text.as_bytes().chunks(piece) {
+    /// Reads `body` as the body of an answer in `format`, in pieces of `piece` bytes.
+    fn read_pieces<T: QueryResult>(
+        format: Format,
+        body: &[u8],
+        piece: usize,
+    ) -> Result<Vec<T>, InfluxError> {
+        let mut reader = AnswerReader::<T>::new(format);
+        for bytes in body.chunks(piece) {
             reader.feed(bytes)?;
         }
         reader.finish()
     }
 
+    /// Reads `text` as the body of a JSON answer, in pieces of `piece` bytes.
+    fn read_in_pieces<T: QueryResult>(text: &str, piece: usize) -> Result<Vec<T>, InfluxError> {
+        read_pieces(Format::Json, text.as_bytes(), piece)
+    }
+
+    /// The JSON objects of `text` as InfluxDB 1.x sends them in MessagePack: one map after the
+    /// other, nothing between them. `None` if `text` is not JSON.
+    fn to_msgpack(text: &str) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+            body.extend(rmp_serde::to_vec(&value.ok()?).expect("a value encodes"));
+        }
+        Some(body)
+    }
+
     /// Reads `text` whole, and again a byte at a time and in pieces of 7 bytes: all three must
-    /// agree (as far as `Debug` shows).
+    /// agree (as far as `Debug` shows). When `text` is JSON, the same objects in MessagePack
+    /// must read the same too, whole and in pieces (only a failure to decode may say so in
+    /// other words).
     fn read<T: QueryResult + fmt::Debug>(text: &str) -> Result<Vec<T>, InfluxError> {
         let whole = read_in_pieces::<T>(text, text.len().max(1));
         for piece in [1, 7] {
@@ -460,6 +723,20 @@ mod tests {
                 format!("{whole:?}"),
                 "read in pieces of {piece} bytes"
             );
+        }
+        if let Some(body) = to_msgpack(text) {
+            for piece in [body.len().max(1), 1, 7] {
+                let msgpack = read_pieces::<T>(Format::MessagePack, &body, piece);
+                match (&whole, &msgpack) {
+                    (Err(InfluxError::BadResponse(json)), Err(InfluxError::BadResponse(_)))
+                        if json.contains("JSON") => {}
+                    _ => assert_eq!(
+                        format!("{msgpack:?}"),
+                        format!("{whole:?}"),
+                        "MessagePack read in pieces of {piece} bytes"
+                    ),
+                }
+            }
         }
         whole
     }
@@ -695,5 +972,272 @@ mod tests {
             r#"{"results":[{"statement_id":0,"series":[{"name":"m","values":[["x",1]]}]}]}"#,
         );
         assert!(matches!(rows, Err(InfluxError::BadResponse(_))), "{rows:?}");
+    }
+
+    /// A MessagePack answer: two statements, the first with a series in two chunks; integers,
+    /// floats, nil, a string and a boolean among the field values.
+    fn msgpack_answer() -> Vec<u8> {
+        to_msgpack(concat!(
+            r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"panel":"A"},"columns":["time","v"],"values":[[1,10],[2,2.5],[3,null]],"partial":true}],"partial":true}]}"#,
+            r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"panel":"A"},"columns":["time","v"],"values":[[1700000000000000000,-7]]}]},{"statement_id":1,"series":[{"name":"s","columns":["time","a","b"],"values":[[4,"text",true]]}]}]}"#,
+        ))
+        .expect("JSON")
+    }
+
+    /// The rows of `results`, each series as (panel, rows).
+    fn panel_rows<R: Clone>(results: &[Rows<R>]) -> Vec<Vec<(Option<String>, Vec<R>)>> {
+        results
+            .iter()
+            .map(|r| {
+                r.series
+                    .iter()
+                    .map(|s| (s.tags.get("panel").cloned(), s.values.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn msgpack_field_values_read_into_rows_whatever_their_type() {
+        // Integers where JSON would have floats without a fraction, nil, a negative integer and
+        // a 64-bit time, all read into the same row type as from JSON.
+        let body = to_msgpack(
+            r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"panel":"A"},"columns":["time","v"],"values":[[1,10],[2,2.5],[3,null],[1700000000000000000,-7]]}]}]}"#,
+        )
+        .expect("JSON");
+        let rows =
+            read_pieces::<Rows<(i64, Option<f64>)>>(Format::MessagePack, &body, 3).expect("rows");
+        assert_eq!(
+            panel_rows(&rows),
+            [vec![(
+                Some("A".to_owned()),
+                vec![
+                    (1, Some(10.0)),
+                    (2, Some(2.5)),
+                    (3, None),
+                    (1_700_000_000_000_000_000, Some(-7.0))
+                ]
+            )]]
+        );
+        // An integer straight into an f64: serde's f64 takes one, and rmp-serde hands it over.
+        assert_eq!(rmp_serde::from_slice::<f64>(&[0x05]).ok(), Some(5.0));
+        assert_eq!(rmp_serde::from_slice::<f64>(&[0xd0, 0xfb]).ok(), Some(-5.0));
+
+        // Strings and booleans too, read as `serde_json::Value`s.
+        let body = msgpack_answer();
+        let results =
+            read_pieces::<StatementResult>(Format::MessagePack, &body, 5).expect("results");
+        assert_eq!(results[0].series[0].i64_at(0, "v"), Some(10));
+        assert_eq!(results[0].series[0].f64_at(1, "v"), Some(2.5));
+        assert_eq!(results[0].series[0].values[2][1], Value::Null);
+        assert_eq!(results[1].series[0].str_at(0, "a"), Some("text"));
+        assert_eq!(results[1].series[0].values[0][2], Value::Bool(true));
+        // A row that is not the caller's shape is refused, as in JSON.
+        let rows = read_pieces::<Rows<(i64, Option<f64>)>>(Format::MessagePack, &body, 5);
+        assert!(matches!(rows, Err(InfluxError::BadResponse(_))), "{rows:?}");
+    }
+
+    #[test]
+    fn a_msgpack_answer_reads_the_same_split_anywhere() {
+        let body = msgpack_answer();
+        let whole = format!(
+            "{:?}",
+            read_pieces::<StatementResult>(Format::MessagePack, &body, body.len())
+        );
+        assert!(whole.starts_with("Ok("), "{whole}");
+        for at in 0..=body.len() {
+            let mut reader = AnswerReader::<StatementResult>::new(Format::MessagePack);
+            reader.feed(&body[..at]).expect("a first piece");
+            reader.feed(&body[at..]).expect("the rest");
+            assert_eq!(format!("{:?}", reader.finish()), whole, "split at {at}");
+        }
+        // The answer as it came from the stream of its pieces, a byte at a time.
+        assert_eq!(
+            format!(
+                "{:?}",
+                read_pieces::<StatementResult>(Format::MessagePack, &body, 1)
+            ),
+            whole
+        );
+    }
+
+    #[test]
+    fn a_msgpack_answer_cut_inside_a_map_is_a_bad_response() {
+        let body = msgpack_answer();
+        let first_map = to_msgpack(
+            r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"panel":"A"},"columns":["time","v"],"values":[[1,10],[2,2.5],[3,null]],"partial":true}],"partial":true}]}"#,
+        )
+        .expect("JSON")
+        .len();
+        for at in 1..body.len() {
+            let cut = read_pieces::<StatementResult>(Format::MessagePack, &body[..at], 4);
+            if at == first_map {
+                // Whole maps, the last of which says that more follows.
+                assert!(matches!(cut, Err(InfluxError::Partial(_))), "{cut:?}");
+                continue;
+            }
+            let Err(InfluxError::BadResponse(message)) = cut else {
+                panic!("cut at {at} of {}: {cut:?}", body.len());
+            };
+            let whole = usize::from(at > first_map);
+            assert_eq!(
+                message,
+                format!(
+                    "the answer ended inside a MessagePack map (after {whole} whole ones, {} \
+                     bytes into the next)",
+                    if whole == 1 { at - first_map } else { at }
+                )
+            );
+        }
+        // No map at all, and values that are no maps.
+        let empty = read_pieces::<StatementResult>(Format::MessagePack, &[], 1);
+        assert_eq!(
+            format!("{empty:?}"),
+            r#"Err(BadResponse("an empty answer"))"#
+        );
+        for (body, expected) in [
+            (
+                &b"<html>"[..],
+                "MessagePack map 1 of the answer: not a map (it begins with 0x3c)",
+            ),
+            // InfluxDB 3's layout: the object's values in an array, without their keys.
+            (
+                &[0x91, 0x91, 0x92, 0x00, 0x90],
+                "MessagePack map 1 of the answer: not a map (it begins with 0x91)",
+            ),
+            (
+                &[0x81, 0xc1],
+                "MessagePack map 1 of the answer: byte 0xc1 begins no MessagePack element",
+            ),
+        ] {
+            match read_pieces::<StatementResult>(Format::MessagePack, body, 1) {
+                Err(InfluxError::BadResponse(message)) => assert_eq!(message, expected),
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+        // A map that is not an answer's object.
+        let wrong = rmp_serde::to_vec(&serde_json::json!({"results": "none"})).expect("encodes");
+        let wrong = read_pieces::<StatementResult>(Format::MessagePack, &wrong, 1);
+        assert!(
+            matches!(wrong, Err(InfluxError::BadResponse(_))),
+            "{wrong:?}"
+        );
+    }
+
+    #[test]
+    fn every_kind_of_msgpack_element_is_framed_by_its_size() {
+        // A map (map 16) holding one element of every kind the MessagePack specification has,
+        // each under a key of its own, the sizes spelled out by hand.
+        let long = |n: usize| vec![b'x'; n];
+        let mut elements: Vec<Vec<u8>> = vec![
+            vec![0x05],                                        // positive fixint
+            vec![0xff],                                        // negative fixint
+            vec![0xc0],                                        // nil
+            vec![0xc2],                                        // false
+            vec![0xc3],                                        // true
+            vec![0xcc, 1],                                     // uint 8
+            vec![0xcd, 1, 2],                                  // uint 16
+            vec![0xce, 1, 2, 3, 4],                            // uint 32
+            vec![0xcf, 1, 2, 3, 4, 5, 6, 7, 8],                // uint 64
+            vec![0xd0, 0x80],                                  // int 8
+            vec![0xd1, 1, 2],                                  // int 16
+            vec![0xd2, 1, 2, 3, 4],                            // int 32
+            vec![0xd3, 1, 2, 3, 4, 5, 6, 7, 8],                // int 64
+            vec![0xca, 0x3f, 0x80, 0, 0],                      // float 32
+            vec![0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0],          // float 64
+            vec![0xd4, 1, 9],                                  // fixext 1
+            vec![0xd5, 1, 9, 9],                               // fixext 2
+            vec![0xd6, 1, 9, 9, 9, 9],                         // fixext 4
+            [&[0xd7, 1][..], &[9; 8]].concat(),                // fixext 8
+            [&[0xd8, 1][..], &[9; 16]].concat(),               // fixext 16
+            [&[0xc7, 3, 1][..], &[9; 3]].concat(),             // ext 8
+            [&[0xc8, 0, 3, 1][..], &[9; 3]].concat(),          // ext 16
+            [&[0xc9, 0, 0, 0, 3, 1][..], &[9; 3]].concat(),    // ext 32
+            [&[0xa3][..], b"abc"].concat(),                    // fixstr
+            [&[0xd9, 40][..], &long(40)].concat(),             // str 8
+            [&[0xda, 1, 44][..], &long(300)].concat(),         // str 16
+            [&[0xdb, 0, 1, 0, 0][..], &long(65_536)].concat(), // str 32
+            [&[0xc4, 2][..], &[0, 1]].concat(),                // bin 8
+            [&[0xc5, 0, 2][..], &[0, 1]].concat(),             // bin 16
+            [&[0xc6, 0, 0, 0, 2][..], &[0, 1]].concat(),       // bin 32
+            vec![0x92, 0x01, 0x90],                            // fixarray, holding an empty one
+            vec![0xdc, 0, 2, 0x01, 0x80],                      // array 16, holding an empty map
+            vec![0xdd, 0, 0, 0, 1, 0xc0],                      // array 32
+            vec![0x81, 0xa1, b'k', 0x01],                      // fixmap
+            vec![0xde, 0, 1, 0xa1, b'k', 0x01],                // map 16
+            vec![0xdf, 0, 0, 0, 1, 0xa1, b'k', 0x91, 0x01],    // map 32
+        ];
+        let count = elements.len() as u8;
+        let mut value = vec![0xde, 0, count];
+        for (key, element) in elements.iter_mut().enumerate() {
+            value.extend([0xa1, b'a' + key as u8]);
+            value.append(element);
+        }
+        // rmp reads it as one value of exactly these bytes.
+        let mut rest = &value[..];
+        serde::de::IgnoredAny::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
+            .expect("a valid MessagePack value");
+        assert!(rest.is_empty());
+
+        // Whole only once every byte has arrived, wherever the bytes stop arriving, and then
+        // ending where the next value begins.
+        let mut body = value.clone();
+        body.push(0x80);
+        let mut framing = Framing::default();
+        for arrived in 0..value.len() {
+            assert_eq!(
+                framing.end_of_value(&body[..arrived], 0),
+                Ok(None),
+                "{arrived}"
+            );
+        }
+        assert_eq!(framing.end_of_value(&body, 0), Ok(Some(value.len())));
+        assert_eq!(
+            framing.end_of_value(&body, value.len()),
+            Ok(Some(body.len()))
+        );
+        assert_eq!(framing.end_of_value(&body, body.len()), Ok(None));
+    }
+
+    #[test]
+    fn the_content_type_chooses_the_format_and_json_still_reads() {
+        for (content_type, format) in [
+            (Some("application/x-msgpack"), Format::MessagePack),
+            (
+                Some("Application/X-MsgPack; charset=binary"),
+                Format::MessagePack,
+            ),
+            (Some("application/msgpack"), Format::MessagePack),
+            (Some("application/json"), Format::Json),
+            (Some("application/json; charset=utf-8"), Format::Json),
+            (Some("text/plain"), Format::Json),
+            (None, Format::Json),
+        ] {
+            assert_eq!(
+                Format::of_content_type(content_type),
+                format,
+                "{content_type:?}"
+            );
+        }
+        // A JSON answer to a request for MessagePack (a server that ignores `Accept`) reads
+        // through the same entry point as ever.
+        let format = Format::of_content_type(Some("application/json"));
+        let rows = read_pieces::<Rows<(i64, f64)>>(format, SPLIT_SERIES.as_bytes(), 40)
+            .expect("a whole answer");
+        assert_eq!(
+            panel_rows(&rows),
+            [vec![
+                (
+                    Some("A".to_owned()),
+                    vec![(1, 10.0), (2, 20.0), (3, 30.0), (4, 40.0), (5, 50.0)]
+                ),
+                (Some("B".to_owned()), vec![(1, 7.0)]),
+            ]]
+        );
+        // And the same answer in MessagePack, under its own type.
+        let body = to_msgpack(SPLIT_SERIES).expect("JSON");
+        let format = Format::of_content_type(Some("application/x-msgpack"));
+        let msgpack = read_pieces::<Rows<(i64, f64)>>(format, &body, 40).expect("a whole answer");
+        assert_eq!(panel_rows(&msgpack), panel_rows(&rows));
     }
 }
