@@ -27,24 +27,18 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use energy_core::influxql::{string_literal, time_literal};
 use energy_core::rollup::{
-    self, Coverage, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT, USAGE_FIELD,
+    self, Coverage, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
 };
 use energy_core::usage::{pair_contribution, usage_in};
-use energy_core::{EnergyPoint, MaxPower, Period, Usage, MEASUREMENT};
-use energy_influx::{InfluxClient, InfluxError, Series, StatementResult};
+use energy_core::{EnergyPoint, MaxPower, Period, Usage};
+use energy_influx::{InfluxClient, InfluxError, StatementResult};
+use energy_rollup::queries::{self, Recent};
 
 use crate::cache::QueryCache;
 use crate::ledger::Ledger;
 
-/// The latest reading of a panel.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Latest {
-    pub time: DateTime<Utc>,
-    pub power_kw: f64,
-    pub energy_kwh: f64,
-}
+pub use energy_rollup::queries::Latest;
 
 /// A panel's readings in one day: its latest and its power statistics.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,20 +87,11 @@ struct PeriodPlan {
 
 impl Piece {
     fn statements(self) -> Vec<String> {
-        let sum = |measurement: &str, period: Period| {
-            format!(
-                "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
-                time_range(period)
-            )
-        };
         match self {
-            Piece::Raw(period) => vec![format!(
-                "SELECT energy_kwh FROM {MEASUREMENT} WHERE {} GROUP BY panel",
-                time_range(period)
-            )],
+            Piece::Raw(period) => vec![queries::raw_readings(period)],
             Piece::Tail(_) | Piece::Ledger(_) => Vec::new(),
-            Piece::Rollup(measurement, period) => vec![sum(measurement, period)],
-            Piece::Less(period) => vec![sum(QUARTER_MEASUREMENT, period)],
+            Piece::Rollup(measurement, period) => vec![queries::usage_sums(measurement, period)],
+            Piece::Less(period) => vec![queries::usage_sums(QUARTER_MEASUREMENT, period)],
         }
     }
 
@@ -117,14 +102,10 @@ impl Piece {
             Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) => ByPanel::new(),
             Piece::Rollup(..) | Piece::Less(_) => results
                 .iter()
-                .flat_map(|r| r.series.iter())
-                .filter_map(|series| {
-                    let usage = Usage::from_nano_kwh(series.i64_at(0, "usage")?.into());
-                    let usage = match self {
-                        Piece::Less(_) => Usage::ZERO - usage,
-                        _ => usage,
-                    };
-                    Some((panel_of(series)?.to_owned(), usage))
+                .flat_map(|r| queries::parse_usage_sums(r))
+                .map(|(panel, usage)| match self {
+                    Piece::Less(_) => (panel, Usage::ZERO - usage),
+                    _ => (panel, usage),
                 })
                 .collect(),
         }
@@ -289,72 +270,28 @@ impl Store {
     /// In InfluxDB 1.x every statement on raw readings costs time per panel in proportion to the
     /// points held in memory (its write cache holds the most recent days), however narrow the
     /// time range: this is the one such statement the usual request makes. Panels silent for
-    /// longer are looked up on their own: within [`LOOKBACK`] first, then without a bound.
+    /// longer are looked up on their own: within a day first
+    /// ([`queries::latest_within_lookback`]), then without a bound.
     async fn recent(&self, until: Option<DateTime<Utc>>) -> Result<Recent, InfluxError> {
         let since = recent_since(until.unwrap_or_else(Utc::now));
-        let statements = [
-            format!(
-                "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= {} GROUP BY panel",
-                time_literal(since)
-            ),
-            format!("SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = panel"),
-        ];
+        let statements = [queries::recent_readings(since), queries::panel_tag_values()];
         let results = self.run(&statements).await?;
-        let mut recent = Recent {
-            points: ByPanel::new(),
-            latest: ByPanel::new(),
-        };
-        for series in &results[0].series {
-            let Some(panel) = panel_of(series) else {
-                continue;
-            };
-            let rows: Vec<Latest> = (0..series.values.len())
-                .filter_map(|row| {
-                    Some(Latest {
-                        time: time_of(series, row)?,
-                        power_kw: series.f64_at(row, "power_kw")?,
-                        energy_kwh: series.f64_at(row, "energy_kwh")?,
-                    })
-                })
-                .collect();
-            if let Some(last) = rows.last() {
-                recent.latest.insert(panel.to_owned(), last.clone());
-            }
-            let points = rows
-                .iter()
-                .map(|r| EnergyPoint {
-                    time: r.time,
-                    energy_kwh: r.energy_kwh,
-                })
-                .collect();
-            recent.points.insert(panel.to_owned(), points);
-        }
-        let silent: Vec<String> = results[1]
-            .series
-            .iter()
-            .flat_map(|series| {
-                (0..series.values.len()).filter_map(|row| series.str_at(row, "value"))
-            })
+        let mut recent = queries::parse_recent_readings(&results[0]);
+        let silent: Vec<String> = queries::parse_panel_tag_values(&results[1])
+            .into_iter()
             .filter(|panel| !recent.latest.contains_key(*panel))
             .map(str::to_owned)
             .collect();
         for chunk in silent.chunks(PANELS_PER_STATEMENT) {
-            let filter = panel_filter(chunk);
             let statements = [
-                format!(
-                    "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= now() - {LOOKBACK} \
-                     AND {filter} GROUP BY panel ORDER BY time DESC LIMIT 1"
-                ),
-                format!(
-                    "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {filter} \
-                     GROUP BY panel ORDER BY time DESC LIMIT 1"
-                ),
+                queries::latest_within_lookback(chunk),
+                queries::latest_unbounded(chunk),
             ];
-            let within = parse_latest(&self.run(&statements[..1]).await?[0]);
+            let within = queries::parse_latest(&self.run(&statements[..1]).await?[0]);
             let found_all = within.len() == chunk.len();
             recent.latest.extend(within);
             if !found_all {
-                let all_time = parse_latest(&self.run(&statements[1..]).await?[0]);
+                let all_time = queries::parse_latest(&self.run(&statements[1..]).await?[0]);
                 for (panel, latest) in all_time {
                     recent.latest.entry(panel).or_insert(latest);
                 }
@@ -386,11 +323,7 @@ impl Store {
         &self,
         day: Period,
     ) -> Result<(ByPanel<DayStats>, ByPanel<Usage>), InfluxError> {
-        let power_statement = format!(
-            "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM {MEASUREMENT} \
-             WHERE {} GROUP BY panel",
-            time_range(day)
-        );
+        let power_statement = queries::day_power(day);
         let source = self.source(&[day]).await?;
         let plans = self.plan(&[day], Some(source));
         let mut batch = statements_of(&plans);
@@ -407,25 +340,18 @@ impl Store {
             .filter(|(_, latest)| day.contains(latest.time))
             .map(|(panel, latest)| (panel.clone(), latest.clone()))
             .collect();
-        let power = answers.get(&power_statement);
+        let power = queries::parse_day_power(answers.get(&power_statement));
         let mut stats = ByPanel::new();
-        for series in &power.series {
-            let Some(panel) = panel_of(series) else {
-                continue;
-            };
-            let (Some(latest), Some(peak), Some(mean)) = (
-                latest.get(panel),
-                series.f64_at(0, "peak"),
-                series.f64_at(0, "mean"),
-            ) else {
+        for (panel, power) in power {
+            let Some(latest) = latest.get(&panel) else {
                 continue;
             };
             stats.insert(
-                panel.to_owned(),
+                panel,
                 DayStats {
                     latest: latest.clone(),
-                    peak_power_kw: peak,
-                    avg_power_kw: mean,
+                    peak_power_kw: power.peak_power_kw,
+                    avg_power_kw: power.avg_power_kw,
                 },
             );
         }
@@ -557,7 +483,7 @@ impl Store {
                     Piece::Raw(period) => {
                         let points = piece_results
                             .first()
-                            .map(|result| parse_all_points(result))
+                            .map(|result| queries::parse_raw_readings(result))
                             .unwrap_or_default();
                         self.usage_of_points(period, &points).await?
                     }
@@ -607,8 +533,9 @@ impl Store {
         Ok(usage)
     }
 
-    /// The last reading before `start` of each of `panels`: within [`LOOKBACK`] first, then
-    /// without a bound for those silent longer.
+    /// The last reading before `start` of each of `panels`: within a day first
+    /// ([`queries::reading_before_within_lookback`]), then without a bound for those silent
+    /// longer.
     async fn readings_before(
         &self,
         start: DateTime<Utc>,
@@ -616,14 +543,8 @@ impl Store {
     ) -> Result<ByPanel<EnergyPoint>, InfluxError> {
         let mut found = ByPanel::new();
         for chunk in panels.chunks(PANELS_PER_STATEMENT) {
-            let filter = panel_filter(chunk);
-            let within = format!(
-                "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {} AND {filter} \
-                 GROUP BY panel ORDER BY time DESC LIMIT 1",
-                time_literal(start - chrono::Duration::seconds(LOOKBACK_SECS)),
-                time_literal(start),
-            );
-            let within = parse_points(&self.run(&[within]).await?[0]);
+            let within = queries::reading_before_within_lookback(start, chunk);
+            let within = queries::parse_reading_before(&self.run(&[within]).await?[0]);
             let missing: Vec<String> = chunk
                 .iter()
                 .filter(|p| !within.contains_key(*p))
@@ -631,25 +552,14 @@ impl Store {
                 .collect();
             found.extend(within);
             if !missing.is_empty() {
-                let all_time = format!(
-                    "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} AND {} \
-                     GROUP BY panel ORDER BY time DESC LIMIT 1",
-                    time_literal(start),
-                    panel_filter(&missing)
-                );
-                found.extend(parse_points(&self.run(&[all_time]).await?[0]));
+                let all_time = queries::reading_before_unbounded(start, &missing);
+                found.extend(queries::parse_reading_before(
+                    &self.run(&[all_time]).await?[0],
+                ));
             }
         }
         Ok(found)
     }
-}
-
-fn time_range(period: Period) -> String {
-    format!(
-        "time >= {} AND time < {}",
-        time_literal(period.start),
-        time_literal(period.end)
-    )
 }
 
 /// The statements of an answer: groups that read raw points, and rollup sums.
@@ -694,11 +604,6 @@ impl Answers {
     }
 }
 
-/// How far back the newest reading of a panel, or the reading before a period, is looked for
-/// first (InfluxQL duration).
-const LOOKBACK: &str = "1d";
-const LOOKBACK_SECS: i64 = 86_400;
-
 /// The recent readings start this long before the rollup's end, so that the reading before the
 /// tail is usually among them.
 const RECENT_MARGIN_SECS: i64 = 15 * 60;
@@ -709,95 +614,23 @@ fn recent_since(until: DateTime<Utc>) -> DateTime<Utc> {
     rollup::bucket_start(until) - chrono::Duration::seconds(RECENT_MARGIN_SECS)
 }
 
-/// Every panel's readings since `since`, and every panel's latest reading (also of panels
-/// with none since `since`).
-struct Recent {
-    points: ByPanel<Vec<EnergyPoint>>,
-    latest: ByPanel<Latest>,
-}
-
 /// Panels named in one `panel = … OR …` filter.
 const PANELS_PER_STATEMENT: usize = 200;
-
-fn panel_filter(panels: &[String]) -> String {
-    let alternatives: Vec<String> = panels
-        .iter()
-        .map(|p| format!("panel = {}", string_literal(p)))
-        .collect();
-    format!("({})", alternatives.join(" OR "))
-}
-
-fn panel_of(series: &Series) -> Option<&str> {
-    series.tag("panel").filter(|p| !p.is_empty())
-}
-
-fn time_of(series: &Series, row: usize) -> Option<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(series.time_ms_at(row)?).single()
-}
-
-fn parse_latest(result: &StatementResult) -> ByPanel<Latest> {
-    result
-        .series
-        .iter()
-        .filter_map(|series| {
-            let latest = Latest {
-                time: time_of(series, 0)?,
-                power_kw: series.f64_at(0, "power_kw")?,
-                energy_kwh: series.f64_at(0, "energy_kwh")?,
-            };
-            Some((panel_of(series)?.to_owned(), latest))
-        })
-        .collect()
-}
-
-fn parse_points(result: &StatementResult) -> ByPanel<EnergyPoint> {
-    result
-        .series
-        .iter()
-        .filter_map(|series| {
-            let point = EnergyPoint {
-                time: time_of(series, 0)?,
-                energy_kwh: series.f64_at(0, "energy_kwh")?,
-            };
-            Some((panel_of(series)?.to_owned(), point))
-        })
-        .collect()
-}
-
-/// Every row of every series of `SELECT energy_kwh …` as points per panel, in time order.
-fn parse_all_points(result: &StatementResult) -> ByPanel<Vec<EnergyPoint>> {
-    result
-        .series
-        .iter()
-        .filter_map(|series| {
-            let points = (0..series.values.len())
-                .filter_map(|row| {
-                    Some(EnergyPoint {
-                        time: time_of(series, row)?,
-                        energy_kwh: series.f64_at(row, "energy_kwh")?,
-                    })
-                })
-                .collect();
-            Some((panel_of(series)?.to_owned(), points))
-        })
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_raw_piece_reads_its_readings_with_one_bounded_statement() {
+    fn a_raw_piece_reads_its_readings_with_one_statement() {
         let period = Period {
             start: "2026-11-26T17:00:00Z".parse().unwrap(),
             end: "2026-11-26T17:07:30Z".parse().unwrap(),
         };
-        let statements = Piece::Raw(period).statements();
-        assert_eq!(statements.len(), 1);
-        assert!(statements[0].contains(
-            "WHERE time >= '2026-11-26T17:00:00.000000000Z' AND time < '2026-11-26T17:07:30.000000000Z' GROUP BY panel"
-        ));
+        assert_eq!(
+            Piece::Raw(period).statements(),
+            vec![queries::raw_readings(period)]
+        );
     }
 
     #[test]

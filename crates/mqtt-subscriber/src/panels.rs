@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use energy_core::{PanelId, Rejection};
 use energy_influx::InfluxClient;
+use energy_rollup::queries;
 
 pub struct PanelRegistry {
     known: HashSet<PanelId>,
@@ -23,16 +24,11 @@ impl PanelRegistry {
     /// Starts from the panels InfluxDB already holds, so the cap survives restarts. If
     /// InfluxDB cannot be asked now, it starts empty (and so admits up to the cap again).
     pub async fn load(influx: &InfluxClient, max: usize) -> Self {
-        let statement = format!(
-            "SHOW TAG VALUES FROM {} WITH KEY = \"panel\"",
-            energy_core::MEASUREMENT
-        );
+        let statement = queries::known_panels();
         let known: Vec<PanelId> = match influx.query(&statement).await {
             Ok(results) => results
                 .iter()
-                .flat_map(|r| &r.series)
-                .flat_map(|s| &s.values)
-                .filter_map(|row| row.get(1)?.as_str().and_then(|v| PanelId::parse(v).ok()))
+                .flat_map(queries::parse_known_panels)
                 .collect(),
             Err(error) => {
                 tracing::warn!(%error, "could not read the known panels from InfluxDB; the panel cap starts from zero");

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use energy_core::influxql::{string_literal, time_literal};
+use energy_core::influxql::time_literal;
 use energy_core::invalidation::{LOG_BUCKETS_FIELD, LOG_MEASUREMENT};
 use energy_core::rollup::{
     self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, FORMAT_FIELD,
@@ -29,6 +29,7 @@ pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
 
 mod check;
+pub mod queries;
 mod readings;
 pub use check::{Difference, Figures, Level};
 pub use readings::PanelPoints;
@@ -180,13 +181,7 @@ impl Panels<'_> {
     fn condition(self) -> String {
         match self {
             Panels::All => String::new(),
-            Panels::Only(panels) => {
-                let alternatives: Vec<String> = panels
-                    .iter()
-                    .map(|p| format!("panel = {}", string_literal(p)))
-                    .collect();
-                format!(" AND ({})", alternatives.join(" OR "))
-            }
+            Panels::Only(panels) => format!(" AND {}", queries::panel_filter(panels)),
         }
     }
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use energy_core::influxql::time_literal;
-use energy_core::{EnergyPoint, MEASUREMENT};
+use energy_core::{EnergyPoint, Period, MEASUREMENT};
 use energy_influx::InfluxError;
 
-use crate::{points_by_panel, Rollup};
+use crate::{points_by_panel, queries, Rollup};
 
 /// Each panel's readings, in time order.
 pub type PanelPoints = BTreeMap<String, Vec<EnergyPoint>>;
@@ -22,11 +22,7 @@ impl Rollup {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<PanelPoints, InfluxError> {
-        let statement = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {} GROUP BY panel",
-            time_literal(start),
-            time_literal(end),
-        );
+        let statement = queries::raw_readings(Period { start, end });
         match self.query_points(&statement).await {
             Ok(results) => Ok(points_by_panel(results.first())),
             Err(error) if error.is_database_missing() => Ok(PanelPoints::new()),

@@ -1,0 +1,439 @@
+//! The statements the readers send (the api-server's answers, the subscriber's panel cap), each
+//! with the parser of its result.
+//!
+//! These statements are built here and nowhere else (the rollup writer's own are in the rest of
+//! this crate), so a text is the same for every caller: the api-server's answer cache is keyed
+//! by the text, so a change of text is a change of key. The parsers read results of
+//! `InfluxClient::query` (times as epoch milliseconds) and skip what lacks a value they need (a
+//! column, a `panel` tag).
+//!
+//! Usage for a period is read in parts (see the api-server's `store`): sums of whole rollup
+//! buckets, days and months ([`usage_sums`]), and the readings of the rest ([`raw_readings`],
+//! [`recent_readings`]) with the reading before them ([`reading_before_within_lookback`],
+//! [`reading_before_unbounded`]), to which the caller applies the pair rule.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use energy_core::influxql::{string_literal, time_literal};
+use energy_core::rollup::USAGE_FIELD;
+use energy_core::{EnergyPoint, PanelId, Period, Usage, MEASUREMENT};
+use energy_influx::{Series, StatementResult};
+
+/// The latest reading of a panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Latest {
+    pub time: DateTime<Utc>,
+    pub power_kw: f64,
+    pub energy_kwh: f64,
+}
+
+/// Every panel's readings since an instant, and the latest of them, from
+/// [`parse_recent_readings`]. (The api-server adds the latest reading of panels with none since
+/// then, see [`latest_within_lookback`].)
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recent {
+    pub points: BTreeMap<String, Vec<EnergyPoint>>,
+    pub latest: BTreeMap<String, Latest>,
+}
+
+/// A panel's power statistics in a period, from [`parse_day_power`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PowerStats {
+    pub peak_power_kw: f64,
+    pub avg_power_kw: f64,
+}
+
+/// How far back the newest reading of a panel, or the reading before a period, is looked for
+/// first (InfluxQL duration).
+const LOOKBACK: &str = "1d";
+const LOOKBACK_SECS: i64 = 86_400;
+
+/// Every panel's readings (power and energy) since `since`: parse with
+/// [`parse_recent_readings`].
+pub fn recent_readings(since: DateTime<Utc>) -> String {
+    format!(
+        "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= {} GROUP BY panel",
+        time_literal(since)
+    )
+}
+
+/// Every panel that ever wrote a reading: parse with [`parse_panel_tag_values`].
+pub fn panel_tag_values() -> String {
+    format!("SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = panel")
+}
+
+/// The latest reading of each of `panels` within a day (`LOOKBACK`): parse with
+/// [`parse_latest`].
+pub fn latest_within_lookback(panels: &[String]) -> String {
+    let filter = panel_filter(panels);
+    format!(
+        "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE time >= now() - {LOOKBACK} \
+         AND {filter} GROUP BY panel ORDER BY time DESC LIMIT 1"
+    )
+}
+
+/// The latest reading of each of `panels`, without a bound (for those silent longer than
+/// `LOOKBACK`): parse with [`parse_latest`].
+pub fn latest_unbounded(panels: &[String]) -> String {
+    let filter = panel_filter(panels);
+    format!(
+        "SELECT power_kw, energy_kwh FROM {MEASUREMENT} WHERE {filter} \
+         GROUP BY panel ORDER BY time DESC LIMIT 1"
+    )
+}
+
+/// The last reading before `start` of each of `panels` within `LOOKBACK` before it: parse
+/// with [`parse_reading_before`].
+pub fn reading_before_within_lookback(start: DateTime<Utc>, panels: &[String]) -> String {
+    let filter = panel_filter(panels);
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {} AND {filter} \
+         GROUP BY panel ORDER BY time DESC LIMIT 1",
+        time_literal(start - chrono::Duration::seconds(LOOKBACK_SECS)),
+        time_literal(start),
+    )
+}
+
+/// The last reading before `start` of each of `panels`, without a bound (for those silent
+/// longer than `LOOKBACK`): parse with [`parse_reading_before`].
+pub fn reading_before_unbounded(start: DateTime<Utc>, panels: &[String]) -> String {
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} AND {} \
+         GROUP BY panel ORDER BY time DESC LIMIT 1",
+        time_literal(start),
+        panel_filter(panels)
+    )
+}
+
+/// Each panel's peak and mean power in `day`: parse with [`parse_day_power`].
+pub fn day_power(day: Period) -> String {
+    format!(
+        "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM {MEASUREMENT} \
+         WHERE {} GROUP BY panel",
+        time_range(day)
+    )
+}
+
+/// Each panel's usage summed over the rollup measurement `measurement` (buckets, days or months)
+/// in `period`: parse with [`parse_usage_sums`].
+pub fn usage_sums(measurement: &str, period: Period) -> String {
+    format!(
+        "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
+        time_range(period)
+    )
+}
+
+/// Every reading (energy only) in `period`, per panel: parse with [`parse_raw_readings`].
+pub fn raw_readings(period: Period) -> String {
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE {} GROUP BY panel",
+        time_range(period)
+    )
+}
+
+/// The panels InfluxDB holds, for the subscriber's panel cap: parse with
+/// [`parse_known_panels`]. The same question as [`panel_tag_values`] with the key quoted; each
+/// caller keeps the text it always sent.
+pub fn known_panels() -> String {
+    format!("SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = \"panel\"")
+}
+
+/// `(panel = … OR …)`: matches any of `panels`.
+pub fn panel_filter(panels: &[String]) -> String {
+    let alternatives: Vec<String> = panels
+        .iter()
+        .map(|p| format!("panel = {}", string_literal(p)))
+        .collect();
+    format!("({})", alternatives.join(" OR "))
+}
+
+fn time_range(period: Period) -> String {
+    format!(
+        "time >= {} AND time < {}",
+        time_literal(period.start),
+        time_literal(period.end)
+    )
+}
+
+fn panel_of(series: &Series) -> Option<&str> {
+    series.tag("panel").filter(|p| !p.is_empty())
+}
+
+fn time_of(series: &Series, row: usize) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(series.time_ms_at(row)?).single()
+}
+
+/// The result of [`recent_readings`]: each panel's readings in time order, and the last of them.
+pub fn parse_recent_readings(result: &StatementResult) -> Recent {
+    let mut recent = Recent::default();
+    for series in &result.series {
+        let Some(panel) = panel_of(series) else {
+            continue;
+        };
+        let rows: Vec<Latest> = (0..series.values.len())
+            .filter_map(|row| {
+                Some(Latest {
+                    time: time_of(series, row)?,
+                    power_kw: series.f64_at(row, "power_kw")?,
+                    energy_kwh: series.f64_at(row, "energy_kwh")?,
+                })
+            })
+            .collect();
+        if let Some(last) = rows.last() {
+            recent.latest.insert(panel.to_owned(), last.clone());
+        }
+        let points = rows
+            .iter()
+            .map(|r| EnergyPoint {
+                time: r.time,
+                energy_kwh: r.energy_kwh,
+            })
+            .collect();
+        recent.points.insert(panel.to_owned(), points);
+    }
+    recent
+}
+
+/// The panels named in the result of [`panel_tag_values`].
+pub fn parse_panel_tag_values(result: &StatementResult) -> Vec<&str> {
+    result
+        .series
+        .iter()
+        .flat_map(|series| (0..series.values.len()).filter_map(|row| series.str_at(row, "value")))
+        .collect()
+}
+
+/// The result of [`latest_within_lookback`] or [`latest_unbounded`].
+pub fn parse_latest(result: &StatementResult) -> BTreeMap<String, Latest> {
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let latest = Latest {
+                time: time_of(series, 0)?,
+                power_kw: series.f64_at(0, "power_kw")?,
+                energy_kwh: series.f64_at(0, "energy_kwh")?,
+            };
+            Some((panel_of(series)?.to_owned(), latest))
+        })
+        .collect()
+}
+
+/// The result of [`reading_before_within_lookback`] or [`reading_before_unbounded`].
+pub fn parse_reading_before(result: &StatementResult) -> BTreeMap<String, EnergyPoint> {
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let point = EnergyPoint {
+                time: time_of(series, 0)?,
+                energy_kwh: series.f64_at(0, "energy_kwh")?,
+            };
+            Some((panel_of(series)?.to_owned(), point))
+        })
+        .collect()
+}
+
+/// The result of [`day_power`].
+pub fn parse_day_power(result: &StatementResult) -> BTreeMap<String, PowerStats> {
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let panel = panel_of(series)?;
+            let stats = PowerStats {
+                peak_power_kw: series.f64_at(0, "peak")?,
+                avg_power_kw: series.f64_at(0, "mean")?,
+            };
+            Some((panel.to_owned(), stats))
+        })
+        .collect()
+}
+
+/// The result of [`usage_sums`].
+pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Usage> {
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let usage = Usage::from_nano_kwh(series.i64_at(0, "usage")?.into());
+            Some((panel_of(series)?.to_owned(), usage))
+        })
+        .collect()
+}
+
+/// Every row of every series of the result of [`raw_readings`] as points per panel, in time
+/// order.
+pub fn parse_raw_readings(result: &StatementResult) -> BTreeMap<String, Vec<EnergyPoint>> {
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let points = (0..series.values.len())
+                .filter_map(|row| {
+                    Some(EnergyPoint {
+                        time: time_of(series, row)?,
+                        energy_kwh: series.f64_at(row, "energy_kwh")?,
+                    })
+                })
+                .collect();
+            Some((panel_of(series)?.to_owned(), points))
+        })
+        .collect()
+}
+
+/// The valid panel ids in the result of [`known_panels`] (the tag value is the second column).
+pub fn parse_known_panels(result: &StatementResult) -> Vec<PanelId> {
+    result
+        .series
+        .iter()
+        .flat_map(|s| &s.values)
+        .filter_map(|row| row.get(1)?.as_str().and_then(|v| PanelId::parse(v).ok()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn panels() -> Vec<String> {
+        vec!["A".to_owned(), "b'c".to_owned()]
+    }
+
+    #[test]
+    fn a_raw_read_is_one_bounded_statement() {
+        let period = Period {
+            start: at("2026-11-26T17:00:00Z"),
+            end: at("2026-11-26T17:07:30Z"),
+        };
+        assert!(raw_readings(period).contains(
+            "WHERE time >= '2026-11-26T17:00:00.000000000Z' AND time < '2026-11-26T17:07:30.000000000Z' GROUP BY panel"
+        ));
+    }
+
+    /// The texts are the api-server's cache keys: they change only on purpose.
+    #[test]
+    fn the_statement_texts_are_as_they_always_were() {
+        let period = Period {
+            start: at("2026-10-31T17:00:00Z"),
+            end: at("2026-11-01T00:00:00Z"),
+        };
+        let start = at("2026-11-27T05:15:00Z");
+        let cases = [
+            (
+                recent_readings(start),
+                "SELECT power_kw, energy_kwh FROM energy_data WHERE time >= '2026-11-27T05:15:00.000000000Z' GROUP BY panel",
+            ),
+            (
+                panel_tag_values(),
+                "SHOW TAG VALUES FROM energy_data WITH KEY = panel",
+            ),
+            (
+                latest_within_lookback(&panels()),
+                "SELECT power_kw, energy_kwh FROM energy_data WHERE time >= now() - 1d AND (panel = 'A' OR panel = 'b\\'c') GROUP BY panel ORDER BY time DESC LIMIT 1",
+            ),
+            (
+                latest_unbounded(&panels()),
+                "SELECT power_kw, energy_kwh FROM energy_data WHERE (panel = 'A' OR panel = 'b\\'c') GROUP BY panel ORDER BY time DESC LIMIT 1",
+            ),
+            (
+                reading_before_within_lookback(start, &panels()),
+                "SELECT energy_kwh FROM energy_data WHERE time >= '2026-11-26T05:15:00.000000000Z' AND time < '2026-11-27T05:15:00.000000000Z' AND (panel = 'A' OR panel = 'b\\'c') GROUP BY panel ORDER BY time DESC LIMIT 1",
+            ),
+            (
+                reading_before_unbounded(start, &panels()),
+                "SELECT energy_kwh FROM energy_data WHERE time < '2026-11-27T05:15:00.000000000Z' AND (panel = 'A' OR panel = 'b\\'c') GROUP BY panel ORDER BY time DESC LIMIT 1",
+            ),
+            (
+                day_power(period),
+                "SELECT max(power_kw) AS peak, mean(power_kw) AS mean FROM energy_data WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
+            ),
+            (
+                usage_sums("energy_usage_15m", period),
+                "SELECT sum(usage_nkwh) AS usage FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
+            ),
+            (
+                raw_readings(period),
+                "SELECT energy_kwh FROM energy_data WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
+            ),
+            (
+                known_panels(),
+                "SHOW TAG VALUES FROM energy_data WITH KEY = \"panel\"",
+            ),
+        ];
+        for (statement, expected) in cases {
+            assert_eq!(statement, expected);
+        }
+    }
+
+    fn result(value: serde_json::Value) -> StatementResult {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn results_are_read_per_panel_skipping_what_is_incomplete() {
+        let readings = result(serde_json::json!({
+            "series": [
+                {"name": "energy_data", "tags": {"panel": "A"},
+                 "columns": ["time", "power_kw", "energy_kwh"],
+                 "values": [[1000, 2.0, 10.0], [2000, null, 11.0], [3000, 3.0, 12.0]]},
+                {"name": "energy_data", "tags": {"panel": "B"},
+                 "columns": ["time", "power_kw", "energy_kwh"], "values": [[1000, null, 5.0]]},
+                {"name": "energy_data", "tags": {"panel": ""},
+                 "columns": ["time", "power_kw", "energy_kwh"], "values": [[1000, 1.0, 5.0]]}
+            ]
+        }));
+        let recent = parse_recent_readings(&readings);
+        let a = Latest {
+            time: Utc.timestamp_millis_opt(3000).unwrap(),
+            power_kw: 3.0,
+            energy_kwh: 12.0,
+        };
+        assert_eq!(recent.latest, BTreeMap::from([("A".to_owned(), a.clone())]));
+        assert_eq!(recent.points["A"].len(), 2);
+        assert_eq!(recent.points["B"], Vec::new());
+        assert_eq!(parse_latest(&readings)["A"].energy_kwh, 10.0);
+        assert_eq!(parse_reading_before(&readings)["B"].energy_kwh, 5.0);
+        assert_eq!(parse_raw_readings(&readings)["A"].len(), 3);
+
+        let tags = result(serde_json::json!({
+            "series": [{"name": "energy_data", "columns": ["key", "value"],
+                        "values": [["panel", "A"], ["panel", "not a valid id!"]]}]
+        }));
+        assert_eq!(parse_panel_tag_values(&tags), vec!["A", "not a valid id!"]);
+        assert_eq!(
+            parse_known_panels(&tags),
+            vec![PanelId::parse("A").unwrap()]
+        );
+
+        let power = result(serde_json::json!({
+            "series": [
+                {"name": "energy_data", "tags": {"panel": "A"},
+                 "columns": ["time", "peak", "mean"], "values": [[0, 4.0, 2.5]]},
+                {"name": "energy_data", "tags": {"panel": "B"},
+                 "columns": ["time", "peak", "mean"], "values": [[0, null, null]]}
+            ]
+        }));
+        assert_eq!(
+            parse_day_power(&power),
+            BTreeMap::from([(
+                "A".to_owned(),
+                PowerStats {
+                    peak_power_kw: 4.0,
+                    avg_power_kw: 2.5
+                }
+            )])
+        );
+
+        let sums = result(serde_json::json!({
+            "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
+                        "columns": ["time", "usage"], "values": [[0, 1_500_000_000_i64]]}]
+        }));
+        assert_eq!(parse_usage_sums(&sums)["A"], Usage::from_kwh(1.5));
+    }
+}
