@@ -18,6 +18,7 @@ use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
+use test_support::history::{Meter, Schedule};
 use test_support::mqtt::publish_many;
 use test_support::{start_subscriber, wait_until, ApiServer, Influx, Mosquitto};
 
@@ -29,30 +30,39 @@ const PANELS: [&str; 3] = ["NR_A", "NR_B", "NR_C"];
 /// A reading: time in whole seconds, register in 1/64 kWh.
 type Reading = (i64, i64);
 
-/// 40 days of readings per panel, one every 1 to 30 minutes, with a few gaps of hours, resets
-/// to a low register and glitches (a jump of 10 MWh that comes back down).
+/// 40 days of readings per panel, one every 1 to 30 minutes (in whole seconds), with a few gaps
+/// of hours, resets to a low register and glitches (a jump of 10 MWh that comes back down).
 fn history(rng: &mut StdRng, now: i64) -> BTreeMap<&'static str, Vec<Reading>> {
+    let meter = Meter {
+        register: 1000.0..=1000.0,
+        increase: 0.0..=4.0,
+        unit: Some(1.0 / 64.0),
+        reset: 1.0 / 400.0,
+        reset_to: 0.0..=4.0,
+        spike: 1.0 / 400.0,
+        spike_kwh: 10_000.0,
+        ..Meter::default()
+    };
+    let at = |seconds: i64| Utc.timestamp_opt(seconds, 0).unwrap();
     let mut all = BTreeMap::new();
     for panel in PANELS {
-        let mut time = now - 40 * 86_400 + rng.gen_range(0..3600);
-        let mut units: i64 = 64 * 1000;
-        let mut readings = Vec::new();
-        while time < now - 600 {
-            match rng.gen_range(0..400) {
-                0 => units = 64 * rng.gen_range(0..5),
-                1 => {
-                    readings.push((time, units + 64 * 10_000));
-                    time += 60;
-                }
-                _ => units += rng.gen_range(0..64 * 4),
-            }
-            readings.push((time, units));
-            time += if rng.gen_range(0..200) == 0 {
-                rng.gen_range(3600..8 * 3600)
-            } else {
-                rng.gen_range(60..1800)
-            };
-        }
+        let from = now - 40 * 86_400 + rng.gen_range(0..3600);
+        let schedule = Schedule::new(
+            at(from),
+            at(now - 600),
+            chrono::Duration::minutes(1)..=chrono::Duration::minutes(30),
+        )
+        .with_gaps(
+            1.0 / 200.0,
+            chrono::Duration::hours(1)..=chrono::Duration::hours(8),
+        )
+        .in_whole(chrono::Duration::seconds(1));
+        let readings = meter
+            .readings(rng, &[schedule])
+            .into_iter()
+            // Exact: whole seconds, and registers in whole 1/64 kWh.
+            .map(|r| (r.time.timestamp(), (r.energy_kwh * 64.0) as i64))
+            .collect();
         all.insert(panel, readings);
     }
     all

@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use test_support::history::{Meter, Schedule};
 use test_support::mqtt::publish_many;
 use test_support::{free_port, http_get, try_http_get, wait_until, Influx, Mosquitto, Program};
 
@@ -33,42 +34,46 @@ fn max_kw() -> MaxPower {
     kw(5000.0)
 }
 
-/// One panel's readings: from late January to early March `YEAR` every few minutes, and, if
+/// One panel's readings: from late January to early March `YEAR` every 1 to 15 minutes, and, if
 /// `today_from` is given, from that long after today's local midnight (negative: before it) up
-/// to a minute ago; with resets, zero glitches and spikes.
+/// to a minute ago, every 30 s to 400 s; with resets, zero glitches and spikes.
 fn history(rng: &mut StdRng, now: DateTime<Utc>, today_from: Option<i64>) -> Vec<EnergyPoint> {
-    let mut points = Vec::new();
-    let mut register = f64::from(rng.gen_range(0..4_000_000)) / 1024.0;
-    let mut push = |time: DateTime<Utc>, rng: &mut StdRng| {
-        let energy_kwh = match rng.gen_range(0..200) {
-            0 => {
-                register = 0.0;
-                0.0
-            }
-            1 => 0.0,
-            2 => register + 1e6,
-            _ => {
-                register += f64::from(rng.gen_range(0..2048)) / 1024.0;
-                register
-            }
-        };
-        points.push(EnergyPoint { time, energy_kwh });
+    let meter = Meter {
+        register: 0.0..=4000.0,
+        increase: 0.0..=2.0,
+        unit: Some(1.0 / 1024.0),
+        reset: 0.005,
+        zero: 0.005,
+        spike: 0.005,
+        spike_kwh: 1e6,
+        ..Meter::default()
     };
-    let mut time = Utc.with_ymd_and_hms(YEAR, 1, 29, 0, 0, 0).unwrap();
-    while time < Utc.with_ymd_and_hms(YEAR, 3, 3, 0, 0, 0).unwrap() {
-        push(time, rng);
-        time += Span::seconds(rng.gen_range(60..900));
+    let second = Span::seconds(1);
+    let mut schedules = vec![Schedule::new(
+        Utc.with_ymd_and_hms(YEAR, 1, 29, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(YEAR, 3, 3, 0, 0, 0).unwrap(),
+        Span::minutes(1)..=Span::minutes(15),
+    )
+    .in_whole(second)];
+    if let Some(today_from) = today_from {
+        let (_, day) = today(now, ZONE.parse().unwrap());
+        schedules.push(
+            Schedule::new(
+                day.start + Span::minutes(today_from),
+                now - Span::minutes(1),
+                Span::seconds(30)..=Span::seconds(400),
+            )
+            .in_whole(second),
+        );
     }
-    let Some(today_from) = today_from else {
-        return points;
-    };
-    let (_, day) = today(now, ZONE.parse().unwrap());
-    let mut time = day.start + Span::minutes(today_from);
-    while time < now - Span::minutes(1) {
-        push(time, rng);
-        time += Span::seconds(rng.gen_range(30..400));
-    }
-    points
+    meter
+        .readings(rng, &schedules)
+        .into_iter()
+        .map(|r| EnergyPoint {
+            time: r.time,
+            energy_kwh: r.energy_kwh,
+        })
+        .collect()
 }
 
 fn payload(point: &EnergyPoint) -> Vec<u8> {

@@ -92,21 +92,6 @@ fn no_influx() -> String {
     format!("http://127.0.0.1:{}", free_port())
 }
 
-/// The panels that have points in InfluxDB.
-fn stored_panels(influx: &Influx) -> Vec<String> {
-    let json = influx.query(DB, "SHOW TAG VALUES FROM energy_data WITH KEY = \"panel\"");
-    let mut panels: Vec<String> = json["results"][0]["series"][0]["values"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|row| row[1].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    panels.sort();
-    panels
-}
-
 /// Panics if `output` of `what` contains any of the secrets.
 fn assert_no_secret(what: &str, output: &str) {
     for secret in [PASSWORD, WRONG_PASSWORD, INFLUX_TOKEN] {
@@ -168,7 +153,7 @@ fn mqtts_with_a_private_ca_and_a_password_ingests() {
     publisher.wait_for_output("connected to the MQTT broker", Duration::from_secs(20));
 
     wait_until(Duration::from_secs(20), "readings of both panels", || {
-        stored_panels(&influx) == ["TLS_A", "TLS_B"]
+        influx.panels(DB) == ["TLS_A", "TLS_B"]
     });
     assert!(
         subscriber.output().contains("tls=true"),
@@ -275,7 +260,7 @@ fn an_untrusted_certificate_is_refused() {
         influx.count_points(DB),
         0,
         "{}",
-        stored_panels(&influx).join(",")
+        influx.panels(DB).join(",")
     );
     subscriber.kill();
     publisher.kill();
@@ -382,7 +367,7 @@ fn secrets_never_appear_in_logs() {
     wait_until(
         Duration::from_secs(20),
         "readings of both pipelines",
-        || stored_panels(&influx) == both,
+        || influx.panels(DB) == both,
     );
 
     // Error paths: InfluxDB away (the subscribers retry their writes), then the broker away

@@ -22,28 +22,6 @@ use test_support::{mqtt, now_ms, start_subscriber, wait_until, Influx, Mosquitto
 
 const DB: &str = "energy";
 
-/// All stored points as panel -> (time in ms, power_kw, energy_kwh).
-fn stored(influx: &Influx) -> BTreeMap<String, Vec<(i64, f64, f64)>> {
-    let json = influx.query(DB, "SELECT panel, power_kw, energy_kwh FROM energy_data");
-    let mut points: BTreeMap<String, Vec<(i64, f64, f64)>> = BTreeMap::new();
-    for row in json["results"][0]["series"][0]["values"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let time: chrono::DateTime<chrono::Utc> = row[0].as_str().unwrap().parse().unwrap();
-        points
-            .entry(row[1].as_str().unwrap().to_owned())
-            .or_default()
-            .push((
-                time.timestamp_millis(),
-                row[2].as_f64().unwrap(),
-                row[3].as_f64().unwrap(),
-            ));
-    }
-    points
-}
-
 /// What must become of a message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
@@ -260,13 +238,14 @@ fn hostile_messages_are_rejected_counted_and_not_stored_and_ingest_goes_on() {
         Duration::from_secs(20),
         "the good reading after the hostile ones",
         || {
-            stored(&influx)
+            influx
+                .readings_by_panel(DB)
                 .get("P1")
                 .is_some_and(|points| points.iter().any(|p| p.2 == 42.5))
         },
     );
     // The good reading is the last message: everything before it has been handled.
-    let points = stored(&influx);
+    let points = influx.readings_by_panel(DB);
     assert_eq!(
         points.values().map(Vec::len).sum::<usize>(),
         expected_stored,

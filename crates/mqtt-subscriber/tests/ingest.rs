@@ -6,28 +6,6 @@ use test_support::{now_ms, start_subscriber, wait_until, Influx, Mosquitto, Prog
 
 const DB: &str = "energy";
 
-/// All stored points as (panel, time in ms, power_kw, energy_kwh), sorted.
-fn stored(influx: &Influx) -> Vec<(String, i64, f64, f64)> {
-    let json = influx.query(DB, "SELECT panel, power_kw, energy_kwh FROM energy_data");
-    let Some(values) = json["results"][0]["series"][0]["values"].as_array() else {
-        return vec![];
-    };
-    let mut rows: Vec<_> = values
-        .iter()
-        .map(|row| {
-            let time: chrono::DateTime<chrono::Utc> = row[0].as_str().unwrap().parse().unwrap();
-            (
-                row[1].as_str().unwrap().to_owned(),
-                time.timestamp_millis(),
-                row[2].as_f64().unwrap(),
-                row[3].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    rows
-}
-
 fn reading(energy_kwh: &str, epoch_ms: i64) -> Vec<u8> {
     format!(r#"{{"power_kw": 2, "energy_kwh": {energy_kwh}, "timestamp": {epoch_ms}}}"#)
         .into_bytes()
@@ -56,7 +34,7 @@ fn ingests_several_panels_including_one_never_configured() {
         .unwrap()
         .timestamp_millis();
     assert_eq!(
-        stored(&influx),
+        influx.readings(DB),
         vec![
             ("BRAND_NEW.panel-9".to_owned(), new_panel_time, 12.5, 5.0),
             ("PANEL_LANTAI_1".to_owned(), t, 2.0, 1043.25),
@@ -163,7 +141,7 @@ fn every_bad_input_class_is_rejected_and_ingest_goes_on() {
         "the good reading after the bad ones",
         || influx.count_points(DB) == 1,
     );
-    assert_eq!(stored(&influx)[0].3, 42.5);
+    assert_eq!(influx.readings(DB)[0].3, 42.5);
 
     let output = subscriber.output();
     let mut expected = std::collections::BTreeMap::<&str, usize>::new();
@@ -226,7 +204,7 @@ fn nothing_is_lost_when_influxdb_is_down_and_the_subscriber_is_killed() {
         "all 20 readings after the outage",
         || influx.count_points(DB) == 20,
     );
-    let energies: Vec<f64> = stored(&influx).iter().map(|r| r.3).collect();
+    let energies: Vec<f64> = influx.readings(DB).iter().map(|r| r.3).collect();
     assert_eq!(energies, (100..120).map(f64::from).collect::<Vec<_>>());
 }
 
@@ -325,7 +303,7 @@ fn new_panels_beyond_max_panels_are_rejected_and_known_ones_still_stored() {
         "the rejections in the summary",
         || subscriber.output().contains("too_many_panels=2"),
     );
-    let panels: Vec<String> = stored(&influx).into_iter().map(|r| r.0).collect();
+    let panels: Vec<String> = influx.readings(DB).into_iter().map(|r| r.0).collect();
     assert_eq!(panels, ["NEW_1", "NEW_1", "OLD", "OLD"]);
     assert!(
         subscriber.output().contains("MAX_PANELS"),

@@ -14,6 +14,7 @@ use chrono::{DateTime, Datelike, Duration as Span, TimeZone, Timelike, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use test_support::history::{Meter, Schedule};
 use test_support::mqtt::publish_many;
 use test_support::{start_subscriber, wait_until, ApiServer, Influx, Mosquitto, Program};
 
@@ -209,25 +210,20 @@ fn a_subscriber_killed_the_instant_a_late_backlog_is_stored_rolls_it_all_up_afte
 }
 
 /// `days` days of readings a minute apart up to a minute ago, +0.01 to +0.2 kWh each, with a
-/// meter reset and a zero glitch.
+/// meter reset and a zero glitch in every 500 readings or so.
 fn history(rng: &mut StdRng, now: DateTime<Utc>, days: i64) -> Vec<Point> {
-    let mut register = rng.gen_range(0.0..1000.0);
-    let start = now - Span::days(days);
-    let count = days * 1440;
-    (0..count)
-        .map(|k| {
-            let time = start + Span::minutes(k);
-            register += rng.gen_range(0.01..0.2);
-            let energy = match rng.gen_range(0..500) {
-                0 => {
-                    register = 0.0;
-                    0.0
-                }
-                1 => 0.0,
-                _ => register,
-            };
-            (time, energy)
-        })
+    let meter = Meter {
+        register: 0.0..=1000.0,
+        increase: 0.01..=0.2,
+        reset: 0.002,
+        zero: 0.002,
+        ..Meter::default()
+    };
+    let schedule = Schedule::every(now - Span::days(days), now, Span::minutes(1));
+    meter
+        .readings(rng, &[schedule])
+        .into_iter()
+        .map(|r| (r.time, r.energy_kwh))
         .collect()
 }
 

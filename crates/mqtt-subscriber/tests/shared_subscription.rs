@@ -58,20 +58,15 @@ fn readings(count: usize, base_ms: i64) -> (Vec<(String, Vec<u8>)>, Vec<Row>) {
         .unzip()
 }
 
-/// Every stored point as (panel, time in ms, energy_kwh), sorted.
-fn stored(influx: &Influx) -> Vec<Row> {
-    influx
-        .readings(DB)
-        .into_iter()
-        .map(|(panel, time_ms, _, energy_kwh)| (panel, time_ms, energy_kwh))
-        .collect()
-}
-
 fn assert_every_reading_once(influx: &Influx, expected: &[Row]) {
     let mut expected = expected.to_vec();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(influx.count_points(DB), expected.len() as u64);
-    let rows = stored(influx);
+    let rows: Vec<Row> = influx
+        .readings(DB)
+        .into_iter()
+        .map(|(panel, time_ms, _, energy_kwh)| (panel, time_ms, energy_kwh))
+        .collect();
     let missing = expected.iter().filter(|r| !rows.contains(r)).count();
     assert!(
         rows == expected,

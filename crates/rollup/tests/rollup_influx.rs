@@ -14,6 +14,7 @@ use energy_rollup::{Dirty, Rollup};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use test_support::history::{Meter, Schedule};
 use test_support::Influx;
 
 fn kw(kw: f64) -> MaxPower {
@@ -40,33 +41,34 @@ fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 30, 20, 0, 0).unwrap()
 }
 
-/// A random history for one panel over ~3 days: irregular spacing (seconds to hours, so some
-/// buckets are empty and some runs of buckets are long), resets, zero glitches and spikes.
+/// A random history for one panel over ~3 days: irregular spacing (a second to 4 minutes in
+/// whole milliseconds, and gaps of 15 minutes to 4 hours, so some buckets are empty and some
+/// runs of buckets are long), resets, zero glitches and spikes.
 fn history(rng: &mut StdRng) -> Vec<EnergyPoint> {
-    let mut points = Vec::new();
-    let mut time = base() + Duration::seconds(rng.gen_range(0..600));
-    let mut register = rng.gen_range(0.0..5000.0);
-    while time < base() + Duration::days(3) {
-        let energy_kwh = match rng.gen_range(0..100) {
-            0..=1 => {
-                register = 0.0;
-                0.0
-            }
-            2..=3 => 0.0,
-            4..=5 => register + 1e6,
-            _ => {
-                register += rng.gen_range(0.0..2.0);
-                register
-            }
-        };
-        points.push(EnergyPoint { time, energy_kwh });
-        let gap = match rng.gen_range(0..100) {
-            0..=2 => rng.gen_range(900..14_400),
-            _ => rng.gen_range(1..240),
-        };
-        time += Duration::seconds(gap) + Duration::milliseconds(rng.gen_range(0..1000));
-    }
-    points
+    let meter = Meter {
+        register: 0.0..=5000.0,
+        increase: 0.0..=2.0,
+        reset: 0.02,
+        zero: 0.02,
+        spike: 0.02,
+        spike_kwh: 1e6,
+        ..Meter::default()
+    };
+    let from = base() + Duration::seconds(rng.gen_range(0..600));
+    let schedule = Schedule::new(
+        from,
+        base() + Duration::days(3),
+        Duration::seconds(1)..=Duration::minutes(4),
+    )
+    .with_gaps(0.03, Duration::minutes(15)..=Duration::hours(4));
+    meter
+        .readings(rng, &[schedule])
+        .into_iter()
+        .map(|r| EnergyPoint {
+            time: r.time,
+            energy_kwh: r.energy_kwh,
+        })
+        .collect()
 }
 
 fn line(panel: &str, point: &EnergyPoint) -> String {
@@ -123,24 +125,17 @@ fn expected_at(histories: &BTreeMap<String, Vec<EnergyPoint>>, max_power_kw: Max
     out
 }
 
+/// The rollup as stored, in the shape of [`Expected`].
 fn stored(influx: &Influx, database: &str) -> Expected {
     let mut out = Expected::new();
     for measurement in [QUARTER_MEASUREMENT, DAY_MEASUREMENT, MONTH_MEASUREMENT] {
-        let answer = influx.query(
-            database,
-            &format!("SELECT usage_nkwh, readings FROM {measurement} GROUP BY panel"),
-        );
-        let series = answer["results"][0]["series"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for s in series {
-            let panel = s["tags"]["panel"].as_str().unwrap().to_owned();
-            for row in s["values"].as_array().unwrap() {
-                let time: DateTime<Utc> = row[0].as_str().unwrap().parse().unwrap();
-                let usage = Usage::from_nano_kwh(row[1].as_i64().unwrap().into());
-                let readings = row[2].as_u64().unwrap();
-                out.insert((measurement.into(), panel.clone(), time), (usage, readings));
+        for (panel, periods) in influx.usage_rollup(database, measurement) {
+            for (start, (usage_nkwh, readings)) in periods {
+                let usage = Usage::from_nano_kwh(usage_nkwh.into());
+                out.insert(
+                    (measurement.into(), panel.clone(), start),
+                    (usage, readings),
+                );
             }
         }
     }

@@ -222,20 +222,9 @@ fn a_backfill_through_the_broker_arrives_complete() {
 
 /// The rollup's 15-minute buckets of `panel` as stored: start -> (usage nano-kWh, readings).
 fn stored_buckets(influx: &Influx, panel: &str) -> BTreeMap<DateTime<Utc>, (i64, u64)> {
-    let json = influx.query(
-        DATABASE,
-        &format!("SELECT usage_nkwh, readings FROM energy_usage_15m WHERE panel = '{panel}'"),
-    );
-    json["results"][0]["series"][0]["values"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|row| {
-                    let time = row[0].as_str().unwrap().parse().unwrap();
-                    (time, (row[1].as_i64().unwrap(), row[2].as_u64().unwrap()))
-                })
-                .collect()
-        })
+    influx
+        .usage_rollup(DATABASE, "energy_usage_15m")
+        .remove(panel)
         .unwrap_or_default()
 }
 

@@ -2,11 +2,13 @@
 //! a temporary directory that is removed when it is dropped, plus helpers to create databases,
 //! write line protocol and query.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -181,7 +183,7 @@ impl Influx {
                 break;
             };
             for row in values {
-                let time: chrono::DateTime<chrono::Utc> = row[0]
+                let time: DateTime<Utc> = row[0]
                     .as_str()
                     .and_then(|t| t.parse().ok())
                     .unwrap_or_else(|| panic!("a point without an RFC 3339 time: {row}"));
@@ -195,6 +197,76 @@ impl Influx {
         }
         rows.sort_by(|a, b| a.partial_cmp(b).expect("no NaN in stored points"));
         rows
+    }
+
+    /// [`Influx::readings`] by panel: panel -> (time in epoch ms, power_kw, energy_kwh), each
+    /// panel's in time order.
+    pub fn readings_by_panel(&self, db: &str) -> BTreeMap<String, Vec<(i64, f64, f64)>> {
+        let mut panels: BTreeMap<String, Vec<(i64, f64, f64)>> = BTreeMap::new();
+        for (panel, time_ms, power_kw, energy_kwh) in self.readings(db) {
+            panels
+                .entry(panel)
+                .or_default()
+                .push((time_ms, power_kw, energy_kwh));
+        }
+        panels
+    }
+
+    /// The panels that have series in `energy_data` (`SHOW TAG VALUES`), sorted; none when the
+    /// database does not exist yet.
+    pub fn panels(&self, db: &str) -> Vec<String> {
+        let json = self.query(db, "SHOW TAG VALUES FROM energy_data WITH KEY = \"panel\"");
+        let mut panels: Vec<String> = json["results"][0]["series"][0]["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|row| row[1].as_str().map(str::to_owned))
+            .collect();
+        panels.sort();
+        panels
+    }
+
+    /// One measurement of the usage rollup as stored (`energy_usage_15m`, `energy_usage_1d` or
+    /// `energy_usage_1mo`): panel -> start of the period -> (`usage_nkwh`, `readings`). Empty
+    /// when there is none, including when the database does not exist. Panics on a point
+    /// without both fields, and on an answer cut short by influxd's `max-row-limit`.
+    pub fn usage_rollup(
+        &self,
+        db: &str,
+        measurement: &str,
+    ) -> BTreeMap<String, BTreeMap<DateTime<Utc>, (i64, u64)>> {
+        let q = format!(
+            "SELECT usage_nkwh, readings FROM {} GROUP BY panel",
+            quote_identifier(measurement)
+        );
+        let json = self.query(db, &q);
+        let mut out: BTreeMap<String, BTreeMap<DateTime<Utc>, (i64, u64)>> = BTreeMap::new();
+        for series in json["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                series["partial"] != true,
+                "{q:?} was cut short by influxd's max-row-limit"
+            );
+            let panel = series["tags"]["panel"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a series of {measurement} without a panel: {series}"))
+                .to_owned();
+            let periods = out.entry(panel).or_default();
+            for row in series["values"].as_array().into_iter().flatten() {
+                let (Some(start), Some(usage_nkwh), Some(readings)) = (
+                    row[0].as_str().and_then(|t| t.parse().ok()),
+                    row[1].as_i64(),
+                    row[2].as_u64(),
+                ) else {
+                    panic!("a {measurement} point without time, usage_nkwh and readings: {row}");
+                };
+                periods.insert(start, (usage_nkwh, readings));
+            }
+        }
+        out
     }
 
     /// The number of `energy_kwh` values in `energy_data`, summed over all series; 0 when there

@@ -7,7 +7,8 @@
 //!
 //! - [`Mosquitto`]: a private broker, plus a tiny raw MQTT 3.1.1 client ([`mqtt`]) to publish
 //!   arbitrary bytes and to subscribe.
-//! - [`Influx`]: a private InfluxDB 1.x (`influxd`) with write/query helpers.
+//! - [`Influx`]: a private InfluxDB 1.x (`influxd`) with write/query helpers, and the stored
+//!   readings and usage rollup read back.
 //! - [`Program`], [`run_to_exit`] and [`binary`]: the workspace's own binaries, started with a
 //!   clean environment and their output captured.
 //! - [`http_get`]: a minimal GET for api-server tests; [`http_request`] for any method, with
@@ -17,6 +18,8 @@
 //! - [`ApiServer`]: the api-server program on a free port against a given InfluxDB, and
 //!   [`EventStream`] to read its Server-Sent Events.
 //! - [`wrk`]: the `wrk` load generator, run and its report read back.
+//! - [`history`]: random meter histories (irregular steps, gaps, resets, glitches) for tests
+//!   that compute the expected usage themselves.
 //! - [`sibling_binary`] and [`Program::start_exe`]: the same programs for a caller that is itself
 //!   a workspace binary (the benchmarks in `crates/bench`).
 //!
@@ -28,6 +31,7 @@
 //! signalled while it is still our un-reaped child (so its pid cannot have been reused).
 
 mod api_server;
+pub mod history;
 mod http;
 mod influx;
 mod mosquitto;

@@ -61,6 +61,57 @@ fn influx_writes_queries_and_survives_a_restart() {
 }
 
 #[test]
+fn stored_readings_and_the_usage_rollup_read_back() {
+    let influx = Influx::start();
+    // Before the database exists: nothing, rather than an error (tests poll these).
+    assert!(influx.readings("energy").is_empty());
+    assert!(influx.readings_by_panel("energy").is_empty());
+    assert!(influx.panels("energy").is_empty());
+    assert!(influx.usage_rollup("energy", "energy_usage_15m").is_empty());
+    influx.create_database("energy");
+    influx.write(
+        "energy",
+        "energy_data,panel=B power_kw=1,energy_kwh=7.25 1700000000123000000\n\
+         energy_data,panel=A power_kw=2.5,energy_kwh=3 1700000060000000000\n\
+         energy_data,panel=A power_kw=0.5,energy_kwh=1.5 1700000000000000000\n\
+         energy_usage_15m,panel=A usage_nkwh=1500000000i,readings=2i 1699999200000000000\n\
+         energy_usage_15m,panel=B usage_nkwh=7i,readings=1i 1699999200000000000\n\
+         energy_usage_1d,panel=A usage_nkwh=9i,readings=3i 1699920000000000000\n",
+    );
+    let t = 1_700_000_000_000;
+    assert_eq!(
+        influx.readings("energy"),
+        [
+            ("A".to_owned(), t, 0.5, 1.5),
+            ("A".to_owned(), t + 60_000, 2.5, 3.0),
+            ("B".to_owned(), t + 123, 1.0, 7.25),
+        ]
+    );
+    let by_panel = influx.readings_by_panel("energy");
+    assert_eq!(by_panel.len(), 2);
+    assert_eq!(by_panel["A"], [(t, 0.5, 1.5), (t + 60_000, 2.5, 3.0)]);
+    assert_eq!(by_panel["B"], [(t + 123, 1.0, 7.25)]);
+    assert_eq!(influx.panels("energy"), ["A", "B"]);
+
+    let quarter = chrono::DateTime::from_timestamp(1_699_999_200, 0).unwrap();
+    let buckets = influx.usage_rollup("energy", "energy_usage_15m");
+    assert_eq!(buckets.len(), 2);
+    assert_eq!(
+        buckets["A"].iter().collect::<Vec<_>>(),
+        [(&quarter, &(1_500_000_000, 2))]
+    );
+    assert_eq!(
+        buckets["B"].iter().collect::<Vec<_>>(),
+        [(&quarter, &(7, 1))]
+    );
+    let day = chrono::DateTime::from_timestamp(1_699_920_000, 0).unwrap();
+    let days = influx.usage_rollup("energy", "energy_usage_1d");
+    assert_eq!(days.keys().collect::<Vec<_>>(), ["A"]);
+    assert_eq!(days["A"][&day], (9, 3));
+    assert!(influx.usage_rollup("energy", "energy_usage_1mo").is_empty());
+}
+
+#[test]
 fn mosquitto_delivers_binary_qos1_and_keeps_its_port_across_a_restart() {
     let mut broker = Mosquitto::start();
     assert_ne!(broker.port, 1883);
