@@ -347,14 +347,39 @@ impl Ledger {
         self.reader.max_power_kw()
     }
 
+    /// Where the ledger ends when brought up to date at `now`: the bucket boundary a few
+    /// minutes before it (the rest comes from the recent readings).
+    pub fn until(now: DateTime<Utc>) -> DateTime<Utc> {
+        bucket_start(now - Duration::seconds(LAG_SECS))
+    }
+
     /// Brings the ledger up to date and makes it cover every bucket from `from` on (as far as
-    /// readings exist) up to a few minutes ago. Returns what of it may be used, like a rollup's
-    /// coverage: every bucket before `complete_until`.
-    pub async fn prepare(&self, from: DateTime<Utc>) -> Result<Coverage, InfluxError> {
+    /// readings exist) up to `until` (from [`Ledger::until`]) at least. Returns what of it may
+    /// be used, like a rollup's coverage: every bucket before `complete_until`, which is
+    /// `until` or later (when a request that came later already took the span further).
+    pub async fn prepare(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Coverage, InfluxError> {
         let mut log = self.growing.lock().await;
-        let until = bucket_start(Utc::now() - Duration::seconds(LAG_SECS));
-        self.read_log(&mut log).await?;
-        let earliest = self.earliest().await?;
+        let cold = self
+            .book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .span
+            .is_none();
+        let earliest = if cold {
+            // Nothing read yet: the log names nothing to read again (see `read_log`), so the
+            // earliest reading can be looked up meanwhile.
+            let (_, earliest) =
+                futures_util::future::try_join(self.read_log(&mut log), self.earliest()).await?;
+            earliest
+        } else {
+            // The log may name readings before the span, and so an earlier earliest reading.
+            self.read_log(&mut log).await?;
+            self.earliest().await?
+        };
         let from = bucket_start(from)
             .max(earliest.map_or(until, bucket_start))
             .min(until);
@@ -461,21 +486,44 @@ impl Ledger {
             .earliest
             .flatten()
             .is_none_or(|earliest| start <= earliest);
-        let before = if before_known_empty {
-            BTreeMap::new()
-        } else {
-            self.reader.readings_before(start).await?
-        };
-        let mut days = Days::new();
         let max_power_kw = self.max_power_kw();
         let read_at = now_nanos();
         let started = Instant::now();
+        // The readings before the span are looked up while the slices are read: slices that
+        // arrive first wait for them (a small statement, so at most a slice or two).
+        let before_read = async {
+            if before_known_empty {
+                Ok(BTreeMap::new())
+            } else {
+                self.reader.readings_before(start).await
+            }
+        };
+        let before = std::sync::OnceLock::new();
+        let mut waiting = Vec::new();
+        let mut days = Days::new();
         let mut readings = 0;
-        self.read_slices(start, end, |points| {
+        let slices_read = self.read_slices(start, end, |points| {
             readings += points.values().map(Vec::len).sum::<usize>();
-            absorb(&mut days, points, &before, max_power_kw)
-        })
-        .await?;
+            match before.get() {
+                Some(before) => {
+                    for points in waiting.drain(..) {
+                        absorb(&mut days, points, before, max_power_kw);
+                    }
+                    absorb(&mut days, points, before, max_power_kw);
+                }
+                None => waiting.push(points),
+            }
+        });
+        let before_read = async {
+            let found = before_read.await?;
+            let _ = before.set(found);
+            Ok(())
+        };
+        futures_util::future::try_join(before_read, slices_read).await?;
+        let before = before.into_inner().unwrap_or_default();
+        for points in waiting {
+            absorb(&mut days, points, &before, max_power_kw);
+        }
         tracing::info!(
             from = %start,
             to = %end,

@@ -202,10 +202,11 @@ impl Store {
     }
 
     /// Where the sums of `periods` come from: the rollup if there is a usable one, the ledger
-    /// otherwise (brought up to date and made to cover them).
-    async fn source(&self, periods: &[Period]) -> Result<Source, InfluxError> {
+    /// otherwise (brought up to date and made to cover them), with the recent readings after
+    /// the ledger's end, read meanwhile. (After a rollup, the caller reads them beside its sums.)
+    async fn source(&self, periods: &[Period]) -> Result<(Source, Option<Recent>), InfluxError> {
         if let Some(coverage) = self.rollup_coverage().await? {
-            return Ok(Source::Rollup(coverage));
+            return Ok((Source::Rollup(coverage), None));
         }
         let limit =
             influx_time_limit().min(Utc::now() + chrono::Duration::seconds(FUTURE_MARGIN_SECS));
@@ -215,7 +216,27 @@ impl Store {
             .map(|p| p.start)
             .min()
             .unwrap_or_else(Utc::now);
-        Ok(Source::Ledger(self.ledger.prepare(from).await?))
+        // The ledger ends at `until` or later, so readings from shortly before `until` on hold
+        // everything after its end.
+        let until = Ledger::until(Utc::now());
+        let (coverage, recent) = futures_util::future::try_join(
+            self.ledger.prepare(from, until),
+            self.recent(Some(until)),
+        )
+        .await?;
+        Ok((Source::Ledger(coverage), Some(recent)))
+    }
+
+    /// The recent readings after `source`'s end: `read` if already read, else read now.
+    async fn recent_after(
+        &self,
+        source: Source,
+        read: Option<Recent>,
+    ) -> Result<Recent, InfluxError> {
+        match read {
+            Some(recent) => Ok(recent),
+            None => self.recent(Some(source.coverage().complete_until)).await,
+        }
     }
 
     /// What of the usage rollup may be used, if there is a rollup computed with this server's
@@ -305,10 +326,10 @@ impl Store {
         &self,
         periods: &[Period],
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
-        let source = self.source(periods).await?;
+        let (source, recent) = self.source(periods).await?;
         let plans = self.plan(periods, Some(source));
         let (recent, answers) = futures_util::future::try_join(
-            self.recent(Some(source.coverage().complete_until)),
+            self.recent_after(source, recent),
             self.run_each_once(statements_of(&plans)),
         )
         .await?;
@@ -324,12 +345,12 @@ impl Store {
         day: Period,
     ) -> Result<(ByPanel<DayStats>, ByPanel<Usage>), InfluxError> {
         let power_statement = queries::day_power(day);
-        let source = self.source(&[day]).await?;
+        let (source, recent) = self.source(&[day]).await?;
         let plans = self.plan(&[day], Some(source));
         let mut batch = statements_of(&plans);
         batch.raw.push(vec![power_statement.clone()]);
         let (recent, answers) = futures_util::future::try_join(
-            self.recent(Some(source.coverage().complete_until)),
+            self.recent_after(source, recent),
             self.run_each_once(batch),
         )
         .await?;

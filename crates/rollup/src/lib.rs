@@ -334,10 +334,7 @@ impl Rollup {
 
     /// The time of the earliest reading of any panel.
     pub async fn earliest_reading(&self) -> Result<Option<DateTime<Utc>>, InfluxError> {
-        let statement = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} GROUP BY panel ORDER BY time ASC LIMIT 1"
-        );
-        let results = match self.influx.query_ns(&statement).await {
+        let results = match self.influx.query_ns(&queries::earliest_reading()).await {
             Err(error) if error.is_database_missing() => return Ok(None),
             other => other?,
         };

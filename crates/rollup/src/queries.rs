@@ -106,6 +106,20 @@ pub fn reading_before_unbounded(start: DateTime<Utc>, panels: &[String]) -> Stri
     )
 }
 
+/// The earliest reading of all (of any panel), one row: ungrouped, InfluxDB stops at the first
+/// point of the earliest shard, where `GROUP BY panel` would look at every panel's.
+pub fn earliest_reading() -> String {
+    format!("SELECT energy_kwh FROM {MEASUREMENT} ORDER BY time ASC LIMIT 1")
+}
+
+/// Each panel's last reading before `at`, every panel.
+pub fn every_reading_before(at: DateTime<Utc>) -> String {
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
+        time_literal(at),
+    )
+}
+
 /// Each panel's peak and mean power in `day`: parse with [`parse_day_power`].
 pub fn day_power(day: Period) -> String {
     format!(
@@ -364,6 +378,14 @@ mod tests {
             (
                 known_panels(),
                 "SHOW TAG VALUES FROM energy_data WITH KEY = \"panel\"",
+            ),
+            (
+                earliest_reading(),
+                "SELECT energy_kwh FROM energy_data ORDER BY time ASC LIMIT 1",
+            ),
+            (
+                every_reading_before(start),
+                "SELECT energy_kwh FROM energy_data WHERE time < '2026-11-27T05:15:00.000000000Z' GROUP BY panel ORDER BY time DESC LIMIT 1",
             ),
         ];
         for (statement, expected) in cases {

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use energy_core::influxql::time_literal;
-use energy_core::{EnergyPoint, Period, MEASUREMENT};
+use energy_core::{EnergyPoint, Period};
 use energy_influx::InfluxError;
 
 use crate::{points_by_panel, queries, Rollup};
@@ -35,11 +34,7 @@ impl Rollup {
         &self,
         at: DateTime<Utc>,
     ) -> Result<BTreeMap<String, EnergyPoint>, InfluxError> {
-        let statement = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
-            time_literal(at),
-        );
-        match self.query_points(&statement).await {
+        match self.query_points(&queries::every_reading_before(at)).await {
             Ok(results) => Ok(points_by_panel(results.first())
                 .into_iter()
                 .filter_map(|(panel, points)| Some((panel, *points.last()?)))
