@@ -44,6 +44,10 @@ const READS_SIDE_BY_SIDE: usize = 4;
 /// The longest slice of time read in one request.
 const MAX_SLICE_SECS: i64 = 12 * 3600;
 
+/// A first request whose period starts at most this long before the ledger's end is read
+/// without looking up the earliest reading first.
+const NEAR: Duration = Duration::days(2);
+
 /// How often a database found without readings is asked again for its earliest one.
 const EMPTY_RECHECK: StdDuration = StdDuration::from_secs(10);
 
@@ -369,20 +373,28 @@ impl Ledger {
             .unwrap_or_else(|e| e.into_inner())
             .span
             .is_none();
-        let earliest = if cold {
-            // Nothing read yet: the log names nothing to read again (see `read_log`), so the
-            // earliest reading can be looked up meanwhile.
-            let (_, earliest) =
-                futures_util::future::try_join(self.read_log(&mut log), self.earliest()).await?;
-            earliest
-        } else {
-            // The log may name readings before the span, and so an earlier earliest reading.
+        let from = bucket_start(from).min(until);
+        let from = if cold && until - from <= NEAR {
+            // A first request about the last day or two (today's usage) reads them at once:
+            // looking for the earliest reading first would only spare it reading a few empty
+            // hours of a new database.
             self.read_log(&mut log).await?;
-            self.earliest().await?
+            from
+        } else {
+            let earliest = if cold {
+                // Nothing read yet: the log names nothing to read again (see `read_log`), so
+                // the earliest reading can be looked up meanwhile.
+                let (_, earliest) =
+                    futures_util::future::try_join(self.read_log(&mut log), self.earliest())
+                        .await?;
+                earliest
+            } else {
+                // The log may name readings before the span, and so an earlier earliest one.
+                self.read_log(&mut log).await?;
+                self.earliest().await?
+            };
+            from.max(earliest.map_or(until, bucket_start)).min(until)
         };
-        let from = bucket_start(from)
-            .max(earliest.map_or(until, bucket_start))
-            .min(until);
         let span = self.book.read().unwrap_or_else(|e| e.into_inner()).span;
         match span {
             None => self.extend_back(from, until).await?,
@@ -479,13 +491,13 @@ impl Ledger {
             }
             return Ok(());
         }
-        let before_known_empty = self
-            .book
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .earliest
-            .flatten()
-            .is_none_or(|earliest| start <= earliest);
+        // Known only once the earliest reading was looked up (`None` until then).
+        let before_known_empty = match self.book.read().unwrap_or_else(|e| e.into_inner()).earliest
+        {
+            Some(Some(earliest)) => start <= earliest,
+            Some(None) => true,
+            None => false,
+        };
         let max_power_kw = self.max_power_kw();
         let read_at = now_nanos();
         let started = Instant::now();
