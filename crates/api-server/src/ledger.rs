@@ -42,7 +42,7 @@ const LAG_SECS: i64 = 5 * 60;
 const READS_SIDE_BY_SIDE: usize = 4;
 
 /// The longest slice of time read in one request.
-const MAX_SLICE_SECS: i64 = 12 * 3600;
+const MAX_SLICE_SECS: i64 = 24 * 3600;
 
 /// A first request whose period starts at most this long before the ledger's end is read
 /// without looking up the earliest reading first.
