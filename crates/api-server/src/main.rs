@@ -71,12 +71,7 @@ async fn main() -> std::process::ExitCode {
     let metrics = crate::metrics::install();
     tokio::spawn(crate::metrics::upkeep(metrics.clone()));
     let state = Arc::new(AppState {
-        store: Store::new(
-            influx,
-            settings.max_power_kw,
-            std::time::Duration::from_millis(settings.query_cache_ms),
-            settings.log_settle(),
-        ),
+        store: Store::new(influx, &settings),
         timezone: settings.timezone,
         tariff: settings.tariff(),
         offline_after_secs: settings.offline_after_secs,

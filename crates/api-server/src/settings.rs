@@ -50,6 +50,13 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub query_cache_ms: u64,
 
+    /// How far behind now the usage rollup may have got before this server stops using it and
+    /// answers from its own sums of the raw readings (its writer stopped or fell behind; see
+    /// docs/accounting.md). A writer records its progress every 2 s at the least.
+    #[arg(long, env = "ROLLUP_STALE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub rollup_stale_secs: u64,
+
     /// Bearer token every /api request must carry (`Authorization: Bearer <token>`); /health
     /// stays open for load balancers. Unset: no authentication. Never logged.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]

@@ -35,12 +35,7 @@ pub(crate) mod tests {
         .unwrap();
         let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
         Arc::new(AppState {
-            store: Store::new(
-                influx,
-                settings.max_power_kw,
-                std::time::Duration::from_millis(settings.query_cache_ms),
-                settings.log_settle(),
-            ),
+            store: Store::new(influx, &settings),
             timezone: settings.timezone,
             tariff: settings.tariff(),
             offline_after_secs: settings.offline_after_secs,

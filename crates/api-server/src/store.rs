@@ -37,6 +37,7 @@ use energy_rollup::queries::{self, Recent};
 
 use crate::cache::QueryCache;
 use crate::ledger::Ledger;
+use crate::settings::Settings;
 
 pub use energy_rollup::queries::Latest;
 
@@ -57,6 +58,10 @@ pub struct Store {
     cache: QueryCache<Vec<StatementResult>>,
     /// Whether a rollup computed with another `MAX_POWER_KW` was already reported.
     mismatch_logged: AtomicBool,
+    /// How far behind now the rollup may be and still be used (`ROLLUP_STALE_SECS`).
+    rollup_stale: chrono::Duration,
+    /// Whether the server is answering without the rollup because it is stale (said once).
+    stale_logged: AtomicBool,
     /// Exact sums computed here, for when there is no usable rollup.
     ledger: Ledger,
 }
@@ -182,21 +187,19 @@ const FUTURE_MARGIN_SECS: i64 = 86_400;
 impl Store {
     /// `log_settle`: how old an invalidation log entry must be before every reading it names
     /// can be read (see `energy_rollup::LogCursor`).
-    pub fn new(
-        influx: InfluxClient,
-        max_power_kw: MaxPower,
-        cache_ttl: Duration,
-        log_settle: Duration,
-    ) -> Self {
+    pub fn new(influx: InfluxClient, settings: &Settings) -> Self {
+        let max_power_kw = settings.max_power_kw;
         let ledger = Ledger::new(
             energy_rollup::Rollup::new(influx.clone(), max_power_kw),
-            log_settle,
+            settings.log_settle(),
         );
         Self {
             influx,
             max_power_kw,
-            cache: QueryCache::new(cache_ttl),
+            cache: QueryCache::new(Duration::from_millis(settings.query_cache_ms)),
+            rollup_stale: chrono::Duration::seconds(settings.rollup_stale_secs as i64),
             mismatch_logged: AtomicBool::new(false),
+            stale_logged: AtomicBool::new(false),
             ledger,
         }
     }
@@ -256,6 +259,28 @@ impl Store {
                 );
             }
             return Ok(None);
+        }
+        // A writer records its progress every few seconds: a rollup far behind now has no
+        // writer at work, and readings stored meanwhile for times it covers (a late backlog)
+        // are not in its sums. The ledger reads them.
+        let behind = Utc::now() - state.complete_until;
+        if behind > self.rollup_stale {
+            if !self.stale_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    complete_until = %state.complete_until,
+                    behind_secs = behind.num_seconds(),
+                    "the usage rollup is not being kept (its writer, the subscriber with \
+                     ROLLUP_WRITER=true, is stopped or far behind): answering from the raw \
+                     readings until it catches up"
+                );
+            }
+            return Ok(None);
+        }
+        if self.stale_logged.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                complete_until = %state.complete_until,
+                "the usage rollup is kept again: answering from it"
+            );
         }
         Ok(Some(state.coverage()))
     }

@@ -453,6 +453,8 @@ fn a_bad_setting_stops_the_program_naming_it() {
             ("INFLUX_TIMEOUT_MS", "0"),
             ("CORS_ORIGINS", "dash.example"),
             ("CORS_ORIGINS", "http://dash.example/"),
+            ("ROLLUP_STALE_SECS", "0"),
+            ("ROLLUP_STALE_SECS", "soon"),
         ],
         &[],
     );
@@ -474,6 +476,7 @@ fn help_documents_every_setting() {
             "MAX_POWER_KW",
             "API_ADDR",
             "QUERY_CACHE_MS",
+            "ROLLUP_STALE_SECS",
             "API_TOKEN",
             "CORS_ORIGINS",
             "LOG_FORMAT",

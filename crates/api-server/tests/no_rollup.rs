@@ -212,8 +212,7 @@ fn without_a_rollup_figures_are_the_raw_maths_and_follow_late_readings() {
     );
 
     // Late readings through the real subscriber, which keeps no rollup but writes the
-    // invalidation log with them: into days the api-server has read (a pair in the middle of
-    // a day 10 days ago, a reading before the panel's first one, one in yesterday).
+    // invalidation log with them, into days the api-server has read.
     let broker = Mosquitto::start();
     let _subscriber = start_subscriber(
         &broker,
@@ -224,6 +223,108 @@ fn without_a_rollup_figures_are_the_raw_maths_and_follow_late_readings() {
             ("MAX_POWER_KW", max_power.clone()),
         ],
     );
+    publish_late(&broker, &mut all, now);
+    let mut last = Vec::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the figures to follow the late readings",
+        || {
+            last = differences(&api, &all, tz);
+            last.is_empty()
+        },
+    );
+    let state = influx.query("energy", "SELECT * FROM energy_rollup_state");
+    assert!(
+        state["results"][0]["series"].is_null(),
+        "no rollup was written, so the figures came from the ledger: {state}"
+    );
+}
+
+/// The rollup's writer dies; a replica that keeps no rollup goes on storing readings, late ones
+/// among them, for days the rollup covers. Those are in no rollup sum, so once the rollup has
+/// not moved for `ROLLUP_STALE_SECS` the api-server must answer from the raw readings (and say
+/// so in its log), and its figures must follow the late readings.
+#[test]
+fn a_rollup_whose_writer_stopped_is_not_trusted_with_late_readings() {
+    let tz: Tz = ZONE.parse().unwrap();
+    let now = Utc::now().timestamp();
+    let rng = &mut StdRng::seed_from_u64(now as u64 ^ 0x5eed);
+    let mut all = history(rng, now);
+    let influx = Influx::start();
+    influx.create_database("energy");
+    let lines: String = all
+        .iter()
+        .flat_map(|(panel, readings)| readings.iter().map(|&r| line(panel, r)))
+        .collect();
+    influx.write("energy", &lines);
+
+    // The writer rolls up the history it finds.
+    let broker = Mosquitto::start();
+    let max_power = MAX_POWER_KW.to_string();
+    let mut writer = start_subscriber(
+        &broker,
+        &influx,
+        "stale-writer",
+        &[("MAX_POWER_KW", max_power.clone())],
+    );
+    let complete_until = || {
+        influx.query(
+            "energy",
+            "SELECT last(complete_until) FROM energy_rollup_state",
+        )["results"][0]["series"][0]["values"][0][1]
+            .as_i64()
+    };
+    let started_ns = now * 1_000_000_000;
+    wait_until(Duration::from_secs(60), "the rollup to be built", || {
+        complete_until().is_some_and(|until| until > started_ns)
+    });
+    let settings = [
+        ("TIMEZONE", ZONE),
+        ("QUERY_CACHE_MS", "0"),
+        ("MAX_POWER_KW", max_power.as_str()),
+        ("INFLUX_TIMEOUT_MS", "2000"),
+        ("ROLLUP_STALE_SECS", "5"),
+    ];
+    let mut api = ApiServer::start(&influx.url(), "energy", &settings);
+    let wrong = differences(&api, &all, tz);
+    assert!(
+        wrong.is_empty(),
+        "from the rollup:\n  {}",
+        wrong.join("\n  ")
+    );
+
+    writer.kill();
+    let _replica = start_subscriber(
+        &broker,
+        &influx,
+        "stale-replica",
+        &[
+            ("ROLLUP_WRITER", "false".to_owned()),
+            ("MAX_POWER_KW", max_power.clone()),
+        ],
+    );
+    publish_late(&broker, &mut all, now);
+    let mut last = Vec::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the figures to follow the late readings",
+        || {
+            last = differences(&api, &all, tz);
+            last.is_empty()
+        },
+    );
+    assert!(
+        api.program()
+            .output()
+            .contains("the usage rollup is not being kept"),
+        "the api-server says why it left the rollup:\n{}",
+        api.program().output()
+    );
+}
+
+/// Publishes late readings into days an api-server has read (a pair in the middle of a day 10
+/// days ago, a reading before `NR_C`'s first one, one in yesterday) and adds them to `all`.
+fn publish_late(broker: &Mosquitto, all: &mut BTreeMap<&'static str, Vec<Reading>>, now: i64) {
     let mut late: Vec<(&str, Reading)> = Vec::new();
     for (panel, at) in [("NR_A", now - 10 * 86_400), ("NR_B", now - 86_400)] {
         let readings = &all[panel];
@@ -262,18 +363,4 @@ fn without_a_rollup_figures_are_the_raw_maths_and_follow_late_readings() {
         readings.push(*reading);
         readings.sort();
     }
-    let mut last = Vec::new();
-    wait_until(
-        Duration::from_secs(30),
-        "the figures to follow the late readings",
-        || {
-            last = differences(&api, &all, tz);
-            last.is_empty()
-        },
-    );
-    let state = influx.query("energy", "SELECT * FROM energy_rollup_state");
-    assert!(
-        state["results"][0]["series"].is_null(),
-        "no rollup was written, so the figures came from the ledger: {state}"
-    );
 }
