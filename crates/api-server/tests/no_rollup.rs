@@ -188,22 +188,9 @@ fn without_a_rollup_figures_are_the_raw_maths_and_follow_late_readings() {
         .count();
     assert!(glitches > 0, "the history holds glitches");
 
-    let influx = Influx::start();
-    influx.create_database("energy");
-    let lines: String = all
-        .iter()
-        .flat_map(|(panel, readings)| readings.iter().map(|&r| line(panel, r)))
-        .collect();
-    influx.write("energy", &lines);
+    let influx = influx_holding(&all);
 
-    let max_power = MAX_POWER_KW.to_string();
-    let settings = [
-        ("TIMEZONE", ZONE),
-        ("QUERY_CACHE_MS", "0"),
-        ("MAX_POWER_KW", max_power.as_str()),
-        ("INFLUX_TIMEOUT_MS", "2000"),
-    ];
-    let api = ApiServer::start(&influx.url(), "energy", &settings);
+    let api = start_api(&influx, &[]);
     let wrong = differences(&api, &all, tz);
     assert!(
         wrong.is_empty(),
@@ -214,24 +201,11 @@ fn without_a_rollup_figures_are_the_raw_maths_and_follow_late_readings() {
     // Late readings through the real subscriber, which keeps no rollup but writes the
     // invalidation log with them, into days the api-server has read.
     let broker = Mosquitto::start();
-    let _subscriber = start_subscriber(
-        &broker,
-        &influx,
-        "no-rollup-sub",
-        &[
-            ("ROLLUP_WRITER", "false".to_owned()),
-            ("MAX_POWER_KW", max_power.clone()),
-        ],
-    );
-    publish_late(&broker, &mut all, now);
-    let mut last = Vec::new();
+    let _replica = replica_publishes_late(&broker, &influx, &mut all, now);
     wait_until(
         Duration::from_secs(30),
         "the figures to follow the late readings",
-        || {
-            last = differences(&api, &all, tz);
-            last.is_empty()
-        },
+        || differences(&api, &all, tz).is_empty(),
     );
     let state = influx.query("energy", "SELECT * FROM energy_rollup_state");
     assert!(
@@ -250,22 +224,15 @@ fn a_rollup_whose_writer_stopped_is_not_trusted_with_late_readings() {
     let now = Utc::now().timestamp();
     let rng = &mut StdRng::seed_from_u64(now as u64 ^ 0x5eed);
     let mut all = history(rng, now);
-    let influx = Influx::start();
-    influx.create_database("energy");
-    let lines: String = all
-        .iter()
-        .flat_map(|(panel, readings)| readings.iter().map(|&r| line(panel, r)))
-        .collect();
-    influx.write("energy", &lines);
+    let influx = influx_holding(&all);
 
     // The writer rolls up the history it finds.
     let broker = Mosquitto::start();
-    let max_power = MAX_POWER_KW.to_string();
     let mut writer = start_subscriber(
         &broker,
         &influx,
         "stale-writer",
-        &[("MAX_POWER_KW", max_power.clone())],
+        &[("MAX_POWER_KW", MAX_POWER_KW.to_string())],
     );
     let complete_until = || {
         influx.query(
@@ -278,14 +245,7 @@ fn a_rollup_whose_writer_stopped_is_not_trusted_with_late_readings() {
     wait_until(Duration::from_secs(60), "the rollup to be built", || {
         complete_until().is_some_and(|until| until > started_ns)
     });
-    let settings = [
-        ("TIMEZONE", ZONE),
-        ("QUERY_CACHE_MS", "0"),
-        ("MAX_POWER_KW", max_power.as_str()),
-        ("INFLUX_TIMEOUT_MS", "2000"),
-        ("ROLLUP_STALE_SECS", "5"),
-    ];
-    let mut api = ApiServer::start(&influx.url(), "energy", &settings);
+    let mut api = start_api(&influx, &[("ROLLUP_STALE_SECS", "5")]);
     let wrong = differences(&api, &all, tz);
     assert!(
         wrong.is_empty(),
@@ -294,24 +254,11 @@ fn a_rollup_whose_writer_stopped_is_not_trusted_with_late_readings() {
     );
 
     writer.kill();
-    let _replica = start_subscriber(
-        &broker,
-        &influx,
-        "stale-replica",
-        &[
-            ("ROLLUP_WRITER", "false".to_owned()),
-            ("MAX_POWER_KW", max_power.clone()),
-        ],
-    );
-    publish_late(&broker, &mut all, now);
-    let mut last = Vec::new();
+    let _replica = replica_publishes_late(&broker, &influx, &mut all, now);
     wait_until(
         Duration::from_secs(30),
         "the figures to follow the late readings",
-        || {
-            last = differences(&api, &all, tz);
-            last.is_empty()
-        },
+        || differences(&api, &all, tz).is_empty(),
     );
     assert!(
         api.program()
@@ -320,6 +267,53 @@ fn a_rollup_whose_writer_stopped_is_not_trusted_with_late_readings() {
         "the api-server says why it left the rollup:\n{}",
         api.program().output()
     );
+}
+
+/// A private influxd whose database `energy` holds `all`, written straight into it.
+fn influx_holding(all: &BTreeMap<&'static str, Vec<Reading>>) -> Influx {
+    let influx = Influx::start();
+    influx.create_database("energy");
+    let lines: String = all
+        .iter()
+        .flat_map(|(panel, readings)| readings.iter().map(|&r| line(panel, r)))
+        .collect();
+    influx.write("energy", &lines);
+    influx
+}
+
+/// The api-server over `influx`, in `ZONE`, without an answer cache, with `extra` settings.
+fn start_api(influx: &Influx, extra: &[(&str, &str)]) -> ApiServer {
+    let max_power = MAX_POWER_KW.to_string();
+    let mut settings = vec![
+        ("TIMEZONE", ZONE),
+        ("QUERY_CACHE_MS", "0"),
+        ("MAX_POWER_KW", max_power.as_str()),
+        ("INFLUX_TIMEOUT_MS", "2000"),
+    ];
+    settings.extend_from_slice(extra);
+    ApiServer::start(&influx.url(), "energy", &settings)
+}
+
+/// Starts a subscriber that keeps no rollup (`ROLLUP_WRITER=false`) but writes the
+/// invalidation log with its readings, and publishes the late readings of [`publish_late`]
+/// through it.
+fn replica_publishes_late(
+    broker: &Mosquitto,
+    influx: &Influx,
+    all: &mut BTreeMap<&'static str, Vec<Reading>>,
+    now: i64,
+) -> test_support::Program {
+    let replica = start_subscriber(
+        broker,
+        influx,
+        "no-rollup-replica",
+        &[
+            ("ROLLUP_WRITER", "false".to_owned()),
+            ("MAX_POWER_KW", MAX_POWER_KW.to_string()),
+        ],
+    );
+    publish_late(broker, all, now);
+    replica
 }
 
 /// Publishes late readings into days an api-server has read (a pair in the middle of a day 10
