@@ -19,7 +19,7 @@
 //! end; a restart of the api-server forgets everything and starts over.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -320,7 +320,49 @@ struct LogState {
     pending: BTreeSet<i64>,
 }
 
-pub struct Ledger {
+/// The ledger, shared with the read it may have under way: a read goes on when the request
+/// that started it gives up (its timeout), so the next request finds it done, or waits for it,
+/// instead of starting over (a year of readings can take longer than one request may).
+#[derive(Clone)]
+pub struct Ledger(Arc<Shared>);
+
+impl Ledger {
+    /// A ledger that reads with `reader` and reads the invalidation log from now on, reading
+    /// each entry for good once `settle` old (see `LogCursor`).
+    pub fn new(reader: Rollup, settle: StdDuration) -> Ledger {
+        Ledger(Arc::new(Shared::new(reader, settle)))
+    }
+
+    /// Where the ledger ends when brought up to date at `now`: the bucket boundary a few
+    /// minutes before it (the rest comes from the recent readings).
+    pub fn until(now: DateTime<Utc>) -> DateTime<Utc> {
+        bucket_start(now - Duration::seconds(LAG_SECS))
+    }
+
+    /// See [`Shared::prepare`]; runs as a task of its own, which finishes even if this call is
+    /// dropped.
+    pub async fn prepare(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Coverage, InfluxError> {
+        let shared = Arc::clone(&self.0);
+        match tokio::spawn(async move { shared.prepare(from, until).await }).await {
+            Ok(coverage) => coverage,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(InfluxError::Unreachable(
+                "the ledger's read was cancelled: the server is stopping".into(),
+            )),
+        }
+    }
+
+    /// Each panel's usage in `period` (see [`Shared::usage`]).
+    pub fn usage(&self, period: Period) -> BTreeMap<String, Usage> {
+        self.0.usage(period)
+    }
+}
+
+struct Shared {
     reader: Rollup,
     book: RwLock<Book>,
     /// Held while the ledger reads from InfluxDB: one reader at a time, so that two requests
@@ -328,15 +370,13 @@ pub struct Ledger {
     growing: tokio::sync::Mutex<LogState>,
 }
 
-impl Ledger {
-    /// A ledger that reads with `reader` and reads the invalidation log from now on, reading
-    /// each entry for good once `settle` old (see `LogCursor`).
-    pub fn new(reader: Rollup, settle: StdDuration) -> Ledger {
+impl Shared {
+    fn new(reader: Rollup, settle: StdDuration) -> Shared {
         let now = Utc::now()
             .timestamp_nanos_opt()
             .unwrap_or_default()
             .saturating_sub(settle.as_nanos() as i64);
-        Ledger {
+        Shared {
             reader,
             book: RwLock::new(Book::default()),
             growing: tokio::sync::Mutex::new(LogState {
@@ -351,17 +391,11 @@ impl Ledger {
         self.reader.max_power_kw()
     }
 
-    /// Where the ledger ends when brought up to date at `now`: the bucket boundary a few
-    /// minutes before it (the rest comes from the recent readings).
-    pub fn until(now: DateTime<Utc>) -> DateTime<Utc> {
-        bucket_start(now - Duration::seconds(LAG_SECS))
-    }
-
     /// Brings the ledger up to date and makes it cover every bucket from `from` on (as far as
     /// readings exist) up to `until` (from [`Ledger::until`]) at least. Returns what of it may
     /// be used, like a rollup's coverage: every bucket before `complete_until`, which is
     /// `until` or later (when a request that came later already took the span further).
-    pub async fn prepare(
+    async fn prepare(
         &self,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
