@@ -185,8 +185,8 @@ fn influx_time_limit() -> DateTime<Utc> {
 const FUTURE_MARGIN_SECS: i64 = 86_400;
 
 impl Store {
-    /// `log_settle`: how old an invalidation log entry must be before every reading it names
-    /// can be read (see `energy_rollup::LogCursor`).
+    /// A store over `influx` with `settings`' `MAX_POWER_KW`, `QUERY_CACHE_MS`,
+    /// `ROLLUP_STALE_SECS` and the log's settle time (`Settings::log_settle`).
     pub fn new(influx: InfluxClient, settings: &Settings) -> Self {
         let max_power_kw = settings.max_power_kw;
         let ledger = Ledger::new(
