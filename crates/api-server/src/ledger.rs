@@ -187,7 +187,8 @@ impl Book {
     }
 
     /// Puts the days read from `[period)` (which ends where the span starts, or is the first
-    /// span), with `before` the readings before it, before the span.
+    /// span), with `before` the readings before it, before the span. Each panel's first day
+    /// in `period` is opened here with `before`, whatever its reader knew then.
     fn prepend(
         &mut self,
         days: Days,
@@ -214,6 +215,7 @@ impl Book {
         self.before = before;
         let span_end = self.span.map_or(period.end, |(_, e)| e);
         self.span = Some((period.start, span_end));
+        self.reopen_after(period.start, max_power_kw);
         self.reopen_after(period.end, max_power_kw);
     }
 
@@ -323,7 +325,6 @@ struct LogState {
 /// The ledger, shared with the read it may have under way: a read goes on when the request
 /// that started it gives up (its timeout), so the next request finds it done, or waits for it,
 /// instead of starting over (a year of readings can take longer than one request may).
-#[derive(Clone)]
 pub struct Ledger(Arc<Shared>);
 
 impl Ledger {
@@ -535,8 +536,8 @@ impl Shared {
         let max_power_kw = self.max_power_kw();
         let read_at = now_nanos();
         let started = Instant::now();
-        // The readings before the span are looked up while the slices are read: slices that
-        // arrive first wait for them (a small statement, so at most a slice or two).
+        // The readings before the span are looked up while the slices are read, which open each
+        // panel's first day without them: `Book::prepend` opens those days again with them.
         let before_read = async {
             if before_known_empty {
                 Ok(BTreeMap::new())
@@ -544,32 +545,14 @@ impl Shared {
                 self.reader.readings_before(start).await
             }
         };
-        let before = std::sync::OnceLock::new();
-        let mut waiting = Vec::new();
+        let none_known = BTreeMap::new();
         let mut days = Days::new();
         let mut readings = 0;
         let slices_read = self.read_slices(start, end, |points| {
             readings += points.values().map(Vec::len).sum::<usize>();
-            match before.get() {
-                Some(before) => {
-                    for points in waiting.drain(..) {
-                        absorb(&mut days, points, before, max_power_kw);
-                    }
-                    absorb(&mut days, points, before, max_power_kw);
-                }
-                None => waiting.push(points),
-            }
+            absorb(&mut days, points, &none_known, max_power_kw);
         });
-        let before_read = async {
-            let found = before_read.await?;
-            let _ = before.set(found);
-            Ok(())
-        };
-        futures_util::future::try_join(before_read, slices_read).await?;
-        let before = before.into_inner().unwrap_or_default();
-        for points in waiting {
-            absorb(&mut days, points, &before, max_power_kw);
-        }
+        let (before, ()) = futures_util::future::try_join(before_read, slices_read).await?;
         tracing::info!(
             from = %start,
             to = %end,
@@ -841,7 +824,8 @@ mod tests {
             let mut days = Days::new();
             let b1 = before(&all, middle.start);
             for slice in slices(rng, &all, middle) {
-                absorb(&mut days, slice, &b1, max_kw());
+                // As `Shared::extend_back` does: the readings before come to `prepend`.
+                absorb(&mut days, slice, &BTreeMap::new(), max_kw());
             }
             book.prepend(days, b1, middle, max_kw());
             assert_matches(&book, &all, middle, rng);
@@ -865,7 +849,8 @@ mod tests {
             let b0 = before(&all, earlier.start);
             let mut days = Days::new();
             for slice in slices(rng, &all, earlier) {
-                absorb(&mut days, slice, &b0, max_kw());
+                // As `Shared::extend_back` does: the readings before come to `prepend`.
+                absorb(&mut days, slice, &BTreeMap::new(), max_kw());
             }
             book.prepend(days, b0, earlier, max_kw());
             assert_eq!(book.span, Some((grain(c0), grain(c3))));
