@@ -98,12 +98,7 @@ pub fn reading_before_within_lookback(start: DateTime<Utc>, panels: &[String]) -
 /// The last reading before `start` of each of `panels`, without a bound (for those silent
 /// longer than `LOOKBACK`): parse with [`parse_reading_before`].
 pub fn reading_before_unbounded(start: DateTime<Utc>, panels: &[String]) -> String {
-    format!(
-        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} AND {} \
-         GROUP BY panel ORDER BY time DESC LIMIT 1",
-        time_literal(start),
-        panel_filter(panels)
-    )
+    last_reading_before(start, &format!(" AND {}", panel_filter(panels)))
 }
 
 /// The earliest reading of all (of any panel), one row: ungrouped, InfluxDB stops at the first
@@ -114,8 +109,15 @@ pub fn earliest_reading() -> String {
 
 /// Each panel's last reading before `at`, every panel.
 pub fn every_reading_before(at: DateTime<Utc>) -> String {
+    last_reading_before(at, "")
+}
+
+/// Each panel's last reading before `at`, among the readings that also meet `and` (empty, or
+/// ` AND …`).
+fn last_reading_before(at: DateTime<Utc>, and: &str) -> String {
     format!(
-        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {}{and} \
+         GROUP BY panel ORDER BY time DESC LIMIT 1",
         time_literal(at),
     )
 }
