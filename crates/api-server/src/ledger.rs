@@ -1,14 +1,15 @@
 //! The ledger: exact 15-minute usage sums per panel, computed here from raw readings and held
 //! in memory, for when InfluxDB holds no usable rollup (history written by another tool, a
-//! deployment whose subscriber keeps no rollup, a rollup computed with another `MAX_POWER_KW`,
-//! or while a rebuild runs). See docs/accounting.md, "Without a rollup".
+//! deployment whose subscriber keeps no rollup, a rollup computed with other settings or by an
+//! earlier rule, or while a rebuild runs). See docs/accounting.md, "Without a rollup".
 //!
 //! The ledger covers one contiguous span `[start, until)` of bucket boundaries. Every reading in
-//! it is read once, in slices side by side, and every pair is computed with the core's pair rule,
-//! exactly as the rollup would: each panel's buckets are kept per UTC day, with the day's first
-//! and last reading and the contribution of the pair that opens the day (the last reading
-//! before the day and the day's first), which is all a later change before or after the day
-//! needs to put right.
+//! it is read once, in slices side by side, and every pair is spread with the core's rule,
+//! exactly as the rollup would: each panel's buckets are kept per UTC day, holding the pairs
+//! inside the day, with the day's first and last reading; the pairs between days are spread
+//! when a period is asked for, so a day read again changes nothing else. It holds the pairs
+//! whose readings both lie before the span's end: the pair that straddles the end is the
+//! caller's, who reads the recent readings after it.
 //!
 //! The span grows on demand: backwards to the earliest period a request asks about (never
 //! before the earliest reading, before which everything is known to be empty), forwards to a
@@ -24,8 +25,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::rollup::{bucket_start, day_of, Coverage, DAY_SECS, GRAIN_SECS};
-use energy_core::usage::pair_contribution;
-use energy_core::{EnergyPoint, MaxPower, Period, Usage};
+use energy_core::{Energy, EnergyPoint, Period, Rules, Usage};
 use energy_influx::InfluxError;
 use energy_rollup::{LogCursor, PanelPoints, Rollup};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -54,66 +54,90 @@ const EMPTY_RECHECK: StdDuration = StdDuration::from_secs(10);
 /// The invalidation log is read at most this often (each read is two small statements).
 const LOG_EVERY: StdDuration = StdDuration::from_secs(1);
 
-/// The day of a panel: its buckets, its first and last reading in the span, and what the pair
-/// that opens it contributed (already counted in the first reading's bucket).
+/// The day of a panel: the shares of the pairs inside it (both readings in the day) per
+/// bucket, its readings per bucket, and its first and last reading in the span. The pairs
+/// between days (the last reading of one and the first of the next with readings) are not held:
+/// [`Book::usage`] spreads them when asked, so that a day can be read again, or an earlier part
+/// put before it, without touching its neighbours.
 #[derive(Clone, Debug)]
 struct Day {
     first: EnergyPoint,
     last: EnergyPoint,
-    opening: Usage,
-    buckets: Box<[i128; BUCKETS_PER_DAY]>,
-    /// Readings per bucket: a panel counts in a period only if it has a reading in it.
+    usage: Box<[i128; BUCKETS_PER_DAY]>,
+    /// The estimated part of `usage`, once there is any.
+    estimated: Option<Box<[i128; BUCKETS_PER_DAY]>>,
+    /// Readings per bucket: a panel with a reading in a period counts in it.
     readings: Box<[u32; BUCKETS_PER_DAY]>,
 }
 
 impl Day {
-    fn new(first: EnergyPoint, opening: Usage) -> Day {
+    fn new(first: EnergyPoint) -> Day {
         let mut day = Day {
             first,
             last: first,
-            opening,
-            buckets: Box::new([0; BUCKETS_PER_DAY]),
+            usage: Box::new([0; BUCKETS_PER_DAY]),
+            estimated: None,
             readings: Box::new([0; BUCKETS_PER_DAY]),
         };
-        day.buckets[bucket_index(first.time)] += opening.nano_kwh();
         day.readings[bucket_index(first.time)] += 1;
         day
     }
 
-    /// Adds a reading later than every reading of the day so far.
-    fn push(&mut self, point: EnergyPoint, max_power_kw: MaxPower) {
-        let index = bucket_index(point.time);
-        self.buckets[index] += pair_contribution(self.last, point, max_power_kw).nano_kwh();
-        self.readings[index] += 1;
-        self.last = point;
+    /// Adds the pair (a, b), both within this day, to its buckets.
+    fn add_pair(&mut self, a: EnergyPoint, b: EnergyPoint, rules: Rules) {
+        let Some((spread, estimated)) = rules.spread(a, b) else {
+            return;
+        };
+        if spread.amount() == 0 {
+            return;
+        }
+        for (start, share) in spread.by_quarter() {
+            let index = bucket_index(start);
+            self.usage[index] += share;
+            if estimated {
+                self.estimated
+                    .get_or_insert_with(|| Box::new([0; BUCKETS_PER_DAY]))[index] += share;
+            }
+        }
     }
 
-    /// Puts the pair that opens the day right, given the reading before the day (if any).
-    fn reopen(&mut self, before: Option<EnergyPoint>, max_power_kw: MaxPower) {
-        let opening = before.map_or(Usage::ZERO, |b| {
-            pair_contribution(b, self.first, max_power_kw)
-        });
-        self.buckets[bucket_index(self.first.time)] += (opening - self.opening).nano_kwh();
-        self.opening = opening;
+    /// Adds a reading later than every reading of the day so far.
+    fn push(&mut self, point: EnergyPoint, rules: Rules) {
+        self.add_pair(self.last, point, rules);
+        self.readings[bucket_index(point.time)] += 1;
+        self.last = point;
     }
 
     /// The usage of the buckets in `[from, to)` (bucket indexes), and whether they hold a
     /// reading.
-    fn sum(&self, from: usize, to: usize) -> (i128, bool) {
-        (
-            self.buckets[from..to].iter().sum(),
-            self.readings[from..to].iter().any(|&n| n > 0),
-        )
+    fn sum(&self, from: usize, to: usize) -> (Energy, bool) {
+        let energy = Energy {
+            usage: Usage::from_nano_kwh(self.usage[from..to].iter().sum()),
+            estimated: Usage::from_nano_kwh(
+                self.estimated
+                    .as_ref()
+                    .map_or(0, |e| e[from..to].iter().sum()),
+            ),
+        };
+        (energy, self.readings[from..to].iter().any(|&n| n > 0))
     }
 
     /// Puts `later` (the rest of the same day, after every reading of `self`) after `self`.
-    fn append(&mut self, later: Day, max_power_kw: MaxPower) {
+    fn append(&mut self, later: Day, rules: Rules) {
         for index in 0..BUCKETS_PER_DAY {
-            self.buckets[index] += later.buckets[index];
+            self.usage[index] += later.usage[index];
             self.readings[index] += later.readings[index];
         }
-        let opening = pair_contribution(self.last, later.first, max_power_kw);
-        self.buckets[bucket_index(later.first.time)] += (opening - later.opening).nano_kwh();
+        if let Some(estimated) = later.estimated {
+            let own = self
+                .estimated
+                .get_or_insert_with(|| Box::new([0; BUCKETS_PER_DAY]));
+            for index in 0..BUCKETS_PER_DAY {
+                own[index] += estimated[index];
+            }
+        }
+        // The pair between the two parts now lies inside the day.
+        self.add_pair(self.last, later.first, rules);
         self.last = later.last;
     }
 }
@@ -146,29 +170,33 @@ struct Book {
 }
 
 impl Book {
-    /// Each panel's last reading before `at`, as far as the ledger knows (`at` within the span).
-    fn last_before(&self, panel: &str, at: DateTime<Utc>) -> Option<EnergyPoint> {
-        // Callers ask at a day's first reading, or where a day of the span starts: the day of
-        // `at` holds nothing before it.
-        let days = self.days.get(panel);
-        let key = day_of(at).start.timestamp();
-        days.and_then(|days| days.range(..key).next_back())
-            .map(|(_, day)| day.last)
-            .or_else(|| self.before.get(panel).copied())
-    }
-
     /// Each panel's usage in `period` (bucket boundaries within the span, or before the
-    /// earliest reading, where it is zero), panels without readings in it left out.
-    fn usage(&self, period: Period) -> BTreeMap<String, Usage> {
+    /// earliest reading, where it is zero); `recent` holds each panel's readings from some time
+    /// before the span's end on, among them the first reading after the end, which closes the
+    /// pair that straddles it. Panels with neither a reading in the period nor any usage in it
+    /// are left out.
+    fn usage(
+        &self,
+        period: Period,
+        rules: Rules,
+        recent: &BTreeMap<String, Vec<EnergyPoint>>,
+    ) -> BTreeMap<String, Energy> {
         let mut out = BTreeMap::new();
         let (start, end) = (period.start.timestamp(), period.end.timestamp());
+        let Some((_, span_end)) = self.span else {
+            return out;
+        };
         if start >= end {
             return out;
         }
-        for (panel, days) in &self.days {
-            let mut total: i128 = 0;
+        let first_key = day_of(period.start).start.timestamp();
+        let no_days = BTreeMap::new();
+        let panels: BTreeSet<&String> = self.days.keys().chain(self.before.keys()).collect();
+        for panel in panels {
+            let days = self.days.get(panel).unwrap_or(&no_days);
+            let mut total = Energy::ZERO;
             let mut any = false;
-            for (&day, data) in days.range(day_of(period.start).start.timestamp()..end) {
+            for (&day, data) in days.range(first_key..end) {
                 let from = ((start - day).max(0) / GRAIN_SECS) as usize;
                 let to = (((end - day) / GRAIN_SECS) as usize).min(BUCKETS_PER_DAY);
                 if from >= to {
@@ -179,22 +207,47 @@ impl Book {
                 // A panel with a reading in the period counts even when its usage is zero.
                 any |= readings;
             }
-            if any {
-                out.insert(panel.clone(), Usage::from_nano_kwh(total));
+            // The pairs between days with readings that reach into the period: from the last
+            // day before it (or the reading before the span) to the first day after it, or to
+            // the first reading after the span.
+            let mut previous: Option<EnergyPoint> = match days.range(..first_key).next_back() {
+                Some((_, day)) => Some(day.last),
+                None => self.before.get(panel).copied(),
+            };
+            let mut closed = false;
+            for (_, day) in days.range(first_key..) {
+                if let Some(a) = previous {
+                    total += share_of(a, day.first, period, rules);
+                }
+                if day.first.time >= period.end {
+                    closed = true;
+                    break;
+                }
+                previous = Some(day.last);
+            }
+            if !closed {
+                let after = recent
+                    .get(panel)
+                    .and_then(|points| points.iter().find(|p| p.time >= span_end));
+                if let (Some(a), Some(b)) = (previous, after) {
+                    total += share_of(a, *b, period, rules);
+                }
+            }
+            if any || total.usage != Usage::ZERO {
+                out.insert(panel.clone(), total);
             }
         }
         out
     }
 
     /// Puts the days read from `[period)` (which ends where the span starts, or is the first
-    /// span), with `before` the readings before it, before the span. Each panel's first day
-    /// in `period` is opened here with `before`, whatever its reader knew then.
+    /// span), with `before` the readings before it, before the span.
     fn prepend(
         &mut self,
         days: Days,
         before: BTreeMap<String, EnergyPoint>,
         period: Period,
-        max_power_kw: MaxPower,
+        rules: Rules,
     ) {
         for (panel, new_days) in days {
             let panel_days = self.days.entry(panel).or_default();
@@ -203,7 +256,7 @@ impl Book {
                     // The span started inside this day: the earlier part comes first.
                     Some(later) => {
                         let mut merged = day;
-                        merged.append(later, max_power_kw);
+                        merged.append(later, rules);
                         panel_days.insert(key, merged);
                     }
                     None => {
@@ -215,15 +268,12 @@ impl Book {
         self.before = before;
         let span_end = self.span.map_or(period.end, |(_, e)| e);
         self.span = Some((period.start, span_end));
-        self.reopen_after(period.start, max_power_kw);
-        self.reopen_after(period.end, max_power_kw);
     }
 
     /// Adds the slices read from where the span ends to `end`, in time order.
-    fn append(&mut self, slices: Vec<PanelPoints>, end: DateTime<Utc>, max_power_kw: MaxPower) {
-        let before = self.before.clone();
+    fn append(&mut self, slices: Vec<PanelPoints>, end: DateTime<Utc>, rules: Rules) {
         for points in slices {
-            absorb(&mut self.days, points, &before, max_power_kw);
+            absorb(&mut self.days, points, rules);
         }
         if let Some((_, until)) = self.span.as_mut() {
             *until = end;
@@ -232,24 +282,11 @@ impl Book {
 
     /// Replaces what the ledger holds for `period` (the part of one UTC day within the span)
     /// with the slices read from it again.
-    fn replace(&mut self, period: Period, slices: Vec<PanelPoints>, max_power_kw: MaxPower) {
+    fn replace(&mut self, period: Period, slices: Vec<PanelPoints>, rules: Rules) {
         let key = day_of(period.start).start.timestamp();
-        let panels: Vec<String> = self
-            .days
-            .keys()
-            .chain(self.before.keys())
-            .cloned()
-            .collect();
-        let before: BTreeMap<String, EnergyPoint> = panels
-            .into_iter()
-            .filter_map(|panel| {
-                let point = self.last_before(&panel, period.start)?;
-                Some((panel, point))
-            })
-            .collect();
         let mut fresh = Days::new();
         for points in slices {
-            absorb(&mut fresh, points, &before, max_power_kw);
+            absorb(&mut fresh, points, rules);
         }
         for days in self.days.values_mut() {
             days.remove(&key);
@@ -259,57 +296,40 @@ impl Book {
                 self.days.entry(panel).or_default().insert(key, day);
             }
         }
-        self.reopen_after(period.end, max_power_kw);
-    }
-
-    /// Re-opens each panel's first day starting at or after `at` (its opening pair may have
-    /// changed with the readings before `at`).
-    fn reopen_after(&mut self, at: DateTime<Utc>, max_power_kw: MaxPower) {
-        let key = day_of(at).start.timestamp();
-        let panels: Vec<String> = self.days.keys().cloned().collect();
-        for panel in panels {
-            let next = self.days[&panel]
-                .range(key..)
-                .find(|(_, day)| day.first.time >= at)
-                .map(|(&k, _)| k);
-            let Some(next) = next else { continue };
-            let before = self.last_before(&panel, self.days[&panel][&next].first.time);
-            if let Some(day) = self.days.get_mut(&panel).and_then(|d| d.get_mut(&next)) {
-                day.reopen(before, max_power_kw);
-            }
-        }
     }
 }
 
-/// Adds readings (in time order, all later than what `days` holds for the panel) to `days`,
-/// `before` being the panel's reading before them.
-fn absorb(
-    days: &mut Days,
-    points: PanelPoints,
-    before: &BTreeMap<String, EnergyPoint>,
-    max_power_kw: MaxPower,
-) {
+/// The share of the pair (a, b) in `period`.
+fn share_of(a: EnergyPoint, b: EnergyPoint, period: Period, rules: Rules) -> Energy {
+    if b.time <= period.start || a.time >= period.end {
+        return Energy::ZERO;
+    }
+    match rules.spread(a, b) {
+        Some((spread, estimated)) => {
+            Energy::share(spread.share(period.start, period.end), estimated)
+        }
+        None => Energy::ZERO,
+    }
+}
+
+/// Adds readings (in time order, all later than what `days` holds for the panel) to `days`:
+/// each pair within a day to that day's buckets.
+fn absorb(days: &mut Days, points: PanelPoints, rules: Rules) {
     for (panel, points) in points {
-        let panel_days = days.entry(panel.clone()).or_default();
-        let mut previous = panel_days
-            .values()
-            .next_back()
-            .map(|day| day.last)
-            .or_else(|| before.get(&panel).copied());
+        let panel_days = days.entry(panel).or_default();
+        let mut last = panel_days.values().next_back().map(|day| day.last.time);
         for point in points {
-            if previous.is_some_and(|p| p.time >= point.time) {
+            if last.is_some_and(|t| t >= point.time) {
                 continue;
             }
+            last = Some(point.time);
             let key = day_of(point.time).start.timestamp();
             match panel_days.get_mut(&key) {
-                Some(day) => day.push(point, max_power_kw),
+                Some(day) => day.push(point, rules),
                 None => {
-                    let opening =
-                        previous.map_or(Usage::ZERO, |p| pair_contribution(p, point, max_power_kw));
-                    panel_days.insert(key, Day::new(point, opening));
+                    panel_days.insert(key, Day::new(point));
                 }
             }
-            previous = Some(point);
         }
     }
 }
@@ -357,9 +377,17 @@ impl Ledger {
         }
     }
 
-    /// Each panel's usage in `period` (see [`Shared::usage`]).
-    pub fn usage(&self, period: Period) -> BTreeMap<String, Usage> {
-        self.0.usage(period)
+    /// Each panel's usage in `period` (see [`Book::usage`]).
+    pub fn usage(
+        &self,
+        period: Period,
+        recent: &BTreeMap<String, Vec<EnergyPoint>>,
+    ) -> BTreeMap<String, Energy> {
+        self.0
+            .book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .usage(period, self.0.rules(), recent)
     }
 }
 
@@ -388,8 +416,8 @@ impl Shared {
         }
     }
 
-    fn max_power_kw(&self) -> MaxPower {
-        self.reader.max_power_kw()
+    fn rules(&self) -> Rules {
+        self.reader.rules()
     }
 
     /// Brings the ledger up to date and makes it cover every bucket from `from` on (as far as
@@ -452,15 +480,6 @@ impl Shared {
             complete_until: end,
             months: false,
         })
-    }
-
-    /// Each panel's usage in `period` (bucket boundaries within the span, or before the
-    /// earliest reading, where it is zero), panels without readings in it left out.
-    pub fn usage(&self, period: Period) -> BTreeMap<String, Usage> {
-        self.book
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .usage(period)
     }
 
     /// The earliest reading, looked up once (and again after the log named readings before it).
@@ -533,7 +552,7 @@ impl Shared {
             Some(None) => true,
             None => false,
         };
-        let max_power_kw = self.max_power_kw();
+        let rules = self.rules();
         let read_at = now_nanos();
         let started = Instant::now();
         // The readings before the span are looked up while the slices are read, which open each
@@ -545,12 +564,11 @@ impl Shared {
                 self.reader.readings_before(start).await
             }
         };
-        let none_known = BTreeMap::new();
         let mut days = Days::new();
         let mut readings = 0;
         let slices_read = self.read_slices(start, end, |points| {
             readings += points.values().map(Vec::len).sum::<usize>();
-            absorb(&mut days, points, &none_known, max_power_kw);
+            absorb(&mut days, points, rules);
         });
         let (before, ()) = futures_util::future::try_join(before_read, slices_read).await?;
         tracing::info!(
@@ -561,7 +579,7 @@ impl Shared {
             "ledger read readings (no usable rollup)"
         );
         let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
-        book.prepend(days, before, Period { start, end }, max_power_kw);
+        book.prepend(days, before, Period { start, end }, rules);
         mark_read(&mut book.read_at, start, end, read_at);
         Ok(())
     }
@@ -572,14 +590,14 @@ impl Shared {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<(), InfluxError> {
-        let max_power_kw = self.max_power_kw();
+        let rules = self.rules();
         let read_at = now_nanos();
         let mut slices = Vec::new();
         self.read_slices(start, end, |points| slices.push(points))
             .await?;
         let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
         mark_read(&mut book.read_at, start, end, read_at);
-        book.append(slices, end, max_power_kw);
+        book.append(slices, end, rules);
         Ok(())
     }
 
@@ -639,7 +657,7 @@ impl Shared {
     /// Reads `period` (within the span, from a day boundary or the span's start to a day
     /// boundary or the span's end) again, replacing what the ledger held for it.
     async fn reread(&self, period: Period) -> Result<(), InfluxError> {
-        let max_power_kw = self.max_power_kw();
+        let rules = self.rules();
         let read_at = now_nanos();
         let mut slices = Vec::new();
         self.read_slices(period.start, period.end, |points| slices.push(points))
@@ -647,7 +665,7 @@ impl Shared {
         let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
         book.read_at
             .insert(day_of(period.start).start.timestamp(), read_at);
-        book.replace(period, slices, max_power_kw);
+        book.replace(period, slices, rules);
         Ok(())
     }
 }
@@ -697,8 +715,8 @@ mod tests {
     use energy_core::usage::usage_in;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
-    fn max_kw() -> MaxPower {
-        "500".parse().unwrap()
+    fn rules() -> Rules {
+        Rules::new("500".parse().unwrap(), energy_core::EstimateAfter::DEFAULT)
     }
 
     fn t(seconds: i64) -> DateTime<Utc> {
@@ -774,7 +792,9 @@ mod tests {
     }
 
     /// Every panel's usage in random bucket-aligned periods within `span` equals the core's
-    /// pair rule applied to all the readings, and panels without a reading are left out.
+    /// rule applied to all the readings (the first reading after the span, which closes the pair
+    /// that straddles its end, is among the recent readings given), and panels with neither a
+    /// reading nor usage in the period are left out.
     fn assert_matches(
         book: &Book,
         all: &BTreeMap<String, Vec<EnergyPoint>>,
@@ -789,13 +809,13 @@ mod tests {
                 start: span.start + Duration::seconds(a * GRAIN_SECS),
                 end: span.start + Duration::seconds(b * GRAIN_SECS),
             };
-            let got = book.usage(period);
+            let got = book.usage(period, rules(), all);
             for (panel, points) in all {
-                let expected = usage_in(points, period, max_kw());
+                let expected = usage_in(points, period, rules());
                 let has_reading = points.iter().any(|p| period.contains(p.time));
                 assert_eq!(
                     got.get(panel).copied(),
-                    has_reading.then_some(expected),
+                    (has_reading || expected.usage != Usage::ZERO).then_some(expected),
                     "{panel} {period:?}"
                 );
             }
@@ -825,9 +845,9 @@ mod tests {
             let b1 = before(&all, middle.start);
             for slice in slices(rng, &all, middle) {
                 // As `Shared::extend_back` does: the readings before come to `prepend`.
-                absorb(&mut days, slice, &BTreeMap::new(), max_kw());
+                absorb(&mut days, slice, rules());
             }
-            book.prepend(days, b1, middle, max_kw());
+            book.prepend(days, b1, middle, rules());
             assert_matches(&book, &all, middle, rng);
 
             book.append(
@@ -840,7 +860,7 @@ mod tests {
                     },
                 ),
                 grain(c3),
-                max_kw(),
+                rules(),
             );
             let earlier = Period {
                 start: grain(c0),
@@ -850,9 +870,9 @@ mod tests {
             let mut days = Days::new();
             for slice in slices(rng, &all, earlier) {
                 // As `Shared::extend_back` does: the readings before come to `prepend`.
-                absorb(&mut days, slice, &BTreeMap::new(), max_kw());
+                absorb(&mut days, slice, rules());
             }
-            book.prepend(days, b0, earlier, max_kw());
+            book.prepend(days, b0, earlier, rules());
             assert_eq!(book.span, Some((grain(c0), grain(c3))));
             assert_matches(
                 &book,
@@ -879,9 +899,9 @@ mod tests {
             let mut book = Book::default();
             let mut days = Days::new();
             for slice in slices(rng, &all, span) {
-                absorb(&mut days, slice, &BTreeMap::new(), max_kw());
+                absorb(&mut days, slice, rules());
             }
-            book.prepend(days, BTreeMap::new(), span, max_kw());
+            book.prepend(days, BTreeMap::new(), span, rules());
             // Change the middle day: a reading dropped, one changed, one added, for one panel
             // or both; then the day is read again.
             let day = Period {
@@ -908,7 +928,7 @@ mod tests {
                     points.sort_by_key(|p| p.time);
                 }
             }
-            book.replace(day, slices(rng, &all, day), max_kw());
+            book.replace(day, slices(rng, &all, day), rules());
             assert_matches(&book, &all, span, rng);
         }
     }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, NaiveDate, Utc};
 use energy_core::status::status;
-use energy_core::{period, Status, Tariff, Usage};
+use energy_core::{period, Energy, Status, Tariff};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -70,16 +70,20 @@ const UNAVAILABLE: &str = "InfluxDB failed or did not answer within `INFLUX_TIME
 struct UsageFigure {
     /// kWh, rounded to 3 decimals.
     usage_kwh: f64,
+    /// The part of `usage_kwh` spread over gaps between readings longer than
+    /// `ESTIMATE_AFTER_SECS` (estimated), rounded to 3 decimals.
+    estimated_kwh: f64,
     /// `usage × tariff_per_kwh`, from the exact usage and the tariff as written, rounded once to
     /// 2 decimals, half away from zero.
     cost: f64,
 }
 
 impl UsageFigure {
-    fn new(usage: Usage, tariff: &Tariff) -> Self {
+    fn new(energy: Energy, tariff: &Tariff) -> Self {
         Self {
-            usage_kwh: usage.kwh_rounded(),
-            cost: tariff.cost(usage).to_f64(),
+            usage_kwh: energy.usage.kwh_rounded(),
+            estimated_kwh: energy.estimated.kwh_rounded(),
+            cost: tariff.cost(energy.usage).to_f64(),
         }
     }
 }
@@ -123,11 +127,11 @@ pub(crate) struct TodayUsage {
 pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError> {
     let (date, today) = period::today(Utc::now(), state.timezone);
     let (latest, usage) = state.store.latest_and_usage(&[today]).await?;
-    let mut total = Usage::ZERO;
+    let mut total = Energy::ZERO;
     let panels: Vec<_> = latest
         .into_keys()
         .map(|panel| {
-            let used = usage.get(&panel).map_or(Usage::ZERO, |u| u[0]);
+            let used = usage.get(&panel).map_or(Energy::ZERO, |u| u[0]);
             total += used;
             PanelUsage {
                 panel,
@@ -158,6 +162,8 @@ struct PanelYear {
     panel: String,
     /// The year's usage, rounded to 3 decimals.
     total_kwh: f64,
+    /// The estimated part of the year's usage, rounded to 3 decimals.
+    total_estimated_kwh: f64,
     /// The cost of the year's exact usage, rounded once to 2 decimals (not the sum of the
     /// months' rounded costs).
     total_cost: f64,
@@ -213,12 +219,13 @@ pub(crate) async fn monthly(
             let used = usage
                 .get(&panel)
                 .cloned()
-                .unwrap_or_else(|| vec![Usage::ZERO; 12]);
-            let total: Usage = used.iter().copied().sum();
+                .unwrap_or_else(|| vec![Energy::ZERO; 12]);
+            let total: Energy = used.iter().copied().sum();
             PanelYear {
                 panel,
-                total_kwh: total.kwh_rounded(),
-                total_cost: state.tariff.cost(total).to_f64(),
+                total_kwh: total.usage.kwh_rounded(),
+                total_estimated_kwh: total.estimated.kwh_rounded(),
+                total_cost: state.tariff.cost(total.usage).to_f64(),
                 months: used
                     .into_iter()
                     .zip(1..)
@@ -268,6 +275,8 @@ struct SummaryPanel {
     #[schema(format = DateTime)]
     last_seen: String,
     today_usage_kwh: f64,
+    /// The estimated part of today's usage (spread over gaps), rounded to 3 decimals.
+    today_estimated_kwh: f64,
     /// Today's cost, from the exact usage, rounded once to 2 decimals.
     today_cost: f64,
     /// The largest `power_kw` of today's readings.
@@ -306,14 +315,15 @@ pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiEr
     let panels: Vec<_> = stats
         .into_iter()
         .map(|(panel, day)| {
-            let used = usage.get(&panel).copied().unwrap_or(Usage::ZERO);
+            let used = usage.get(&panel).copied().unwrap_or(Energy::ZERO);
             SummaryPanel {
                 status: status(day.latest.time, now, state.offline_after_secs),
                 power_kw: day.latest.power_kw,
                 energy_kwh: day.latest.energy_kwh,
                 last_seen: rfc3339(day.latest.time),
-                today_usage_kwh: used.kwh_rounded(),
-                today_cost: state.tariff.cost(used).to_f64(),
+                today_usage_kwh: used.usage.kwh_rounded(),
+                today_estimated_kwh: used.estimated.kwh_rounded(),
+                today_cost: state.tariff.cost(used.usage).to_f64(),
                 today_peak_power_kw: day.peak_power_kw,
                 today_avg_power_kw: energy_core::cost::round_to(day.avg_power_kw, 3),
                 panel,

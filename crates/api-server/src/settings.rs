@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use energy_core::{MaxPower, Price, Tariff};
+use energy_core::{EstimateAfter, MaxPower, Price, Rules, Tariff};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::Secret;
@@ -39,6 +39,12 @@ pub struct Settings {
     /// An increase implying more power than this (kW) is a glitch and counts as 0.
     #[arg(long, env = "MAX_POWER_KW", default_value = "5000")]
     pub max_power_kw: MaxPower,
+
+    /// Two readings further apart than this (seconds) are a gap: the usage spread over it is
+    /// reported as estimated. The usage rollup records it, so set the same value on the
+    /// api-server and the subscriber.
+    #[arg(long, env = "ESTIMATE_AFTER_SECS", default_value = "900")]
+    pub estimate_after_secs: EstimateAfter,
 
     /// Listen address.
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
@@ -80,6 +86,11 @@ pub struct Settings {
 const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
 impl Settings {
+    /// The usage rules (`MAX_POWER_KW`, `ESTIMATE_AFTER_SECS`) every figure follows.
+    pub fn rules(&self) -> Rules {
+        Rules::new(self.max_power_kw, self.estimate_after_secs)
+    }
+
     /// Parses the command line and the environment, and exits with status 2 and a message
     /// naming the setting when a value is unusable (as clap does for the others).
     pub fn load() -> Self {
@@ -170,6 +181,8 @@ mod tests {
         assert_eq!(s.currency, "IDR");
         assert_eq!(s.offline_after_secs, 300);
         assert_eq!(s.max_power_kw.kw(), 5000.0);
+        assert_eq!(s.estimate_after_secs, EstimateAfter::DEFAULT);
+        assert_eq!(s.rules().estimate_after.secs(), 900);
         assert_eq!(s.api_addr.to_string(), "127.0.0.1:3000");
         assert!(s.api_token.is_none(), "no authentication unless asked for");
         assert_eq!(s.cors_origins, CorsOrigins::None);
@@ -244,6 +257,10 @@ mod tests {
             ("--max-power-kw", "NaN"),
             ("--max-power-kw", "inf"),
             ("--max-power-kw", "abc"),
+            ("--estimate-after-secs", "0"),
+            ("--estimate-after-secs", "-1"),
+            ("--estimate-after-secs", "15m"),
+            ("--estimate-after-secs", "31536001"),
             ("--offline-after-secs", "soon"),
             ("--api-addr", "localhost"),
             ("--cors-origins", "dash.example"),

@@ -30,8 +30,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use energy_core::rollup::{
     self, Coverage, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
 };
-use energy_core::usage::{pair_contribution, usage_in};
-use energy_core::{EnergyPoint, MaxPower, Period, Usage};
+use energy_core::usage::usage_in;
+use energy_core::{Energy, EnergyPoint, Period, Rules, Usage};
 use energy_influx::{InfluxClient, InfluxError, StatementResult};
 use energy_rollup::queries::{self, Recent};
 
@@ -54,9 +54,9 @@ pub type ByPanel<T> = BTreeMap<String, T>;
 
 pub struct Store {
     influx: InfluxClient,
-    max_power_kw: MaxPower,
+    rules: Rules,
     cache: QueryCache<Vec<StatementResult>>,
-    /// Whether a rollup computed with another `MAX_POWER_KW` was already reported.
+    /// Whether a rollup computed with other rules (or an earlier rule) was already reported.
     mismatch_logged: AtomicBool,
     /// How far behind now the rollup may be and still be used (`ROLLUP_STALE_SECS`).
     rollup_stale: chrono::Duration,
@@ -69,8 +69,8 @@ pub struct Store {
 /// Where one part of a period's usage is read from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Piece {
-    /// Raw readings (a part shorter than a bucket): one statement reads them, and the pair
-    /// rule is applied here.
+    /// Raw readings (a part shorter than a bucket): one request reads them, with each panel's
+    /// reading before and after the part, and the pairs are spread here.
     Raw(Period),
     /// A rollup measurement's sums: one statement.
     Rollup(&'static str, Period),
@@ -93,7 +93,11 @@ struct PeriodPlan {
 impl Piece {
     fn statements(self) -> Vec<String> {
         match self {
-            Piece::Raw(period) => vec![queries::raw_readings(period)],
+            Piece::Raw(period) => vec![
+                queries::raw_readings(period),
+                queries::last_reading_before(period.start, ""),
+                queries::first_reading_from(period.end, ""),
+            ],
             Piece::Tail(_) | Piece::Ledger(_) => Vec::new(),
             Piece::Rollup(measurement, period) => vec![queries::usage_sums(measurement, period)],
             Piece::Less(period) => vec![queries::usage_sums(QUARTER_MEASUREMENT, period)],
@@ -102,14 +106,14 @@ impl Piece {
 
     /// The usage per panel with rollup sums in the piece (negative for [`Piece::Less`]), from
     /// its statement's results.
-    fn usage(self, results: &[&StatementResult]) -> ByPanel<Usage> {
+    fn usage(self, results: &[&StatementResult]) -> ByPanel<Energy> {
         match self {
             Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) => ByPanel::new(),
             Piece::Rollup(..) | Piece::Less(_) => results
                 .iter()
                 .flat_map(|r| queries::parse_usage_sums(r))
                 .map(|(panel, usage)| match self {
-                    Piece::Less(_) => (panel, Usage::ZERO - usage),
+                    Piece::Less(_) => (panel, Energy::ZERO - usage),
                     _ => (panel, usage),
                 })
                 .collect(),
@@ -185,17 +189,17 @@ fn influx_time_limit() -> DateTime<Utc> {
 const FUTURE_MARGIN_SECS: i64 = 86_400;
 
 impl Store {
-    /// A store over `influx` with `settings`' `MAX_POWER_KW`, `QUERY_CACHE_MS`,
+    /// A store over `influx` with `settings`' usage rules, `QUERY_CACHE_MS`,
     /// `ROLLUP_STALE_SECS` and the log's settle time (`Settings::log_settle`).
     pub fn new(influx: InfluxClient, settings: &Settings) -> Self {
-        let max_power_kw = settings.max_power_kw;
+        let rules = settings.rules();
         let ledger = Ledger::new(
-            energy_rollup::Rollup::new(influx.clone(), max_power_kw),
+            energy_rollup::Rollup::new(influx.clone(), rules),
             settings.log_settle(),
         );
         Self {
             influx,
-            max_power_kw,
+            rules,
             cache: QueryCache::new(Duration::from_millis(settings.query_cache_ms)),
             rollup_stale: chrono::Duration::seconds(settings.rollup_stale_secs as i64),
             mismatch_logged: AtomicBool::new(false),
@@ -242,20 +246,25 @@ impl Store {
         }
     }
 
-    /// What of the usage rollup may be used, if there is a rollup computed with this server's
-    /// `MAX_POWER_KW`.
+    /// What of the usage rollup may be used, if there is a rollup computed by the current rule
+    /// with this server's `MAX_POWER_KW` and `ESTIMATE_AFTER_SECS`.
     async fn rollup_coverage(&self) -> Result<Option<Coverage>, InfluxError> {
         let results = self.run(&[energy_rollup::state_statement()]).await?;
         let Some(state) = results.first().and_then(energy_rollup::parse_state) else {
             return Ok(None);
         };
-        if state.max_power_kw != self.max_power_kw {
+        if !state.computed_with(self.rules) {
             if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    rollup = state.max_power_kw.kw(),
-                    api = self.max_power_kw.kw(),
-                    "the usage rollup was computed with another MAX_POWER_KW than this server's: \
-                     reading raw points instead (slower); give mqtt-subscriber the same value"
+                    rollup_max_power_kw = state.max_power_kw.kw(),
+                    rollup_estimate_after_secs = state.estimate_after.map(|e| e.secs()),
+                    rollup_format = state.format,
+                    api_max_power_kw = self.rules.max_power_kw.kw(),
+                    api_estimate_after_secs = self.rules.estimate_after.secs(),
+                    "the usage rollup was computed with other MAX_POWER_KW or \
+                     ESTIMATE_AFTER_SECS than this server's, or by an earlier rule (a rebuild \
+                     under way): reading raw points instead (slower); give mqtt-subscriber the \
+                     same values"
                 );
             }
             return Ok(None);
@@ -350,7 +359,7 @@ impl Store {
     pub async fn latest_and_usage(
         &self,
         periods: &[Period],
-    ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Usage>>), InfluxError> {
+    ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Energy>>), InfluxError> {
         let (source, recent) = self.source(periods).await?;
         let plans = self.plan(periods, Some(source));
         let (recent, answers) = futures_util::future::try_join(
@@ -368,7 +377,7 @@ impl Store {
     pub async fn day_summary(
         &self,
         day: Period,
-    ) -> Result<(ByPanel<DayStats>, ByPanel<Usage>), InfluxError> {
+    ) -> Result<(ByPanel<DayStats>, ByPanel<Energy>), InfluxError> {
         let power_statement = queries::day_power(day);
         let (source, recent) = self.source(&[day]).await?;
         let plans = self.plan(&[day], Some(source));
@@ -516,8 +525,8 @@ impl Store {
         plans: &[PeriodPlan],
         answers: &Answers,
         recent: &Recent,
-    ) -> Result<ByPanel<Vec<Usage>>, InfluxError> {
-        let mut usage: ByPanel<Vec<Usage>> = ByPanel::new();
+    ) -> Result<ByPanel<Vec<Energy>>, InfluxError> {
+        let mut usage: ByPanel<Vec<Energy>> = ByPanel::new();
         for plan in plans {
             for (piece, statements) in &plan.pieces {
                 let piece = *piece;
@@ -526,20 +535,14 @@ impl Store {
                 let piece_results = piece_results.as_slice();
                 let piece_usage = match piece {
                     Piece::Tail(period) => self.usage_of_points(period, &recent.points).await?,
-                    Piece::Raw(period) => {
-                        let points = piece_results
-                            .first()
-                            .map(|result| queries::parse_raw_readings(result))
-                            .unwrap_or_default();
-                        self.usage_of_points(period, &points).await?
-                    }
-                    Piece::Ledger(period) => self.ledger.usage(period),
+                    Piece::Raw(period) => raw_usage(period, piece_results, self.rules),
+                    Piece::Ledger(period) => self.ledger.usage(period, &recent.points),
                     Piece::Rollup(..) | Piece::Less(_) => piece.usage(piece_results),
                 };
                 for (panel, piece_usage) in piece_usage {
                     usage
                         .entry(panel)
-                        .or_insert_with(|| vec![Usage::ZERO; period_count])[plan.index] +=
+                        .or_insert_with(|| vec![Energy::ZERO; period_count])[plan.index] +=
                         piece_usage;
                 }
             }
@@ -547,33 +550,32 @@ impl Store {
         Ok(usage)
     }
 
-    /// Usage in `period` from each panel's readings `points` (in time order), with the pair
-    /// rule; the reading before the period is looked up for panels whose readings start in it
-    /// (for the recent readings, only panels silent since before they start).
+    /// Usage in `period` (the part of a period after the sums) from each panel's readings
+    /// `points` (in time order, with no upper bound in time); the reading before the period is
+    /// looked up for panels whose readings start in it (for the recent readings, only panels
+    /// silent since before they start).
     async fn usage_of_points(
         &self,
         period: Period,
         points_by_panel: &ByPanel<Vec<EnergyPoint>>,
-    ) -> Result<ByPanel<Usage>, InfluxError> {
-        let mut usage = ByPanel::new();
-        let mut silent = Vec::new();
-        for (panel, points) in points_by_panel {
-            if !points.iter().any(|p| period.contains(p.time)) {
-                continue;
-            }
-            usage.insert(panel.clone(), usage_in(points, period, self.max_power_kw));
-            if points.first().is_some_and(|p| p.time >= period.start) {
-                silent.push(panel.clone());
-            }
-        }
+    ) -> Result<ByPanel<Energy>, InfluxError> {
+        let silent: Vec<String> = points_by_panel
+            .iter()
+            .filter(|(_, points)| {
+                points
+                    .first()
+                    .is_some_and(|p| p.time >= period.start && p.time < period.end)
+            })
+            .map(|(panel, _)| panel.clone())
+            .collect();
         let before = self.readings_before(period.start, &silent).await?;
-        for (panel, before) in before {
-            if let (Some(points), Some(total)) =
-                (points_by_panel.get(&panel), usage.get_mut(&panel))
-            {
-                if let Some(first) = points.iter().find(|p| period.contains(p.time)) {
-                    *total += pair_contribution(before, *first, self.max_power_kw);
-                }
+        let mut usage = ByPanel::new();
+        for (panel, points) in points_by_panel {
+            let mut series: Vec<EnergyPoint> = before.get(panel).copied().into_iter().collect();
+            series.extend_from_slice(points);
+            let energy = usage_in(&series, period, self.rules);
+            if energy.usage != Usage::ZERO || points.iter().any(|p| period.contains(p.time)) {
+                usage.insert(panel.clone(), energy);
             }
         }
         Ok(usage)
@@ -606,6 +608,29 @@ impl Store {
         }
         Ok(found)
     }
+}
+
+/// Usage in `period` from the results of a [`Piece::Raw`]'s statements: its readings, and each
+/// panel's reading before and after it.
+fn raw_usage(period: Period, results: &[&StatementResult], rules: Rules) -> ByPanel<Energy> {
+    let mut points = results
+        .first()
+        .map(|result| queries::parse_raw_readings(result))
+        .unwrap_or_default();
+    for edge in results.iter().skip(1) {
+        for (panel, point) in queries::parse_reading_before(edge) {
+            points.entry(panel).or_default().push(point);
+        }
+    }
+    points
+        .into_iter()
+        .filter_map(|(panel, points)| {
+            let energy = usage_in(&points, period, rules);
+            let present =
+                energy.usage != Usage::ZERO || points.iter().any(|p| period.contains(p.time));
+            present.then_some((panel, energy))
+        })
+        .collect()
 }
 
 /// The statements of an answer: groups that read raw points, and rollup sums.
@@ -668,14 +693,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_raw_piece_reads_its_readings_with_one_statement() {
+    fn a_raw_piece_reads_its_readings_and_those_on_either_side_in_one_request() {
         let period = Period {
             start: "2026-11-26T17:00:00Z".parse().unwrap(),
             end: "2026-11-26T17:07:30Z".parse().unwrap(),
         };
         assert_eq!(
             Piece::Raw(period).statements(),
-            vec![queries::raw_readings(period)]
+            vec![
+                queries::raw_readings(period),
+                queries::last_reading_before(period.start, ""),
+                queries::first_reading_from(period.end, ""),
+            ]
         );
     }
 
@@ -770,13 +799,18 @@ mod tests {
         };
         let result: StatementResult = serde_json::from_value(serde_json::json!({
             "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
-                        "columns": ["time", "usage"], "values": [[0, 1_500_000_000_i64]]}]
+                        "columns": ["time", "usage", "estimated"],
+                        "values": [[0, 1_500_000_000_i64, 250_000_000_i64]]}]
         }))
         .unwrap();
         let added = Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result]);
         let less = Piece::Less(period).usage(&[&result]);
-        assert_eq!(added["A"], Usage::from_kwh(1.5));
-        assert_eq!(less["A"], Usage::ZERO - Usage::from_kwh(1.5));
+        let energy = Energy {
+            usage: Usage::from_kwh(1.5),
+            estimated: Usage::from_kwh(0.25),
+        };
+        assert_eq!(added["A"], energy);
+        assert_eq!(less["A"], Energy::ZERO - energy);
     }
 
     fn pieces_of(period: Period, until: DateTime<Utc>) -> Vec<Piece> {

@@ -7,6 +7,7 @@
 //! [`usage::EnergyPoint`]s, whose pairs the usage maths ([`usage`]) turns into [`usage::Usage`]
 //! per local-time [`period::Period`], priced by a [`cost::Tariff`].
 
+pub mod apportion;
 pub mod cost;
 pub mod influxql;
 pub mod invalidation;
@@ -23,7 +24,7 @@ pub use panel::PanelId;
 pub use period::Period;
 pub use reading::{Reading, Rejection};
 pub use status::Status;
-pub use usage::{EnergyPoint, MaxPower, Usage};
+pub use usage::{Energy, EnergyPoint, EstimateAfter, MaxPower, Rules, Usage};
 
 /// The InfluxDB measurement every reading is written to (README, "Which InfluxDB versions, and why").
 pub const MEASUREMENT: &str = "energy_data";

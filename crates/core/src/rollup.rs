@@ -1,11 +1,11 @@
 //! The usage rollup: the usage of docs/accounting.md, pre-summed per panel per 15-minute bucket and per UTC
 //! day, so that a month is read from a few thousand sums instead of every raw reading.
 //!
-//! A bucket's usage is the sum of the contributions of the pairs whose later reading falls in
-//! the bucket — exactly what [`crate::usage::usage_in`] gives for the bucket as a period. Because
-//! every pair belongs to exactly one bucket, the usage of any period made of whole buckets is the
-//! sum of its buckets' usages, to the nano-kWh ([`Usage`] is an integer, and so is the stored
-//! field). A day sum is the sum of the day's 96 buckets.
+//! A bucket's usage is the sum of the shares of the pairs that overlap it — exactly what
+//! [`crate::usage::usage_in`] gives for the bucket as a period. Because every pair's shares
+//! are fixed per bucket ([`crate::apportion`]), the usage of any period made of whole buckets is
+//! the sum of its buckets' usages, to the nano-kWh ([`Usage`] is an integer, and so is the
+//! stored field), and so is its estimated part. A day sum is the sum of the day's 96 buckets.
 //!
 //! Why 15 minutes: every time zone in use today is a whole number of quarter hours from UTC
 //! (India +5:30, Nepal +5:45, Chatham +12:45), so every local day and month starts and ends on a
@@ -22,7 +22,7 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
 use crate::line_protocol::escape_tag_value;
 use crate::period::Period;
-use crate::usage::{pair_contribution, EnergyPoint, MaxPower, Usage};
+use crate::usage::{Energy, EnergyPoint, Rules, Usage};
 
 /// Usage per panel per 15-minute bucket; timestamp = the bucket's start.
 pub const QUARTER_MEASUREMENT: &str = "energy_usage_15m";
@@ -35,6 +35,8 @@ pub const MONTH_MEASUREMENT: &str = "energy_usage_1mo";
 pub const STATE_MEASUREMENT: &str = "energy_rollup_state";
 /// Integer field of the rollup points: usage in nano-kWh.
 pub const USAGE_FIELD: &str = "usage_nkwh";
+/// Integer field of the rollup points: the estimated part of the usage, in nano-kWh.
+pub const ESTIMATED_FIELD: &str = "estimated_nkwh";
 /// Integer field of the rollup points: how many readings the bucket or day holds.
 pub const READINGS_FIELD: &str = "readings";
 /// Integer field of the state: nanoseconds since the epoch before which the rollup is complete.
@@ -42,14 +44,21 @@ pub const COMPLETE_UNTIL: &str = "complete_until";
 /// Float field of the state: the `MAX_POWER_KW` the rollup was computed with. A reader whose
 /// glitch threshold differs must not use it.
 pub const MAX_POWER_FIELD: &str = "max_power_kw";
-/// Integer field of the state: which measurements the rollup keeps. Absent (a rollup written
-/// before month sums existed): buckets and days. [`FORMAT_WITH_MONTHS`]: also months.
+/// Integer field of the state: the `ESTIMATE_AFTER_SECS` the rollup was computed with.
+pub const ESTIMATE_AFTER_FIELD: &str = "estimate_after_secs";
+/// Integer field of the state: which measurements the rollup keeps, and by which rule. Absent
+/// (a rollup written before month sums existed): buckets and days. [`FORMAT_WITH_MONTHS`]: also
+/// months. [`FORMAT_SPREAD`]: every pair spread over its time, with the estimated part.
 pub const FORMAT_FIELD: &str = "format";
 /// Integer field of the state: nanoseconds since the epoch (InfluxDB's clock) before which every
 /// entry of the invalidation log (`crate::invalidation`) is rolled up.
 pub const LOG_UNTIL_FIELD: &str = "log_until";
-/// The [`FORMAT_FIELD`] of a rollup that also keeps [`MONTH_MEASUREMENT`].
+/// The [`FORMAT_FIELD`] of a rollup that also keeps [`MONTH_MEASUREMENT`] (each pair in the
+/// bucket of its later reading: no longer used, rebuilt at start).
 pub const FORMAT_WITH_MONTHS: i64 = 2;
+/// The [`FORMAT_FIELD`] of a rollup whose pairs are spread over their time (the rule of
+/// docs/accounting.md), with months and the estimated part: the one readers use.
+pub const FORMAT_SPREAD: i64 = 3;
 
 pub const GRAIN_SECS: i64 = 15 * 60;
 pub const DAY_SECS: i64 = 86_400;
@@ -71,6 +80,11 @@ fn ceil_to(time: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
 /// The start of the bucket holding `time`.
 pub fn bucket_start(time: DateTime<Utc>) -> DateTime<Utc> {
     floor_to(time, GRAIN_SECS)
+}
+
+/// The first bucket boundary at or after `time`.
+pub fn bucket_ceil(time: DateTime<Utc>) -> DateTime<Utc> {
+    ceil_to(time, GRAIN_SECS)
 }
 
 /// The bucket holding `time`.
@@ -127,36 +141,63 @@ fn ceil_month(time: DateTime<Utc>) -> DateTime<Utc> {
 pub struct Bucket {
     pub start: DateTime<Utc>,
     pub usage: Usage,
+    /// The part of `usage` spread over gaps (estimated).
+    pub estimated: Usage,
     pub readings: u64,
 }
 
-/// The buckets of `points` (sorted by time, distinct times) that start at or after `from`, each
-/// with its usage and reading count. Points before `from` only open the first pair, so pass the
-/// last reading before `from` along. Only buckets holding at least one reading are returned,
-/// in time order.
-pub fn buckets(points: &[EnergyPoint], from: DateTime<Utc>, max_power_kw: MaxPower) -> Vec<Bucket> {
-    let mut out: Vec<Bucket> = Vec::new();
-    let mut previous: Option<EnergyPoint> = None;
-    for &point in points {
-        if point.time >= from {
-            let start = bucket_start(point.time);
-            let contribution =
-                previous.map_or(Usage::ZERO, |a| pair_contribution(a, point, max_power_kw));
-            match out.last_mut() {
-                Some(bucket) if bucket.start == start => {
-                    bucket.usage += contribution;
-                    bucket.readings += 1;
-                }
-                _ => out.push(Bucket {
-                    start,
-                    usage: contribution,
-                    readings: 1,
-                }),
-            }
+impl Bucket {
+    pub fn energy(&self) -> Energy {
+        Energy {
+            usage: self.usage,
+            estimated: self.estimated,
         }
-        previous = Some(point);
     }
-    out
+}
+
+/// The buckets that start in `window` (bucket boundaries), each with the shares of the pairs
+/// of `points` (sorted by time, distinct times) that overlap it and its count of readings: every
+/// bucket a pair overlaps or a reading lies in, in time order. The buckets are exact when
+/// `points` hold every reading of `window` plus the last reading before it and the first at or
+/// after its end (a pair that straddles an end then counts with its share inside).
+pub fn buckets(points: &[EnergyPoint], window: Period, rules: Rules) -> Vec<Bucket> {
+    let (from, to) = (
+        crate::apportion::nanos(window.start),
+        crate::apportion::nanos(window.end),
+    );
+    let mut out: std::collections::BTreeMap<DateTime<Utc>, Bucket> = Default::default();
+    fn entry(
+        out: &mut std::collections::BTreeMap<DateTime<Utc>, Bucket>,
+        start: DateTime<Utc>,
+    ) -> &mut Bucket {
+        out.entry(start).or_insert(Bucket {
+            start,
+            usage: Usage::ZERO,
+            estimated: Usage::ZERO,
+            readings: 0,
+        })
+    }
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.time <= window.start || a.time >= window.end {
+            continue;
+        }
+        let Some((spread, estimated)) = rules.spread(a, b) else {
+            continue;
+        };
+        for (start, share) in spread.by_quarter_within(from, to) {
+            let bucket = entry(&mut out, start);
+            let share = Energy::share(share, estimated);
+            bucket.usage += share.usage;
+            bucket.estimated += share.estimated;
+        }
+    }
+    for point in points {
+        if window.contains(point.time) {
+            entry(&mut out, bucket_start(point.time)).readings += 1;
+        }
+    }
+    out.into_values().collect()
 }
 
 /// Appends a rollup point (bucket or day) as line protocol with a nanosecond timestamp.
@@ -166,8 +207,9 @@ pub fn encode(measurement: &str, panel: &str, bucket: &Bucket, out: &mut String)
     escape_tag_value(panel, out);
     let _ = writeln!(
         out,
-        " {USAGE_FIELD}={}i,{READINGS_FIELD}={}i {}",
+        " {USAGE_FIELD}={}i,{ESTIMATED_FIELD}={}i,{READINGS_FIELD}={}i {}",
         bucket.usage.nano_kwh(),
+        bucket.estimated.nano_kwh(),
         bucket.readings,
         nanos(bucket.start)
     );
@@ -177,15 +219,17 @@ pub fn encode(measurement: &str, panel: &str, bucket: &Bucket, out: &mut String)
 /// point per hour accumulates.
 pub fn encode_state(
     complete_until: DateTime<Utc>,
-    max_power_kw: MaxPower,
+    rules: Rules,
     log_until: i64,
     now: DateTime<Utc>,
 ) -> String {
     // `{:?}` of the number, as always (`5000.0`): the field stays a float to InfluxDB.
-    let max_power_kw = max_power_kw.kw();
+    let max_power_kw = rules.max_power_kw.kw();
+    let estimate_after = rules.estimate_after.secs();
     format!(
         "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?},\
-         {FORMAT_FIELD}={FORMAT_WITH_MONTHS}i,{LOG_UNTIL_FIELD}={log_until}i {}\n",
+         {ESTIMATE_AFTER_FIELD}={estimate_after}i,{FORMAT_FIELD}={FORMAT_SPREAD}i,\
+         {LOG_UNTIL_FIELD}={log_until}i {}\n",
         nanos(complete_until),
         nanos(floor_to(now, 3600))
     )
@@ -332,8 +376,8 @@ mod tests {
     use crate::period;
     use chrono_tz::Tz;
 
-    fn max_kw() -> MaxPower {
-        "5000".parse().unwrap()
+    fn rules() -> Rules {
+        Rules::new("5000".parse().unwrap(), crate::EstimateAfter::DEFAULT)
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -409,22 +453,41 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_holds_the_pairs_whose_later_reading_is_in_it() {
+    fn a_bucket_holds_the_shares_of_the_pairs_over_it() {
         let points = [
             p("2026-11-27T02:50:00Z", 10.0),
-            p("2026-11-27T03:05:00Z", 11.0),
+            p("2026-11-27T03:05:00Z", 11.0), // 15 minutes, 10 of them before 03:00
             p("2026-11-27T03:10:00Z", 10.0), // drop: 0
-            p("2026-11-27T03:15:00Z", 12.0), // next bucket: +2
+            p("2026-11-27T03:20:00Z", 12.0), // 10 minutes, +2: half in each bucket
+            p("2026-11-27T04:20:00Z", 12.6), // an hour: a gap, estimated
         ];
-        let b = buckets(&points, at("2026-11-27T03:00:00Z"), max_kw());
-        assert_eq!(b.len(), 2);
+        let window = Period {
+            start: at("2026-11-27T03:00:00Z"),
+            end: at("2026-11-27T04:15:00Z"),
+        };
+        let b = buckets(&points, window, rules());
+        let figures: Vec<(DateTime<Utc>, i128, i128, u64)> = b
+            .iter()
+            .map(|b| {
+                (
+                    b.start,
+                    b.usage.nano_kwh(),
+                    b.estimated.nano_kwh(),
+                    b.readings,
+                )
+            })
+            .collect();
+        let nano = 1_000_000_000_i128;
         assert_eq!(
-            (b[0].start, b[0].usage.kwh(), b[0].readings),
-            (at("2026-11-27T03:00:00Z"), 1.0, 2)
-        );
-        assert_eq!(
-            (b[1].start, b[1].usage.kwh(), b[1].readings),
-            (at("2026-11-27T03:15:00Z"), 2.0, 1)
+            figures,
+            vec![
+                // 1/3 of the first pair (the larger remainder, 2/3, went to 02:45) and half of 2.
+                (at("2026-11-27T03:00:00Z"), nano / 3 + nano, 0, 2),
+                (at("2026-11-27T03:15:00Z"), nano + nano / 10, nano / 10, 1),
+                (at("2026-11-27T03:30:00Z"), 150_000_000, 150_000_000, 0),
+                (at("2026-11-27T03:45:00Z"), 150_000_000, 150_000_000, 0),
+                (at("2026-11-27T04:00:00Z"), 150_000_000, 150_000_000, 0),
+            ]
         );
     }
 
@@ -434,23 +497,24 @@ mod tests {
         let bucket = Bucket {
             start: at("2026-11-27T03:00:00Z"),
             usage: Usage::from_kwh(1.5),
+            estimated: Usage::from_kwh(0.25),
             readings: 15,
         };
         encode(QUARTER_MEASUREMENT, "P 1", &bucket, &mut out);
         assert_eq!(
             out,
-            "energy_usage_15m,panel=P\\ 1 usage_nkwh=1500000000i,readings=15i 1795748400000000000\n"
+            "energy_usage_15m,panel=P\\ 1 usage_nkwh=1500000000i,estimated_nkwh=250000000i,readings=15i 1795748400000000000\n"
         );
         let state = encode_state(
             at("2026-11-27T03:20:05Z"),
-            max_kw(),
+            rules(),
             1795749604000000123,
             at("2026-11-27T03:20:06Z"),
         );
         assert_eq!(
             state,
-            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0,format=2i,\
-             log_until=1795749604000000123i 1795748400000000000\n"
+            "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0,\
+             estimate_after_secs=900i,format=3i,log_until=1795749604000000123i 1795748400000000000\n"
         );
     }
 

@@ -1,9 +1,11 @@
 //! Usage maths (docs/accounting.md), the one place it is defined.
 //!
-//! Every pair of consecutive readings (a, b) contributes `max(0, b - a)` to the period that
-//! holds `b`, unless the increase implies more than [`MaxPower`] between them (a glitch).
-//! Contributions are kept as whole nano-kWh so that sums are exact: the days of a month add up
-//! to the month to the last digit, whatever order they are added in.
+//! Every pair of consecutive readings (a, b) has an increase `max(0, b - a)`, or 0 when it
+//! implies more than [`MaxPower`] between them (a glitch). The increase is spread evenly over
+//! `[a.t, b.t)` ([`crate::apportion`]), and a period's usage is the sum of the shares that fall
+//! in it; the share of a pair longer than [`EstimateAfter`] is also counted as estimated.
+//! Amounts are kept as whole nano-kWh so that sums are exact: the days of a month add up to the
+//! month to the last digit, whatever order they are added in.
 
 use std::fmt;
 use std::iter::Sum;
@@ -12,6 +14,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
+use crate::apportion::Spread;
 use crate::period::Period;
 
 /// A register value at an instant: what usage is computed from.
@@ -202,32 +205,222 @@ pub fn pair_contribution(a: EnergyPoint, b: EnergyPoint, max_power_kw: MaxPower)
     Usage::from_kwh(increase)
 }
 
-/// Usage in each of `periods` (sorted, non-overlapping) from `points` in any order, which should
-/// include the last reading before the first period so that the first pair is not lost.
-/// Readings outside every period only serve as the `a` of a pair.
-pub fn usage_in_periods(
+/// `ESTIMATE_AFTER_SECS`: a pair of readings further apart than this is a gap, and its share
+/// of any period is *estimated* (docs/accounting.md). Whole seconds from 1 to a year; the
+/// rollup records the value it was computed with, like [`MaxPower`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EstimateAfter(u32);
+
+/// A value that is not a usable [`EstimateAfter`]; names the value as it was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a number of seconds from 1 to 31536000")]
+pub struct InvalidEstimateAfter {
+    value: String,
+}
+
+impl EstimateAfter {
+    /// The default: a quarter hour.
+    pub const DEFAULT: EstimateAfter = EstimateAfter(900);
+    const MAX_SECS: u32 = 365 * 86_400;
+
+    pub fn from_secs(secs: u32) -> Result<Self, InvalidEstimateAfter> {
+        if (1..=Self::MAX_SECS).contains(&secs) {
+            Ok(EstimateAfter(secs))
+        } else {
+            Err(InvalidEstimateAfter {
+                value: secs.to_string(),
+            })
+        }
+    }
+
+    pub fn secs(self) -> u32 {
+        self.0
+    }
+
+    /// Whether a pair `nanos` long is a gap whose share is estimated: strictly longer than
+    /// the threshold.
+    pub fn is_gap(self, nanos: i128) -> bool {
+        nanos > i128::from(self.0) * 1_000_000_000
+    }
+}
+
+impl Default for EstimateAfter {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for EstimateAfter {
+    type Err = InvalidEstimateAfter;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<u32>()
+            .ok()
+            .and_then(|secs| EstimateAfter::from_secs(secs).ok())
+            .ok_or_else(|| InvalidEstimateAfter {
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl fmt::Display for EstimateAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The two settings every usage figure depends on. The rollup records both; a reader with
+/// other values does not use it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rules {
+    pub max_power_kw: MaxPower,
+    pub estimate_after: EstimateAfter,
+}
+
+impl Rules {
+    pub fn new(max_power_kw: MaxPower, estimate_after: EstimateAfter) -> Self {
+        Self {
+            max_power_kw,
+            estimate_after,
+        }
+    }
+
+    /// The pair (a, b) spread over `[a.t, b.t)`, and whether its shares are estimated; `None`
+    /// when b is not later than a.
+    pub fn spread(self, a: EnergyPoint, b: EnergyPoint) -> Option<(Spread, bool)> {
+        let spread = Spread::new(
+            a.time,
+            b.time,
+            pair_contribution(a, b, self.max_power_kw).nano_kwh(),
+        )?;
+        let (start, end) = (
+            crate::apportion::nanos(a.time),
+            crate::apportion::nanos(b.time),
+        );
+        let estimated = self
+            .estimate_after
+            .is_gap(i128::from(end) - i128::from(start));
+        Some((spread, estimated))
+    }
+}
+
+/// An amount of energy and the part of it that is estimated (spread over a gap longer than
+/// [`EstimateAfter`]); both exact to the nano-kWh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Energy {
+    pub usage: Usage,
+    pub estimated: Usage,
+}
+
+impl Energy {
+    pub const ZERO: Energy = Energy {
+        usage: Usage::ZERO,
+        estimated: Usage::ZERO,
+    };
+
+    /// `nano_kwh` of a pair's share, estimated or not.
+    pub fn share(nano_kwh: i128, estimated: bool) -> Energy {
+        let usage = Usage::from_nano_kwh(nano_kwh);
+        Energy {
+            usage,
+            estimated: if estimated { usage } else { Usage::ZERO },
+        }
+    }
+}
+
+impl Add for Energy {
+    type Output = Energy;
+    fn add(self, other: Energy) -> Energy {
+        Energy {
+            usage: self.usage + other.usage,
+            estimated: self.estimated + other.estimated,
+        }
+    }
+}
+
+impl AddAssign for Energy {
+    fn add_assign(&mut self, other: Energy) {
+        *self = *self + other;
+    }
+}
+
+impl Sub for Energy {
+    type Output = Energy;
+    fn sub(self, other: Energy) -> Energy {
+        Energy {
+            usage: self.usage - other.usage,
+            estimated: self.estimated - other.estimated,
+        }
+    }
+}
+
+impl SubAssign for Energy {
+    fn sub_assign(&mut self, other: Energy) {
+        *self = *self - other;
+    }
+}
+
+impl Sum for Energy {
+    fn sum<I: Iterator<Item = Energy>>(iter: I) -> Energy {
+        iter.fold(Energy::ZERO, Add::add)
+    }
+}
+
+/// `points` in time order, one per instant: sorted by time and then register (a total order,
+/// so the input's order never matters), exact repeats dropped.
+pub fn in_time_order(points: &[EnergyPoint]) -> Vec<EnergyPoint> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by(|x, y| {
+        x.time
+            .cmp(&y.time)
+            .then(x.energy_kwh.total_cmp(&y.energy_kwh))
+    });
+    sorted.dedup_by(|x, y| x.time == y.time && x.energy_kwh.to_bits() == y.energy_kwh.to_bits());
+    sorted
+}
+
+/// Usage in each of `periods` (sorted, non-overlapping) from `points` in any order: each pair
+/// of consecutive readings gives each period its share. Pass the last reading before the first
+/// period and the first after the last one along, or the pairs that straddle the ends are lost.
+pub fn usage_in_periods(points: &[EnergyPoint], periods: &[Period], rules: Rules) -> Vec<Energy> {
+    usage_of_pairs(points, periods, rules, |_, _| true)
+}
+
+/// Like [`usage_in_periods`], counting only the pairs (a, b) for which `keep(a, b)` holds.
+pub fn usage_of_pairs(
     points: &[EnergyPoint],
     periods: &[Period],
-    max_power_kw: MaxPower,
-) -> Vec<Usage> {
-    let mut sorted = points.to_vec();
-    sorted.sort_by_key(|p| p.time);
-    let mut totals = vec![Usage::ZERO; periods.len()];
+    rules: Rules,
+    keep: impl Fn(&EnergyPoint, &EnergyPoint) -> bool,
+) -> Vec<Energy> {
+    let sorted = in_time_order(points);
+    let mut totals = vec![Energy::ZERO; periods.len()];
     for pair in sorted.windows(2) {
         let (a, b) = (pair[0], pair[1]);
-        let index = periods.partition_point(|p| p.end <= b.time);
-        if let Some(period) = periods.get(index) {
-            if period.contains(b.time) {
-                totals[index] += pair_contribution(a, b, max_power_kw);
+        if !keep(&a, &b) {
+            continue;
+        }
+        let Some((spread, estimated)) = rules.spread(a, b) else {
+            continue;
+        };
+        if spread.amount() == 0 {
+            continue;
+        }
+        let mut index = periods.partition_point(|p| p.end <= a.time);
+        while let Some(period) = periods.get(index) {
+            if period.start >= b.time {
+                break;
             }
+            totals[index] += Energy::share(spread.share(period.start, period.end), estimated);
+            index += 1;
         }
     }
     totals
 }
 
 /// Usage in one period.
-pub fn usage_in(points: &[EnergyPoint], period: Period, max_power_kw: MaxPower) -> Usage {
-    usage_in_periods(points, &[period], max_power_kw)[0]
+pub fn usage_in(points: &[EnergyPoint], period: Period, rules: Rules) -> Energy {
+    usage_in_periods(points, &[period], rules)[0]
 }
 
 #[cfg(test)]
@@ -237,6 +430,10 @@ mod tests {
 
     fn max_kw() -> MaxPower {
         "5000".parse().unwrap()
+    }
+
+    fn rules() -> Rules {
+        Rules::new(max_kw(), EstimateAfter::DEFAULT)
     }
 
     fn t(minutes: i64) -> DateTime<Utc> {
@@ -257,8 +454,9 @@ mod tests {
                 start: t(-10_000),
                 end: t(10_000),
             },
-            max_kw(),
+            rules(),
         )
+        .usage
         .kwh()
     }
 
@@ -291,51 +489,81 @@ mod tests {
         assert_eq!(whole(&[p(0, 0.0), p(60, 5000.001)]), 0.0);
     }
 
+    fn days() -> [Period; 2] {
+        [
+            Period {
+                start: t(-1440),
+                end: t(0),
+            },
+            Period {
+                start: t(0),
+                end: t(1440),
+            },
+        ]
+    }
+
     #[test]
-    fn a_pair_belongs_to_the_period_of_its_later_reading() {
-        let day1 = Period {
-            start: t(-1440),
-            end: t(0),
-        };
-        let day2 = Period {
-            start: t(0),
-            end: t(1440),
-        };
+    fn a_pair_is_spread_over_the_time_between_its_readings() {
+        // 23:58 -> 10, 23:59 -> 11, 00:01 -> 13, 00:02 -> 14: the pair across midnight gives
+        // half of its 2 kWh to each day.
         let points = [p(-2, 10.0), p(-1, 11.0), p(1, 13.0), p(2, 14.0)];
-        let u = usage_in_periods(&points, &[day1, day2], max_kw());
-        assert_eq!(u[0].kwh(), 1.0);
-        assert_eq!(
-            u[1].kwh(),
-            3.0,
-            "the pair straddling midnight counts for the new day"
-        );
+        let u = usage_in_periods(&points, &days(), rules());
+        assert_eq!((u[0].usage.kwh(), u[1].usage.kwh()), (2.0, 2.0));
+        assert_eq!(u[0].estimated + u[1].estimated, Usage::ZERO);
     }
 
     #[test]
-    fn reading_at_local_midnight_belongs_to_the_new_day() {
-        let day1 = Period {
-            start: t(-1440),
-            end: t(0),
-        };
-        let day2 = Period {
-            start: t(0),
-            end: t(1440),
-        };
-        let u = usage_in_periods(&[p(-1, 10.0), p(0, 12.0)], &[day1, day2], max_kw());
-        assert_eq!((u[0].kwh(), u[1].kwh()), (0.0, 2.0));
+    fn a_reading_at_midnight_ends_the_old_day() {
+        let u = usage_in_periods(&[p(-1, 10.0), p(0, 12.0)], &days(), rules());
+        assert_eq!((u[0].usage.kwh(), u[1].usage.kwh()), (2.0, 0.0));
     }
 
     #[test]
-    fn the_last_reading_before_the_period_opens_the_first_pair() {
-        let today = Period {
-            start: t(0),
-            end: t(1440),
-        };
+    fn the_share_of_a_long_gap_is_estimated() {
+        // 15 minutes apart is not a gap; a second more is.
+        let u = usage_in(&[p(-15, 10.0), p(0, 12.0)], days()[0], rules());
+        assert_eq!((u.usage.kwh(), u.estimated.kwh()), (2.0, 0.0));
+        let gap = [
+            p(-15, 10.0),
+            EnergyPoint {
+                time: t(0) + Duration::seconds(1),
+                energy_kwh: 12.0,
+            },
+        ];
+        let u = usage_in_periods(&gap, &days(), rules());
+        assert_eq!(u[0].usage, u[0].estimated);
+        assert_eq!(u[1].usage, u[1].estimated);
+        assert_eq!((u[0].usage + u[1].usage).kwh(), 2.0);
+        // A dropped register gives no estimate either.
+        let u = usage_in(&[p(-600, 10.0), p(-1, 3.0)], days()[0], rules());
+        assert_eq!(u, Energy::ZERO);
+    }
+
+    #[test]
+    fn the_reading_before_and_after_a_period_open_and_close_it() {
+        let today = days()[1];
+        // 505 minutes, 0.5 kWh: today holds 5 of them.
+        let u = usage_in(&[p(-500, 10.0), p(5, 10.5)], today, rules());
+        assert_eq!(u.usage.nano_kwh(), 4_950_495);
+        assert_eq!(u.estimated, u.usage);
+        let u = usage_in(&[p(1435, 10.0), p(1445, 11.0)], today, rules());
+        assert_eq!(u.usage.kwh(), 0.5);
+        assert_eq!(usage_in(&[p(5, 10.5)], today, rules()), Energy::ZERO);
+    }
+
+    #[test]
+    fn the_estimate_threshold_is_whole_seconds_from_one_to_a_year() {
+        assert_eq!("900".parse(), Ok(EstimateAfter::DEFAULT));
         assert_eq!(
-            usage_in(&[p(-500, 10.0), p(5, 10.5)], today, max_kw()).kwh(),
-            0.5
+            "31536000".parse::<EstimateAfter>().unwrap().secs(),
+            31_536_000
         );
-        assert_eq!(usage_in(&[p(5, 10.5)], today, max_kw()), Usage::ZERO);
+        for bad in ["0", "-1", "31536001", "1.5", "", "15m"] {
+            assert_eq!(
+                bad.parse::<EstimateAfter>().unwrap_err().to_string(),
+                format!("{bad:?} is not a number of seconds from 1 to 31536000")
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use chrono::{NaiveTime, TimeZone, Utc};
 use energy_core::invalidation::Dirty;
-use energy_core::MaxPower;
+use energy_core::Rules;
 use energy_influx::InfluxClient;
 use energy_rollup::Rollup;
 
@@ -17,22 +17,25 @@ use crate::settings::DayRange;
 /// Names the entries a repair writes in the rollup's log.
 const REPAIR_WRITER: &str = "mqtt-subscriber-check";
 
-pub async fn run(
-    influx: &InfluxClient,
-    max_power_kw: MaxPower,
-    range: DayRange,
-    repair: bool,
-) -> ExitCode {
-    let rollup = Rollup::new(influx.clone(), max_power_kw);
+pub async fn run(influx: &InfluxClient, rules: Rules, range: DayRange, repair: bool) -> ExitCode {
+    let rollup = Rollup::new(influx.clone(), rules);
     let from = Utc.from_utc_datetime(&range.first.and_time(NaiveTime::MIN));
     let to =
         Utc.from_utc_datetime(&range.last.and_time(NaiveTime::MIN)) + chrono::Duration::days(1);
     match rollup.state().await {
-        Ok(Some(state)) if state.max_power_kw != max_power_kw => {
+        Ok(Some(state)) if !state.computed_with(rules) => {
             println!(
-                "note: the rollup was computed with MAX_POWER_KW={} and this check uses {}: give \
-                 the check the writer's value",
-                state.max_power_kw, max_power_kw
+                "note: the rollup was computed with MAX_POWER_KW={}, ESTIMATE_AFTER_SECS={} \
+                 (format {}) and this check uses {}, {} (format {}): give the check the \
+                 writer's values, or let the writer rebuild it",
+                state.max_power_kw,
+                state
+                    .estimate_after
+                    .map_or_else(|| "(none)".to_owned(), |e| e.to_string()),
+                state.format,
+                rules.max_power_kw,
+                rules.estimate_after,
+                energy_core::rollup::FORMAT_SPREAD,
             );
         }
         Ok(None) => println!("note: no usage rollup is recorded in this database"),

@@ -61,7 +61,7 @@ async fn main() -> std::process::ExitCode {
         },
     };
     if let Some(range) = settings.check_rollup {
-        return check::run(&influx, settings.max_power_kw, range, settings.repair).await;
+        return check::run(&influx, settings.rules(), range, settings.repair).await;
     }
     run(settings, influx).await;
     if let Some(metrics) = metrics {
@@ -129,7 +129,7 @@ async fn run(settings: Settings, influx: InfluxClient) {
     ));
     let rollup = settings.is_rollup_writer().then(|| {
         tokio::spawn(rollup::run(
-            energy_rollup::Rollup::new(influx, settings.max_power_kw),
+            energy_rollup::Rollup::new(influx, settings.rules()),
             written,
             rollup::Config {
                 rebuild: settings.rebuild_rollup,

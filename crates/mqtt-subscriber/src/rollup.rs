@@ -12,10 +12,9 @@
 //! second), for the live edge: the api-server reads the rollup before that instant and raw
 //! readings after it.
 //!
-//! At start it first rebuilds from the earliest reading when there is no rollup yet, when
-//! `MAX_POWER_KW` changed, or when asked with `--rebuild-rollup`. A rollup recorded by a
-//! version without the log is caught up from an hour before its recorded instant, as that
-//! version did, and gets month sums if it has none.
+//! At start it first rebuilds from the earliest reading when there is no rollup yet, when it
+//! was computed by an earlier version's rule, when `MAX_POWER_KW` or `ESTIMATE_AFTER_SECS`
+//! changed, or when asked with `--rebuild-rollup`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +33,6 @@ const GATHER: Duration = Duration::from_millis(500);
 const IDLE_ROUND: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// For a rollup recorded before the log existed: recompute this far back before the recorded
-/// instant.
-pub const LATE_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 /// Margin for a batch written just before a round whose log entry was not yet visible.
 const MARK_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
 /// How old an entry must be before it is read for good, beyond the longest a write request can
@@ -340,6 +336,15 @@ async fn make_plan(
     let reason = match state {
         _ if rebuild => "asked with --rebuild-rollup",
         None => "no rollup recorded yet",
+        Some(state) if state.format < energy_core::rollup::FORMAT_SPREAD => {
+            tracing::warn!(
+                format = state.format,
+                "the usage rollup was computed by the rule of an earlier version (each pair in \
+                 the bucket of its later reading): rebuilding it with every pair spread over its \
+                 time; the api-server answers from the raw readings meanwhile"
+            );
+            "computed by an earlier rule"
+        }
         Some(state) if state.max_power_kw != rollup.max_power_kw() => {
             tracing::warn!(
                 recorded = state.max_power_kw.kw(),
@@ -348,27 +353,20 @@ async fn make_plan(
             );
             "MAX_POWER_KW changed"
         }
+        Some(state) if state.estimate_after != Some(rollup.rules().estimate_after) => {
+            tracing::warn!(
+                recorded = state.estimate_after.map(|e| e.secs()),
+                now = rollup.rules().estimate_after.secs(),
+                "ESTIMATE_AFTER_SECS changed since the rollup was computed"
+            );
+            "ESTIMATE_AFTER_SECS changed"
+        }
+        // Every rollup of the current format records where the log is to be read from.
         Some(state) => {
-            if !state.months {
-                // Recorded by a version that kept no month sums: sum the days it kept.
-                if let Some(earliest) = rollup.earliest_reading().await? {
-                    let months = rollup.add_month_sums(earliest, Utc::now()).await?;
-                    tracing::info!(months, "added month sums to the usage rollup");
-                }
-            }
-            return Ok(match state.log_until {
-                Some(log_from) => Plan {
-                    walk_from: None,
-                    log_from,
-                },
-                // Recorded by a version that kept what to recompute only in memory: do what
-                // it did at a start, and read the log (which only this version writes) from
-                // its beginning.
-                None => Plan {
-                    walk_from: Some(state.complete_until - LATE_WINDOW),
-                    log_from: 0,
-                },
-            });
+            return Ok(Plan {
+                walk_from: None,
+                log_from: state.log_until.unwrap_or(0),
+            })
         }
     };
     // Every log entry settled by now names readings the walk will read: start the log after

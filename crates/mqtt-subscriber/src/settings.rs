@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use chrono::Datelike;
 use std::time::Duration;
 
-use energy_core::MaxPower;
+use energy_core::{EstimateAfter, MaxPower, Rules};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::mqtt::MqttSettings;
@@ -56,6 +56,12 @@ pub struct Settings {
     /// rollup is computed with it, so set the same value as the api-server's.
     #[arg(long, env = "MAX_POWER_KW", default_value = "5000")]
     pub max_power_kw: MaxPower,
+
+    /// Two readings further apart than this (seconds) are a gap: the usage spread over it is
+    /// reported as estimated. The usage rollup records it, so set the same value on the
+    /// api-server and the subscriber.
+    #[arg(long, env = "ESTIMATE_AFTER_SECS", default_value = "900")]
+    pub estimate_after_secs: EstimateAfter,
 
     /// Whether this subscriber keeps the usage rollup: reads the invalidation log every
     /// subscriber writes beside its readings and recomputes what it names. Exactly one
@@ -172,6 +178,11 @@ fn parse_group(s: &str) -> Result<String, String> {
 }
 
 impl Settings {
+    /// The usage rules (`MAX_POWER_KW`, `ESTIMATE_AFTER_SECS`) the rollup is kept with.
+    pub fn rules(&self) -> Rules {
+        Rules::new(self.max_power_kw, self.estimate_after_secs)
+    }
+
     /// The topic filter to subscribe: `<prefix>/#`, or `$share/<group>/<prefix>/#`.
     pub fn topic_filter(&self) -> String {
         let filter = format!("{}/#", self.mqtt.mqtt_topic_prefix);
@@ -294,6 +305,28 @@ mod tests {
                 err.contains("--max-power-kw")
                     && err.contains(&format!(
                         "{bad:?} is not a power in kW (a finite number > 0)"
+                    )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_estimate_threshold_is_parsed_by_the_core() {
+        let s = Settings::try_parse_from(["mqtt-subscriber"]).unwrap();
+        assert_eq!(s.rules().estimate_after, EstimateAfter::DEFAULT);
+        let s =
+            Settings::try_parse_from(["mqtt-subscriber", "--estimate-after-secs", "3600"]).unwrap();
+        assert_eq!(s.rules().estimate_after.secs(), 3600);
+        for bad in ["0", "-5", "1.5", "abc", "31536001"] {
+            let arg = format!("--estimate-after-secs={bad}");
+            let err = Settings::try_parse_from(["mqtt-subscriber", arg.as_str()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--estimate-after-secs")
+                    && err.contains(&format!(
+                        "{bad:?} is not a number of seconds from 1 to 31536000"
                     )),
                 "{err}"
             );

@@ -12,13 +12,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::time_literal;
 use energy_core::invalidation::Dirty;
 use energy_core::rollup::{
-    self, day_of, month_of, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
-    READINGS_FIELD, USAGE_FIELD,
+    self, day_of, month_of, Bucket, DAY_MEASUREMENT, ESTIMATED_FIELD, MONTH_MEASUREMENT,
+    QUARTER_MEASUREMENT, READINGS_FIELD, USAGE_FIELD,
 };
-use energy_core::{EnergyPoint, Period, Usage, MEASUREMENT};
+use energy_core::{EnergyPoint, Period, Usage};
 use energy_influx::{InfluxError, StatementResult};
 
-use crate::{points_by_panel, Rollup};
+use crate::{NextKnown, Panels, Rollup};
 
 /// Which sum of the rollup differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,17 +41,48 @@ impl Level {
     }
 }
 
-/// Usage and reading count of one period of one panel.
+/// Usage, its estimated part and reading count of one period of one panel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Figures {
     pub usage: Usage,
+    pub estimated: Usage,
     pub readings: u64,
+}
+
+impl Figures {
+    /// A bucket's figures.
+    pub fn of(bucket: &Bucket) -> Figures {
+        Figures {
+            usage: bucket.usage,
+            estimated: bucket.estimated,
+            readings: bucket.readings,
+        }
+    }
+
+    /// These figures as a rollup point starting at `start`.
+    pub fn bucket(&self, start: DateTime<Utc>) -> Bucket {
+        Bucket {
+            start,
+            usage: self.usage,
+            estimated: self.estimated,
+            readings: self.readings,
+        }
+    }
 }
 
 impl std::ops::AddAssign for Figures {
     fn add_assign(&mut self, other: Figures) {
         self.usage += other.usage;
+        self.estimated += other.estimated;
         self.readings += other.readings;
+    }
+}
+
+impl std::ops::SubAssign for Figures {
+    fn sub_assign(&mut self, other: Figures) {
+        self.usage -= other.usage;
+        self.estimated -= other.estimated;
+        self.readings = self.readings.saturating_sub(other.readings);
     }
 }
 
@@ -95,16 +126,10 @@ impl Rollup {
         let mut differences = Vec::new();
         let from = rollup::bucket_start(from);
         let to = rollup::bucket_of(to - chrono::Duration::nanoseconds(1)).end;
-        // Each panel's last reading before the day being checked.
-        let before = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {} GROUP BY panel ORDER BY time DESC LIMIT 1",
-            time_literal(from)
-        );
-        let mut carried: BTreeMap<String, EnergyPoint> =
-            points_by_panel(self.query_points(&before).await?.first())
-                .into_iter()
-                .filter_map(|(panel, points)| Some((panel, *points.last()?)))
-                .collect();
+        // Each panel's last reading before the day being checked, and what is known of the
+        // readings after it.
+        let mut carried: Option<BTreeMap<String, EnergyPoint>> = None;
+        let mut next = NextKnown::new();
         let mut months = BTreeSet::new();
         let mut day = day_of(from);
         while day.start < to {
@@ -113,7 +138,7 @@ impl Rollup {
                 end: day.end.min(to),
             };
             months.insert(month_of(day.start).start);
-            self.check_day(part, part == day, &mut carried, &mut differences)
+            self.check_day(part, part == day, &mut carried, &mut next, &mut differences)
                 .await?;
             day = day_of(day.end);
         }
@@ -128,7 +153,8 @@ impl Rollup {
         &self,
         part: Period,
         whole: bool,
-        carried: &mut BTreeMap<String, EnergyPoint>,
+        carried: &mut Option<BTreeMap<String, EnergyPoint>>,
+        next: &mut NextKnown,
         differences: &mut Vec<Difference>,
     ) -> Result<(), InfluxError> {
         let range = format!(
@@ -136,11 +162,13 @@ impl Rollup {
             time_literal(part.start),
             time_literal(part.end)
         );
-        let readings = format!("SELECT energy_kwh FROM {MEASUREMENT} WHERE {range} GROUP BY panel");
-        let points = points_by_panel(self.query_points(&readings).await?.first());
+        let (points, last) = self
+            .series_of(Panels::All, part, carried.as_ref(), next)
+            .await?;
+        *carried = Some(last);
         let sums = format!(
-            "SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} WHERE {range} GROUP BY panel;\n\
-             SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel",
+            "SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} WHERE {range} GROUP BY panel;\n\
+             SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel",
             time_literal(part.start)
         );
         let stored = self.query(&sums).await?;
@@ -154,20 +182,11 @@ impl Rollup {
             .collect();
         let empty = Vec::new();
         for panel in panels {
-            let own = points.get(panel).unwrap_or(&empty);
-            let mut series: Vec<EnergyPoint> = carried.get(panel).copied().into_iter().collect();
-            series.extend_from_slice(own);
-            let raw: BTreeMap<DateTime<Utc>, Figures> =
-                rollup::buckets(&series, part.start, self.max_power_kw)
-                    .into_iter()
-                    .map(|b| {
-                        let figures = Figures {
-                            usage: b.usage,
-                            readings: b.readings,
-                        };
-                        (b.start, figures)
-                    })
-                    .collect();
+            let series = points.get(panel).unwrap_or(&empty);
+            let raw: BTreeMap<DateTime<Utc>, Figures> = rollup::buckets(series, part, self.rules)
+                .iter()
+                .map(|b| (b.start, Figures::of(b)))
+                .collect();
             let held = stored_buckets.get(panel);
             let starts: BTreeSet<DateTime<Utc>> = raw
                 .keys()
@@ -210,9 +229,6 @@ impl Rollup {
                     });
                 }
             }
-            if let Some(last) = own.last() {
-                carried.insert(panel.clone(), *last);
-            }
         }
         Ok(())
     }
@@ -225,9 +241,10 @@ impl Rollup {
     ) -> Result<(), InfluxError> {
         let month = month_of(start);
         let statements = format!(
-            "SELECT sum({USAGE_FIELD}) AS {USAGE_FIELD}, sum({READINGS_FIELD}) AS {READINGS_FIELD} \
+            "SELECT sum({USAGE_FIELD}) AS {USAGE_FIELD}, sum({ESTIMATED_FIELD}) AS {ESTIMATED_FIELD}, \
+             sum({READINGS_FIELD}) AS {READINGS_FIELD} \
              FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {} GROUP BY panel;\n\
-             SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {MONTH_MEASUREMENT} WHERE time = {} GROUP BY panel",
+             SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {MONTH_MEASUREMENT} WHERE time = {} GROUP BY panel",
             time_literal(month.start),
             time_literal(month.end),
             time_literal(month.start),
@@ -276,8 +293,10 @@ pub(crate) fn figures_by_panel(
             let Some(time) = series.i64_at(row, "time") else {
                 continue;
             };
+            let nano = |field| Usage::from_nano_kwh(series.i64_at(row, field).unwrap_or(0).into());
             let figures = Figures {
-                usage: Usage::from_nano_kwh(series.i64_at(row, USAGE_FIELD).unwrap_or(0).into()),
+                usage: nano(USAGE_FIELD),
+                estimated: nano(ESTIMATED_FIELD),
                 readings: series.i64_at(row, READINGS_FIELD).unwrap_or(0).max(0) as u64,
             };
             rows.insert(Utc.timestamp_nanos(time), figures);

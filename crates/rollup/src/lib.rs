@@ -1,12 +1,14 @@
 //! Keeps the usage rollup in InfluxDB in step with the raw readings.
 //!
 //! The rollup (see `energy_core::rollup`) holds each panel's usage per 15-minute bucket, per
-//! UTC day and per UTC month. It is always recomputed from the raw readings, never patched: to bring buckets up to
-//! date, read their readings (plus the one before, which opens the first pair, and the bucket of
-//! the first reading after, whose first pair may have changed), compute every bucket that holds
-//! a reading with `energy_core::rollup::buckets`, and write them all. Writing a bucket again
-//! gives the same point, so any recomputation can be repeated or interrupted safely. Day sums are
-//! then re-summed from the buckets, and month sums from the days.
+//! UTC day and per UTC month. It is always recomputed from the raw readings, never patched: a
+//! reading changes the two pairs it belongs to, whose shares reach from the reading before it to
+//! the reading after it, so to bring buckets up to date, widen them to those readings' buckets,
+//! read every reading of that span (plus the one before it and the first after it, which open
+//! and close its pairs), compute every bucket of the span with `energy_core::rollup::buckets`,
+//! and write them all. Writing a bucket again gives the same point, so any recomputation can be
+//! repeated or interrupted safely. Day sums are then re-summed from the buckets, and month sums
+//! from the days.
 //!
 //! [`Dirty`] collects which buckets changed (the subscriber marks each reading it wrote);
 //! [`Rollup::update`] brings them up to date; [`Rollup::rebuild`] recomputes a whole range day
@@ -19,11 +21,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::influxql::time_literal;
 use energy_core::invalidation::{LOG_BUCKETS_FIELD, LOG_MEASUREMENT};
 use energy_core::rollup::{
-    self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, FORMAT_FIELD,
-    FORMAT_WITH_MONTHS, GRAIN_SECS, LOG_UNTIL_FIELD, MAX_POWER_FIELD, MONTH_MEASUREMENT,
-    QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
+    self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, ESTIMATED_FIELD,
+    ESTIMATE_AFTER_FIELD, FORMAT_FIELD, FORMAT_SPREAD, FORMAT_WITH_MONTHS, LOG_UNTIL_FIELD,
+    MAX_POWER_FIELD, MONTH_MEASUREMENT, QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT,
+    USAGE_FIELD,
 };
-use energy_core::{EnergyPoint, MaxPower, Usage, MEASUREMENT};
+use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Period, Rules, Usage, MEASUREMENT};
 
 pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
@@ -46,6 +49,9 @@ const LINES_PER_WRITE: usize = 5_000;
 const ATOMIC_BUCKETS: usize = 20_000;
 /// Statements per request when one read needs many.
 const DAYS_PER_REQUEST: usize = 50;
+/// How far past a window its readings are read, so that the first reading after the window
+/// (which closes the pair that straddles its end) is usually among them.
+const LOOKAHEAD: Duration = Duration::minutes(15);
 
 /// How far the rollup is complete, as recorded in InfluxDB.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +60,10 @@ pub struct State {
     pub complete_until: DateTime<Utc>,
     /// The glitch threshold the rollup was computed with.
     pub max_power_kw: MaxPower,
+    /// The estimate threshold it was computed with (`None`: recorded before estimates existed).
+    pub estimate_after: Option<EstimateAfter>,
+    /// Which measurements it keeps, and by which rule ([`FORMAT_SPREAD`]: the current one).
+    pub format: i64,
     /// Whether month sums are kept (a rollup recorded before they existed has none).
     pub months: bool,
     /// How far the invalidation log has been read for good: every log entry InfluxDB stamped
@@ -63,6 +73,14 @@ pub struct State {
 }
 
 impl State {
+    /// Whether the rollup was computed by the current rule with `rules`: the only one whose sums
+    /// a reader may use, and the only one the writer keeps (any other is rebuilt).
+    pub fn computed_with(&self, rules: Rules) -> bool {
+        self.format >= FORMAT_SPREAD
+            && self.max_power_kw == rules.max_power_kw
+            && self.estimate_after == Some(rules.estimate_after)
+    }
+
     /// What of this rollup a reader may use.
     pub fn coverage(&self) -> rollup::Coverage {
         rollup::Coverage {
@@ -189,19 +207,21 @@ impl Panels<'_> {
 #[derive(Clone)]
 pub struct Rollup {
     influx: InfluxClient,
-    max_power_kw: MaxPower,
+    rules: Rules,
 }
 
 impl Rollup {
-    pub fn new(influx: InfluxClient, max_power_kw: MaxPower) -> Self {
-        Self {
-            influx,
-            max_power_kw,
-        }
+    pub fn new(influx: InfluxClient, rules: Rules) -> Self {
+        Self { influx, rules }
+    }
+
+    /// The rules the rollup is kept with.
+    pub fn rules(&self) -> Rules {
+        self.rules
     }
 
     pub fn max_power_kw(&self) -> MaxPower {
-        self.max_power_kw
+        self.rules.max_power_kw
     }
 
     /// The recorded state, if the rollup was ever completed.
@@ -221,7 +241,7 @@ impl Rollup {
         complete_until: DateTime<Utc>,
         log_until: i64,
     ) -> Result<(), InfluxError> {
-        let body = rollup::encode_state(complete_until, self.max_power_kw, log_until, Utc::now());
+        let body = rollup::encode_state(complete_until, self.rules, log_until, Utc::now());
         self.influx.write(body).await
     }
 
@@ -372,21 +392,18 @@ impl Rollup {
         let mut fresh = Vec::new();
         for ((start, end), panels) in dirty.runs(STEP_SECS) {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
+                let run = Period {
+                    start: at(start),
+                    end: at(end),
+                };
                 progress += self
-                    .recompute(
-                        Panels::Only(chunk),
-                        at(start),
-                        at(end),
-                        &mut touched_days,
-                        None,
-                        atomic.then_some(&mut fresh),
-                    )
+                    .recompute(chunk, run, &mut touched_days, atomic.then_some(&mut fresh))
                     .await?;
             }
         }
         if atomic {
-            // A bucket can be computed twice (the first bucket after one run may lie in the
-            // next run); both computations read the same readings, so keep one.
+            // A bucket can be computed twice (the span of one run may reach into the next);
+            // both computations read the same readings, so keep one.
             let fresh: Vec<(String, Bucket)> = fresh
                 .into_iter()
                 .map(|(panel, bucket)| ((panel, bucket.start), bucket))
@@ -423,7 +440,7 @@ impl Rollup {
         for ((start, end), panels) in recomputed.runs(STEP_SECS) {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 statements.push(format!(
-                    "SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} \
+                    "SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} \
                      WHERE time >= {} AND time < {}{} GROUP BY panel",
                     time_literal(at(start)),
                     time_literal(at(end)),
@@ -461,11 +478,9 @@ impl Rollup {
                 .get(panel)
                 .and_then(|rows| rows.get(&bucket.start))
             {
-                sum.usage -= old.usage;
-                sum.readings = sum.readings.saturating_sub(old.readings);
+                *sum -= *old;
             }
-            sum.usage += bucket.usage;
-            sum.readings += bucket.readings;
+            *sum += Figures::of(bucket);
         }
 
         // Each touched month's stored sum over its days, then its new sum.
@@ -478,7 +493,7 @@ impl Rollup {
                 keys.push(month);
                 statements.push(sum_statement(DAY_MEASUREMENT, month_of(at(month)), chunk));
                 statements.push(format!(
-                    "SELECT {USAGE_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} \
+                    "SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} \
                      WHERE time >= {} AND time < {}{} GROUP BY panel",
                     time_literal(month_of(at(month)).start),
                     time_literal(month_of(at(month)).end),
@@ -504,22 +519,16 @@ impl Rollup {
             let month = month_of(at(*day)).start.timestamp();
             let sum = months.entry((panel.clone(), month)).or_default();
             if let Some(old) = old_days.get(panel).and_then(|rows| rows.get(&at(*day))) {
-                sum.usage -= old.usage;
-                sum.readings = sum.readings.saturating_sub(old.readings);
+                *sum -= *old;
             }
-            sum.usage += figures.usage;
-            sum.readings += figures.readings;
+            *sum += *figures;
         }
 
         let mut body = String::new();
         for (panel, bucket) in fresh {
             rollup::encode(QUARTER_MEASUREMENT, panel, bucket, &mut body);
         }
-        let level = |start: i64, figures: &Figures| Bucket {
-            start: at(start),
-            usage: figures.usage,
-            readings: figures.readings,
-        };
+        let level = |start: i64, figures: &Figures| figures.bucket(at(start));
         for ((panel, day), figures) in &days {
             rollup::encode(DAY_MEASUREMENT, panel, &level(*day, figures), &mut body);
         }
@@ -562,25 +571,6 @@ impl Rollup {
         Ok(out)
     }
 
-    /// Sums the days of every UTC month from the one holding `from` to the one holding `to`
-    /// (for a rollup recorded before month sums existed).
-    pub async fn add_month_sums(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<u64, InfluxError> {
-        let mut count = 0;
-        let mut month = month_of(from);
-        while month.start <= to {
-            count += self.resum_month(month.start, Panels::All).await?;
-            if month.end <= month.start {
-                break;
-            }
-            month = month_of(month.end);
-        }
-        Ok(count)
-    }
-
     /// Recomputes every bucket of every panel from `from` to `to`, one UTC day at a time, calling
     /// `on_day` after each day with the day's end and the progress so far.
     pub async fn rebuild(
@@ -619,23 +609,21 @@ impl Rollup {
         };
         let mut progress = Progress::default();
         let mut carried: Vec<Option<Latest>> = vec![None; groups.len()];
+        let mut next: Vec<NextKnown> = vec![NextKnown::new(); groups.len()];
         let mut day = day_of(from);
         while day.start < to {
             let mut touched_days = BTreeMap::new();
             let mut start = day.start.max(rollup::bucket_start(from));
             while start < day.end && start < to {
                 let end = (start + Duration::seconds(STEP_SECS)).min(day.end);
-                let last = end >= to;
-                for (&group, carried) in groups.iter().zip(&mut carried) {
+                let window = Period { start, end };
+                for ((&group, carried), next) in groups.iter().zip(&mut carried).zip(&mut next) {
+                    let (series, last) = self
+                        .series_of(group, window, carried.as_ref(), next)
+                        .await?;
+                    *carried = Some(last);
                     progress += self
-                        .recompute(
-                            group,
-                            start,
-                            end,
-                            &mut touched_days,
-                            Some((carried, last)),
-                            None,
-                        )
+                        .write_buckets(&series, window, &mut touched_days, None)
                         .await?;
                 }
                 start = end;
@@ -655,116 +643,140 @@ impl Rollup {
         Ok(progress)
     }
 
-    /// Recomputes the buckets of `panels` in `[start, end)` (both bucket boundaries) and the
-    /// bucket of each panel's first reading at or after `end`. Records the UTC days it wrote.
-    ///
-    /// `walk` carries what a walk through consecutive stretches already knows: each panel's last
-    /// reading so far (read from InfluxDB on the first stretch), and whether the stretch is the
-    /// walk's last. Between stretches of a walk, the first reading after one stretch is
-    /// recomputed with the next stretch anyway, so only the last stretch looks beyond itself.
-    async fn recompute(
+    /// Each panel's readings in `window`, with its last reading before the window (`before`, if
+    /// a walk already knows it; read otherwise) and its first reading at or after the window's
+    /// end: all the buckets of `window` depend on. Also returns each panel's last reading
+    /// before the window's end. `next` keeps what is known of the readings after the window,
+    /// so that a walk looks a panel's next reading up only once per silence.
+    async fn series_of(
         &self,
         panels: Panels<'_>,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
+        window: Period,
+        before: Option<&Latest>,
+        next: &mut NextKnown,
+    ) -> Result<(BTreeMap<String, Vec<EnergyPoint>>, Latest), InfluxError> {
+        let filter = panels.condition();
+        let ahead = window.end + LOOKAHEAD;
+        let mut statements = vec![format!(
+            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {}{filter} GROUP BY panel",
+            time_literal(window.start),
+            time_literal(ahead),
+        )];
+        if before.is_none() {
+            statements.push(queries::last_reading_before(window.start, &filter));
+        }
+        let results = self.query_points(&statements.join(";\n")).await?;
+        let read_before;
+        let before = match before {
+            Some(before) => before,
+            None => {
+                read_before = last_of_each(results.get(1));
+                &read_before
+            }
+        };
+        let readings = points_by_panel(results.first());
+        let panels: BTreeSet<&String> = before.keys().chain(readings.keys()).collect();
+        let mut series = BTreeMap::new();
+        let mut last = before.clone();
+        let mut missing = Vec::new();
+        let empty = Vec::new();
+        for panel in panels {
+            let points = readings.get(panel).unwrap_or(&empty);
+            let split = points.partition_point(|p| p.time < window.end);
+            let (inside, later) = points.split_at(split);
+            let mut own: Vec<EnergyPoint> = before.get(panel).copied().into_iter().collect();
+            own.extend_from_slice(inside);
+            if let Some(point) = inside.last() {
+                last.insert(panel.clone(), *point);
+            }
+            match later.first() {
+                Some(point) => {
+                    own.push(*point);
+                    next.insert(panel.clone(), (window.end, Some(*point)));
+                }
+                None => match known_from(next, panel, ahead) {
+                    Some(point) => own.extend(point),
+                    None => missing.push(panel.clone()),
+                },
+            }
+            series.insert(panel.clone(), own);
+        }
+        // Panels without a reading in the lookahead: their next reading, wherever it is.
+        for chunk in missing.chunks(PANELS_PER_STATEMENT) {
+            let statement = queries::reading_after_unbounded(ahead, chunk);
+            let found = last_of_each(self.query_points(&statement).await?.first());
+            for panel in chunk {
+                let point = found.get(panel).copied();
+                next.insert(panel.clone(), (ahead, point));
+                if let (Some(point), Some(own)) = (point, series.get_mut(panel)) {
+                    own.push(point);
+                }
+            }
+        }
+        Ok((series, last))
+    }
+
+    /// Recomputes what the readings of `panels` in `run` (bucket boundaries) change: every
+    /// bucket from the one holding each panel's last reading before the run to the one holding
+    /// its first reading after it (the pairs those readings open and close may have changed).
+    /// Records the UTC days it wrote; `sink` takes the buckets instead of writing them.
+    async fn recompute(
+        &self,
+        panels: &[String],
+        run: Period,
         touched_days: &mut BTreeMap<i64, BTreeSet<String>>,
-        walk: Option<(&mut Option<Latest>, bool)>,
         mut sink: Option<&mut Vec<(String, Bucket)>>,
     ) -> Result<Progress, InfluxError> {
-        let filter = panels.condition();
-        let (carried, last_stretch) = match walk {
-            Some((carried, last)) => (Some(carried), last),
-            None => (None, true),
-        };
-        // The reading that opens the first pair, and the first reading after the run.
-        let before_statement = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {}{filter} GROUP BY panel ORDER BY time DESC LIMIT 1",
-            time_literal(start),
-        );
-        let after_statement = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {}{filter} GROUP BY panel ORDER BY time ASC LIMIT 1",
-            time_literal(end),
-        );
-        let known = carried.as_ref().and_then(|c| c.as_ref()).cloned();
-        let mut statements = Vec::new();
-        if known.is_none() {
-            statements.push(before_statement);
+        let filter = Panels::Only(panels).condition();
+        let statements = [
+            queries::last_reading_before(run.start, &filter),
+            queries::first_reading_from(run.end, &filter),
+        ];
+        let edges = self.query_points(&statements.join(";\n")).await?;
+        let before = last_of_each(edges.first());
+        let after = last_of_each(edges.get(1));
+        let mut next = NextKnown::new();
+        let mut spans: BTreeMap<(DateTime<Utc>, DateTime<Utc>), Vec<String>> = BTreeMap::new();
+        for panel in panels {
+            let point = after.get(panel).copied();
+            next.insert(panel.clone(), (run.end, point));
+            let start = before
+                .get(panel)
+                .map_or(run.start, |b| rollup::bucket_start(b.time))
+                .min(run.start);
+            let end = point
+                .map_or(run.end, |a| rollup::bucket_ceil(a.time))
+                .max(run.end);
+            spans.entry((start, end)).or_default().push(panel.clone());
         }
-        if last_stretch {
-            statements.push(after_statement);
+        let mut progress = Progress::default();
+        for ((start, end), group) in spans {
+            let window = Period { start, end };
+            let (series, _) = self
+                .series_of(Panels::Only(&group), window, None, &mut next)
+                .await?;
+            progress += self
+                .write_buckets(&series, window, touched_days, sink.as_deref_mut())
+                .await?;
         }
-        let mut edges = if statements.is_empty() {
-            Vec::new()
-        } else {
-            self.query_points(&statements.join(";\n")).await?
-        };
-        let after = if last_stretch {
-            points_by_panel(edges.pop().as_ref())
-        } else {
-            BTreeMap::new()
-        };
-        let before: Latest = match known {
-            Some(known) => known,
-            None => points_by_panel(edges.first())
-                .into_iter()
-                .filter_map(|(panel, points)| Some((panel, *points.last()?)))
-                .collect(),
-        };
-        let readings = format!(
-            "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {}{filter} GROUP BY panel",
-            time_literal(start),
-            time_literal(end),
-        );
-        let readings = self.query_points(&readings).await?;
-        let mut by_panel = points_by_panel(readings.first());
-        if let Some(carried) = carried {
-            let mut latest = before.clone();
-            for (panel, points) in &by_panel {
-                if let Some(last) = points.last() {
-                    latest.insert(panel.clone(), *last);
-                }
-            }
-            *carried = Some(latest);
-        }
+        Ok(progress)
+    }
 
-        // The bucket of each panel's first reading after the run, whose first pair may have
-        // changed: usually the same bucket for every panel, read with one statement.
-        let mut next: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        for (panel, points) in &after {
-            if let Some(first) = points.first() {
-                let bucket = rollup::bucket_start(first.time).timestamp();
-                next.entry(bucket).or_default().push(panel.clone());
-            }
-        }
-        let statements: Vec<String> = next
-            .iter()
-            .flat_map(|(&bucket, panels)| {
-                panels.chunks(PANELS_PER_STATEMENT).map(move |chunk| {
-                    format!(
-                        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
-                        time_literal(at(bucket)),
-                        time_literal(at(bucket + GRAIN_SECS)),
-                        Panels::Only(chunk).condition(),
-                    )
-                })
-            })
-            .collect();
-        for batch in statements.chunks(DAYS_PER_REQUEST) {
-            for result in self.query_points(&batch.join(";\n")).await? {
-                for (panel, mut points) in points_by_panel(Some(&result)) {
-                    by_panel.entry(panel).or_default().append(&mut points);
-                }
-            }
-        }
-
+    /// Computes the buckets of `window` from each panel's `series` (see [`Rollup::series_of`])
+    /// and writes them (or hands them to `sink`). Records the UTC days they fall in.
+    async fn write_buckets(
+        &self,
+        series: &BTreeMap<String, Vec<EnergyPoint>>,
+        window: Period,
+        touched_days: &mut BTreeMap<i64, BTreeSet<String>>,
+        mut sink: Option<&mut Vec<(String, Bucket)>>,
+    ) -> Result<Progress, InfluxError> {
         let mut progress = Progress::default();
         let mut body = String::new();
         let mut lines = 0;
-        for (panel, points) in &mut by_panel {
-            progress.readings += points.len() as u64;
-            let mut series: Vec<EnergyPoint> = before.get(panel).copied().into_iter().collect();
-            series.append(points);
-            for bucket in rollup::buckets(&series, start, self.max_power_kw) {
+        for (panel, points) in series {
+            progress.readings += points.iter().filter(|p| window.contains(p.time)).count() as u64;
+            for bucket in rollup::buckets(points, window, self.rules) {
                 progress.buckets += 1;
                 touched_days
                     .entry(day_of(bucket.start).start.timestamp())
@@ -797,7 +809,8 @@ impl Rollup {
                 statements.push((
                     day,
                     format!(
-                        "SELECT sum({USAGE_FIELD}) AS usage, sum({READINGS_FIELD}) AS readings \
+                        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
+                         sum({READINGS_FIELD}) AS readings \
                          FROM {QUARTER_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
                         time_literal(at(day)),
                         time_literal(at(day + rollup::DAY_SECS)),
@@ -845,7 +858,8 @@ impl Rollup {
     ) -> Result<u64, InfluxError> {
         let month = month_of(time);
         let statement = format!(
-            "SELECT sum({USAGE_FIELD}) AS usage, sum({READINGS_FIELD}) AS readings \
+            "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
+                         sum({READINGS_FIELD}) AS readings \
              FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
             time_literal(month.start),
             time_literal(month.end),
@@ -893,8 +907,8 @@ fn whole<T>(results: Vec<T>, statements: &str) -> Result<Vec<T>, InfluxError> {
 pub fn state_statement() -> String {
     format!(
         "SELECT last({COMPLETE_UNTIL}) AS until, last({MAX_POWER_FIELD}) AS max_power_kw, \
-         last(\"{FORMAT_FIELD}\") AS format, last({LOG_UNTIL_FIELD}) AS log_until \
-         FROM {STATE_MEASUREMENT}"
+         last({ESTIMATE_AFTER_FIELD}) AS estimate_after, last(\"{FORMAT_FIELD}\") AS format, \
+         last({LOG_UNTIL_FIELD}) AS log_until FROM {STATE_MEASUREMENT}"
     )
 }
 
@@ -905,9 +919,15 @@ pub fn parse_state(result: &StatementResult) -> Option<State> {
     let until = series.i64_at(0, "until")?;
     let max_power_kw = MaxPower::from_kw(series.f64_at(0, "max_power_kw")?).ok()?;
     let format = series.i64_at(0, "format").unwrap_or(1);
+    let estimate_after = series
+        .i64_at(0, "estimate_after")
+        .and_then(|secs| u32::try_from(secs).ok())
+        .and_then(|secs| EstimateAfter::from_secs(secs).ok());
     Some(State {
         complete_until: Utc.timestamp_nanos(until),
         max_power_kw,
+        estimate_after,
+        format,
         months: format >= FORMAT_WITH_MONTHS,
         log_until: series.i64_at(0, "log_until"),
     })
@@ -933,6 +953,7 @@ fn encode_sums(
         let total = Bucket {
             start,
             usage: Usage::from_nano_kwh(usage.into()),
+            estimated: Usage::from_nano_kwh(series.i64_at(0, "estimated").unwrap_or(0).into()),
             readings: readings.max(0) as u64,
         };
         rollup::encode(measurement, panel, &total, body);
@@ -945,7 +966,8 @@ fn encode_sums(
 /// `readings`.
 fn sum_statement(measurement: &str, period: energy_core::Period, panels: &[String]) -> String {
     format!(
-        "SELECT sum({USAGE_FIELD}) AS usage, sum({READINGS_FIELD}) AS readings \
+        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
+                         sum({READINGS_FIELD}) AS readings \
          FROM {measurement} WHERE time >= {} AND time < {}{} GROUP BY panel",
         time_literal(period.start),
         time_literal(period.end),
@@ -969,6 +991,7 @@ fn sums_by_panel(result: &StatementResult) -> BTreeMap<String, Figures> {
             let panel = series.tag("panel").filter(|p| !p.is_empty())?;
             let figures = Figures {
                 usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
+                estimated: Usage::from_nano_kwh(series.i64_at(0, "estimated").unwrap_or(0).into()),
                 readings: series.i64_at(0, "readings").unwrap_or(0).max(0) as u64,
             };
             Some((panel.to_owned(), figures))
@@ -1000,6 +1023,31 @@ fn time_at(series: &Series, row: usize) -> Option<DateTime<Utc>> {
 
 /// Each panel's latest reading so far.
 type Latest = BTreeMap<String, EnergyPoint>;
+
+/// What is known of each panel's readings after some instant: `(from, reading)` says its first
+/// reading at or after `from` is `reading` (`None`: it has none).
+type NextKnown = BTreeMap<String, (DateTime<Utc>, Option<EnergyPoint>)>;
+
+/// The panel's first reading at or after `at`, if `next` tells (`Some(None)`: it has none).
+fn known_from(next: &NextKnown, panel: &str, at: DateTime<Utc>) -> Option<Option<EnergyPoint>> {
+    let (from, reading) = next.get(panel)?;
+    if *from > at {
+        return None;
+    }
+    match reading {
+        None => Some(None),
+        Some(point) if point.time >= at => Some(Some(*point)),
+        Some(_) => None,
+    }
+}
+
+/// The last point of each panel's series (of a `LIMIT 1` statement: its one point).
+fn last_of_each(result: Option<&Rows<PointRow>>) -> Latest {
+    points_by_panel(result)
+        .into_iter()
+        .filter_map(|(panel, points)| Some((panel, *points.last()?)))
+        .collect()
+}
 
 /// A row of `SELECT energy_kwh …` with nanosecond times.
 type PointRow = (i64, Option<f64>);
@@ -1039,8 +1087,8 @@ mod tests {
     fn state_result(max_power_kw: serde_json::Value) -> StatementResult {
         serde_json::from_value(serde_json::json!({
             "series": [{"name": STATE_MEASUREMENT,
-                        "columns": ["time", "until", "max_power_kw", "format", "log_until"],
-                        "values": [[0, 1_795_749_605_000_000_000_i64, max_power_kw, 2, 42]]}]
+                        "columns": ["time", "until", "max_power_kw", "estimate_after", "format", "log_until"],
+                        "values": [[0, 1_795_749_605_000_000_000_i64, max_power_kw, 900, 3, 42]]}]
         }))
         .unwrap()
     }
@@ -1055,6 +1103,13 @@ mod tests {
         );
         assert!(state.months);
         assert_eq!(state.log_until, Some(42));
+        assert_eq!(state.estimate_after, Some(EstimateAfter::DEFAULT));
+        assert_eq!(state.format, FORMAT_SPREAD);
+        let rules = Rules::new(state.max_power_kw, EstimateAfter::DEFAULT);
+        assert!(state.computed_with(rules));
+        let other = Rules::new(state.max_power_kw, "901".parse().unwrap());
+        assert!(!state.computed_with(other));
+        assert!(!State { format: 2, ..state }.computed_with(rules));
         // InfluxDB may answer a whole float as an integer.
         let state = parse_state(&state_result(serde_json::json!(5000))).unwrap();
         assert_eq!(state.max_power_kw.to_string(), "5000");

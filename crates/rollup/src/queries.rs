@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
-use energy_core::rollup::USAGE_FIELD;
-use energy_core::{EnergyPoint, PanelId, Period, Usage, MEASUREMENT};
+use energy_core::rollup::{ESTIMATED_FIELD, USAGE_FIELD};
+use energy_core::{Energy, EnergyPoint, PanelId, Period, Usage, MEASUREMENT};
 use energy_influx::{Series, StatementResult};
 
 /// The latest reading of a panel.
@@ -112,9 +112,37 @@ pub fn every_reading_before(at: DateTime<Utc>) -> String {
     last_reading_before(at, "")
 }
 
+/// The first reading at or after `end` of each of `panels` within `LOOKBACK` after it: parse
+/// with [`parse_reading_before`] (it closes the pair that straddles `end`).
+pub fn reading_after_within_lookahead(end: DateTime<Utc>, panels: &[String]) -> String {
+    let filter = panel_filter(panels);
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {} AND time < {} AND {filter} \
+         GROUP BY panel ORDER BY time ASC LIMIT 1",
+        time_literal(end),
+        time_literal(end + chrono::Duration::seconds(LOOKBACK_SECS)),
+    )
+}
+
+/// The first reading at or after `end` of each of `panels`, without a bound: parse with
+/// [`parse_reading_before`].
+pub fn reading_after_unbounded(end: DateTime<Utc>, panels: &[String]) -> String {
+    first_reading_from(end, &format!(" AND {}", panel_filter(panels)))
+}
+
+/// Each panel's first reading at or after `at`, among the readings that also meet `and` (empty,
+/// or ` AND …`).
+pub fn first_reading_from(at: DateTime<Utc>, and: &str) -> String {
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE time >= {}{and} \
+         GROUP BY panel ORDER BY time ASC LIMIT 1",
+        time_literal(at),
+    )
+}
+
 /// Each panel's last reading before `at`, among the readings that also meet `and` (empty, or
 /// ` AND …`).
-fn last_reading_before(at: DateTime<Utc>, and: &str) -> String {
+pub fn last_reading_before(at: DateTime<Utc>, and: &str) -> String {
     format!(
         "SELECT energy_kwh FROM {MEASUREMENT} WHERE time < {}{and} \
          GROUP BY panel ORDER BY time DESC LIMIT 1",
@@ -135,7 +163,8 @@ pub fn day_power(day: Period) -> String {
 /// in `period`: parse with [`parse_usage_sums`].
 pub fn usage_sums(measurement: &str, period: Period) -> String {
     format!(
-        "SELECT sum({USAGE_FIELD}) AS usage FROM {measurement} WHERE {} GROUP BY panel",
+        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated \
+         FROM {measurement} WHERE {} GROUP BY panel",
         time_range(period)
     )
 }
@@ -268,13 +297,16 @@ pub fn parse_day_power(result: &StatementResult) -> BTreeMap<String, PowerStats>
 }
 
 /// The result of [`usage_sums`].
-pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Usage> {
+pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Energy> {
     result
         .series
         .iter()
         .filter_map(|series| {
-            let usage = Usage::from_nano_kwh(series.i64_at(0, "usage")?.into());
-            Some((panel_of(series)?.to_owned(), usage))
+            let energy = Energy {
+                usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
+                estimated: Usage::from_nano_kwh(series.i64_at(0, "estimated").unwrap_or(0).into()),
+            };
+            Some((panel_of(series)?.to_owned(), energy))
         })
         .collect()
 }
@@ -371,7 +403,7 @@ mod tests {
             ),
             (
                 usage_sums("energy_usage_15m", period),
-                "SELECT sum(usage_nkwh) AS usage FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
             ),
             (
                 raw_readings(period),
@@ -384,6 +416,18 @@ mod tests {
             (
                 earliest_reading(),
                 "SELECT energy_kwh FROM energy_data ORDER BY time ASC LIMIT 1",
+            ),
+            (
+                reading_after_within_lookahead(start, &panels()),
+                "SELECT energy_kwh FROM energy_data WHERE time >= '2026-11-27T05:15:00.000000000Z' AND time < '2026-11-28T05:15:00.000000000Z' AND (panel = 'A' OR panel = 'b\\'c') GROUP BY panel ORDER BY time ASC LIMIT 1",
+            ),
+            (
+                reading_after_unbounded(start, &panels()),
+                "SELECT energy_kwh FROM energy_data WHERE time >= '2026-11-27T05:15:00.000000000Z' AND (panel = 'A' OR panel = 'b\\'c') GROUP BY panel ORDER BY time ASC LIMIT 1",
+            ),
+            (
+                first_reading_from(start, ""),
+                "SELECT energy_kwh FROM energy_data WHERE time >= '2026-11-27T05:15:00.000000000Z' GROUP BY panel ORDER BY time ASC LIMIT 1",
             ),
             (
                 every_reading_before(start),
@@ -456,8 +500,18 @@ mod tests {
 
         let sums = result(serde_json::json!({
             "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
-                        "columns": ["time", "usage"], "values": [[0, 1_500_000_000_i64]]}]
+                        "columns": ["time", "usage", "estimated"],
+                        "values": [[0, 1_500_000_000_i64, 500_000_000_i64]]},
+                       {"name": "energy_usage_15m", "tags": {"panel": "B"},
+                        "columns": ["time", "usage", "estimated"],
+                        "values": [[0, 7_i64, null]]}]
         }));
-        assert_eq!(parse_usage_sums(&sums)["A"], Usage::from_kwh(1.5));
+        let a = Energy {
+            usage: Usage::from_kwh(1.5),
+            estimated: Usage::from_kwh(0.5),
+        };
+        assert_eq!(parse_usage_sums(&sums)["A"], a);
+        // Sums over points written before estimates existed have none.
+        assert_eq!(parse_usage_sums(&sums)["B"].estimated, Usage::ZERO);
     }
 }

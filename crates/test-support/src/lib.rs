@@ -38,6 +38,7 @@ mod mosquitto;
 pub mod mqtt;
 mod process;
 mod program;
+pub mod reference;
 mod settings;
 mod sse;
 mod subscriber;
