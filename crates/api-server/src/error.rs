@@ -19,6 +19,8 @@ pub enum ApiError {
         token_given: bool,
     },
     NotFound,
+    /// A path names a panel that never wrote a reading (or is no panel id).
+    UnknownPanel(String),
     MethodNotAllowed,
     /// The request body is larger than the API accepts (it only answers GET).
     PayloadTooLarge {
@@ -89,6 +91,11 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 ErrorCode::NotFound,
                 "no such endpoint".into(),
+            ),
+            ApiError::UnknownPanel(panel) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("no panel {panel:?} has written a reading"),
             ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

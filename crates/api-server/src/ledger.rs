@@ -24,8 +24,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use energy_core::apportion::nanos;
 use energy_core::rollup::{bucket_start, day_of, Coverage, DAY_SECS, GRAIN_SECS};
-use energy_core::{Energy, EnergyPoint, Period, Rules, Usage};
+use energy_core::{Energy, EnergyPoint, Load, Period, Rules, Usage};
 use energy_influx::InfluxError;
 use energy_rollup::{LogCursor, PanelPoints, Rollup};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -180,7 +181,7 @@ impl Book {
         period: Period,
         rules: Rules,
         recent: &BTreeMap<String, Vec<EnergyPoint>>,
-    ) -> BTreeMap<String, Energy> {
+    ) -> BTreeMap<String, Load> {
         let mut out = BTreeMap::new();
         let (start, end) = (period.start.timestamp(), period.end.timestamp());
         let Some((_, span_end)) = self.span else {
@@ -192,10 +193,14 @@ impl Book {
         let first_key = day_of(period.start).start.timestamp();
         let no_days = BTreeMap::new();
         let panels: BTreeSet<&String> = self.days.keys().chain(self.before.keys()).collect();
+        // The period's buckets, for its largest one.
+        let quarters = ((end - start) / GRAIN_SECS).max(1) as usize;
+        let mut by_quarter = vec![0i128; quarters];
         for panel in panels {
             let days = self.days.get(panel).unwrap_or(&no_days);
             let mut total = Energy::ZERO;
             let mut any = false;
+            by_quarter.fill(0);
             for (&day, data) in days.range(first_key..end) {
                 let from = ((start - day).max(0) / GRAIN_SECS) as usize;
                 let to = (((end - day) / GRAIN_SECS) as usize).min(BUCKETS_PER_DAY);
@@ -206,7 +211,25 @@ impl Book {
                 total += usage;
                 // A panel with a reading in the period counts even when its usage is zero.
                 any |= readings;
+                let offset = ((day + from as i64 * GRAIN_SECS - start) / GRAIN_SECS) as usize;
+                for (slot, share) in by_quarter[offset..].iter_mut().zip(&data.usage[from..to]) {
+                    *slot += share;
+                }
             }
+            let mut bridge = |a: EnergyPoint, b: EnergyPoint, total: &mut Energy| {
+                let Some((spread, estimated)) = rules.spread(a, b) else {
+                    return;
+                };
+                *total += Energy::share(spread.share(period.start, period.end), estimated);
+                for (quarter, share) in
+                    spread.by_quarter_within(nanos(period.start), nanos(period.end))
+                {
+                    let index = ((quarter.timestamp() - start) / GRAIN_SECS) as usize;
+                    if let Some(slot) = by_quarter.get_mut(index) {
+                        *slot += share;
+                    }
+                }
+            };
             // The pairs between days with readings that reach into the period: from the last
             // day before it (or the reading before the span) to the first day after it, or to
             // the first reading after the span.
@@ -217,7 +240,9 @@ impl Book {
             let mut closed = false;
             for (_, day) in days.range(first_key..) {
                 if let Some(a) = previous {
-                    total += share_of(a, day.first, period, rules);
+                    if a.time < period.end && day.first.time > period.start {
+                        bridge(a, day.first, &mut total);
+                    }
                 }
                 if day.first.time >= period.end {
                     closed = true;
@@ -230,11 +255,20 @@ impl Book {
                     .get(panel)
                     .and_then(|points| points.iter().find(|p| p.time >= span_end));
                 if let (Some(a), Some(b)) = (previous, after) {
-                    total += share_of(a, *b, period, rules);
+                    if a.time < period.end && b.time > period.start {
+                        bridge(a, *b, &mut total);
+                    }
                 }
             }
             if any || total.usage != Usage::ZERO {
-                out.insert(panel.clone(), total);
+                let peak = by_quarter.iter().copied().max().unwrap_or(0);
+                out.insert(
+                    panel.clone(),
+                    Load {
+                        energy: total,
+                        peak: Usage::from_nano_kwh(peak),
+                    },
+                );
             }
         }
         out
@@ -296,19 +330,6 @@ impl Book {
                 self.days.entry(panel).or_default().insert(key, day);
             }
         }
-    }
-}
-
-/// The share of the pair (a, b) in `period`.
-fn share_of(a: EnergyPoint, b: EnergyPoint, period: Period, rules: Rules) -> Energy {
-    if b.time <= period.start || a.time >= period.end {
-        return Energy::ZERO;
-    }
-    match rules.spread(a, b) {
-        Some((spread, estimated)) => {
-            Energy::share(spread.share(period.start, period.end), estimated)
-        }
-        None => Energy::ZERO,
     }
 }
 
@@ -377,12 +398,12 @@ impl Ledger {
         }
     }
 
-    /// Each panel's usage in `period` (see [`Book::usage`]).
+    /// Each panel's usage and largest bucket in `period` (see [`Book::usage`]).
     pub fn usage(
         &self,
         period: Period,
         recent: &BTreeMap<String, Vec<EnergyPoint>>,
-    ) -> BTreeMap<String, Energy> {
+    ) -> BTreeMap<String, Load> {
         self.0
             .book
             .read()
@@ -712,7 +733,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use energy_core::usage::usage_in;
+    use energy_core::usage::{load_in, quarters_of};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn rules() -> Rules {
@@ -810,12 +831,13 @@ mod tests {
                 end: span.start + Duration::seconds(b * GRAIN_SECS),
             };
             let got = book.usage(period, rules(), all);
+            let quarters = quarters_of(period);
             for (panel, points) in all {
-                let expected = usage_in(points, period, rules());
+                let expected = load_in(points, &quarters, rules());
                 let has_reading = points.iter().any(|p| period.contains(p.time));
                 assert_eq!(
                     got.get(panel).copied(),
-                    (has_reading || expected.usage != Usage::ZERO).then_some(expected),
+                    (has_reading || expected.energy.usage != Usage::ZERO).then_some(expected),
                     "{panel} {period:?}"
                 );
             }

@@ -35,7 +35,7 @@ use crate::answers::RealtimePanel;
 use crate::error::{ApiError, ErrorBody};
 use crate::live::StreamSync;
 use crate::state::AppState;
-use crate::{auth, dashboard, limits, routes, stream};
+use crate::{auth, dashboard, intervals, limits, routes, stream};
 
 /// The name of the bearer-token security scheme in the document.
 const BEARER: &str = "bearer_token";
@@ -71,6 +71,8 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(routes::today_usage))
         .routes(routes!(routes::summary))
         .routes(routes!(routes::monthly))
+        .routes(routes!(intervals::intervals))
+        .routes(routes!(intervals::daily))
         .routes(routes!(stream::stream))
         .routes(routes!(routes::health))
         .routes(routes!(routes::render))

@@ -15,12 +15,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, NaiveDate, Utc};
 use energy_core::status::status;
-use energy_core::{period, Energy, Status, Tariff};
+use energy_core::{period, Energy, Load, Status, Tariff};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::answers::{rfc3339, status_schema, RealtimePanel};
+use crate::csv::{number, Csv, Format};
 use crate::error::{ApiError, ErrorBody};
+use crate::intervals::demand_kw;
 use crate::metrics;
 use crate::state::AppState;
 
@@ -62,7 +64,8 @@ pub(crate) async fn realtime(State(state): Shared) -> Result<Json<Realtime>, Api
 }
 
 /// The 503 of every route that reads InfluxDB.
-const UNAVAILABLE: &str = "InfluxDB failed or did not answer within `INFLUX_TIMEOUT_MS` \
+pub(crate) const UNAVAILABLE: &str =
+    "InfluxDB failed or did not answer within `INFLUX_TIMEOUT_MS` \
      (`influxdb_unavailable`), or the whole request took longer than that plus 1 s (`timeout`)";
 
 /// An amount of energy and what it costs.
@@ -155,6 +158,8 @@ struct MonthUsage {
     month: u32,
     #[serde(flatten)]
     figure: UsageFigure,
+    /// The month's largest quarter-hour usage × 4 (kW), rounded to 3 decimals.
+    max_demand_kw: f64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -167,6 +172,8 @@ struct PanelYear {
     /// The cost of the year's exact usage, rounded once to 2 decimals (not the sum of the
     /// months' rounded costs).
     total_cost: f64,
+    /// The year's largest quarter-hour usage × 4 (kW), rounded to 3 decimals.
+    max_demand_kw: f64,
     /// January to December, 0 for a month without data.
     #[schema(min_items = 12, max_items = 12)]
     months: Vec<MonthUsage>,
@@ -186,7 +193,7 @@ pub(crate) struct MonthlyUsage {
     panels: Vec<PanelYear>,
 }
 
-/// Each panel's usage and cost per calendar month of a year.
+/// Each panel's usage, cost and largest 15-minute demand per calendar month of a year.
 #[utoipa::path(
     get,
     path = "/api/energy/monthly",
@@ -194,60 +201,98 @@ pub(crate) struct MonthlyUsage {
     params(
         ("year" = Option<i32>, Query, minimum = 1970, maximum = 9999,
             description = "The year, in `TIMEZONE`; the current one when absent"),
+        ("format" = Option<String>, Query, pattern = "^(json|csv)$",
+            description = "`json` (the default) or `csv`"),
     ),
     responses(
-        (status = 200, description = "Twelve months per panel", body = MonthlyUsage),
-        (status = 400, description = "`year` is not an integer between 1970 and 9999 \
-            (`bad_request`)", body = ErrorBody),
+        (status = 200, description = "Twelve months per panel", content(
+            (MonthlyUsage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "`year` is not an integer between 1970 and 9999, or \
+            `format` not json or csv (`bad_request`)", body = ErrorBody),
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
 pub(crate) async fn monthly(
     State(state): Shared,
     RawQuery(query): RawQuery,
-) -> Result<Json<MonthlyUsage>, ApiError> {
+) -> Result<Response, ApiError> {
     let year = match query_param(query.as_deref(), "year") {
         None => Utc::now().with_timezone(&state.timezone).year(),
         Some(raw) => parse_year(&raw)?,
     };
+    let format = Format::parse(query_param(query.as_deref(), "format").as_deref())?;
     let months = period::months_of_year(year, state.timezone)
         .ok_or_else(|| ApiError::BadRequest(format!("year {year} has no calendar")))?;
-    let (latest, usage) = state.store.latest_and_usage(&months).await?;
+    let (latest, loads) = state.store.latest_and_loads(&months, true).await?;
     let panels: Vec<_> = latest
         .into_keys()
         .map(|panel| {
-            let used = usage
+            let loads = loads
                 .get(&panel)
                 .cloned()
-                .unwrap_or_else(|| vec![Energy::ZERO; 12]);
-            let total: Energy = used.iter().copied().sum();
+                .unwrap_or_else(|| vec![Load::ZERO; 12]);
+            let year = loads
+                .iter()
+                .fold(Load::ZERO, |year, month| year.join(*month));
             PanelYear {
                 panel,
-                total_kwh: total.usage.kwh_rounded(),
-                total_estimated_kwh: total.estimated.kwh_rounded(),
-                total_cost: state.tariff.cost(total.usage).to_f64(),
-                months: used
+                total_kwh: year.energy.usage.kwh_rounded(),
+                total_estimated_kwh: year.energy.estimated.kwh_rounded(),
+                total_cost: state.tariff.cost(year.energy.usage).to_f64(),
+                max_demand_kw: demand_kw(year.peak),
+                months: loads
                     .into_iter()
                     .zip(1..)
-                    .map(|(usage, month)| MonthUsage {
+                    .map(|(load, month)| MonthUsage {
                         month,
-                        figure: UsageFigure::new(usage, &state.tariff),
+                        figure: UsageFigure::new(load.energy, &state.tariff),
+                        max_demand_kw: demand_kw(load.peak),
                     })
                     .collect(),
             }
         })
         .collect();
-    Ok(Json(MonthlyUsage {
+    let answer = MonthlyUsage {
         year,
         timezone: state.timezone.name(),
         tariff_per_kwh: state.tariff.per_kwh.to_f64(),
         currency: state.tariff.currency.clone(),
         panels,
-    }))
+    };
+    Ok(match format {
+        Format::Json => Json(answer).into_response(),
+        Format::Csv => {
+            let mut csv = Csv::new(&[
+                "panel",
+                "month",
+                "usage_kwh",
+                "estimated_kwh",
+                "cost",
+                "currency",
+                "max_demand_kw",
+            ]);
+            for panel in &answer.panels {
+                for month in &panel.months {
+                    csv.row([
+                        panel.panel.as_str(),
+                        &format!("{year:04}-{:02}", month.month),
+                        &number(month.figure.usage_kwh),
+                        &number(month.figure.estimated_kwh),
+                        &number(month.figure.cost),
+                        &answer.currency,
+                        &number(month.max_demand_kw),
+                    ]);
+                }
+            }
+            csv.into_response(&format!("monthly-{year:04}.csv"))
+        }
+    })
 }
 
 /// The last value of `name` in a query string, percent-decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .filter(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())

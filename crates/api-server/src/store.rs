@@ -30,8 +30,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use energy_core::rollup::{
     self, Coverage, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
 };
-use energy_core::usage::usage_in;
-use energy_core::{Energy, EnergyPoint, Period, Rules, Usage};
+use energy_core::usage::{load_in, quarters_of, usage_in};
+use energy_core::{Energy, EnergyPoint, Load, Period, Rules, Usage};
 use energy_influx::{InfluxClient, InfluxError, StatementResult};
 use energy_rollup::queries::{self, Recent};
 
@@ -104,17 +104,24 @@ impl Piece {
         }
     }
 
-    /// The usage per panel with rollup sums in the piece (negative for [`Piece::Less`]), from
-    /// its statement's results.
-    fn usage(self, results: &[&StatementResult]) -> ByPanel<Energy> {
+    /// The usage per panel with rollup sums in the piece (negative for [`Piece::Less`], whose
+    /// peak is meaningless: a period with one is never asked for its peak), from its
+    /// statement's results.
+    fn usage(self, results: &[&StatementResult]) -> ByPanel<Load> {
         match self {
             Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) => ByPanel::new(),
             Piece::Rollup(..) | Piece::Less(_) => results
                 .iter()
                 .flat_map(|r| queries::parse_usage_sums(r))
-                .map(|(panel, usage)| match self {
-                    Piece::Less(_) => (panel, Energy::ZERO - usage),
-                    _ => (panel, usage),
+                .map(|(panel, load)| match self {
+                    Piece::Less(_) => (
+                        panel,
+                        Load {
+                            energy: Energy::ZERO - load.energy,
+                            peak: Usage::ZERO,
+                        },
+                    ),
+                    _ => (panel, load),
                 })
                 .collect(),
         }
@@ -132,6 +139,15 @@ impl Source {
     fn coverage(self) -> Coverage {
         match self {
             Source::Rollup(c) | Source::Ledger(c) => c,
+        }
+    }
+
+    /// This source without month sums when `peaks` are asked for (see
+    /// [`Store::latest_and_loads`]).
+    fn for_peaks(self, peaks: bool) -> Source {
+        match self {
+            Source::Rollup(c) if peaks => Source::Rollup(Coverage { months: false, ..c }),
+            other => other,
         }
     }
 }
@@ -360,15 +376,31 @@ impl Store {
         &self,
         periods: &[Period],
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Energy>>), InfluxError> {
+        let (latest, loads) = self.latest_and_loads(periods, false).await?;
+        let usage = loads
+            .into_iter()
+            .map(|(panel, loads)| (panel, loads.into_iter().map(|l| l.energy).collect()))
+            .collect();
+        Ok((latest, usage))
+    }
+
+    /// Like [`Store::latest_and_usage`], with each period's largest quarter-hour usage when
+    /// `peaks` is set (zero otherwise). A period's peak needs the largest bucket of each of its
+    /// parts, so month sums (which are corrected by subtracting buckets) are not used then.
+    pub async fn latest_and_loads(
+        &self,
+        periods: &[Period],
+        peaks: bool,
+    ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Load>>), InfluxError> {
         let (source, recent) = self.source(periods).await?;
-        let plans = self.plan(periods, Some(source));
+        let plans = self.plan(periods, Some(source.for_peaks(peaks)));
         let (recent, answers) = futures_util::future::try_join(
             self.recent_after(source, recent),
             self.run_each_once(statements_of(&plans)),
         )
         .await?;
         let usage = self
-            .combine_usage(periods.len(), &plans, &answers, &recent)
+            .combine_usage(periods.len(), &plans, &answers, &recent, peaks)
             .await?;
         Ok((recent.latest, usage))
     }
@@ -411,12 +443,47 @@ impl Store {
             );
         }
         let usage = self
-            .combine_usage(1, &plans, &answers, &recent)
+            .combine_usage(1, &plans, &answers, &recent, false)
             .await?
             .into_iter()
-            .map(|(panel, usage)| (panel, usage[0]))
+            .map(|(panel, usage)| (panel, usage[0].energy))
             .collect();
         Ok((stats, usage))
+    }
+
+    /// One panel's usage in each of `intervals` (consecutive, within `day`), from its readings
+    /// in the day and the reading on either side of it; `None` when the panel has no reading
+    /// at all. Read from raw readings in every case: a day of one panel is at most a few
+    /// thousand, and local intervals need not lie on the rollup's quarter hours.
+    pub async fn panel_intervals(
+        &self,
+        panel: &str,
+        day: Period,
+        intervals: &[Period],
+    ) -> Result<Option<Vec<Energy>>, InfluxError> {
+        let and = format!(" AND {}", queries::panel_filter(&[panel.to_owned()]));
+        let mut statements = vec![
+            queries::panel_readings(panel, day),
+            queries::last_reading_before(day.start, &and),
+        ];
+        // A day still running has no reading after it (and a statement over the empty future
+        // costs InfluxDB time for nothing): its intervals count up to the latest reading.
+        if day.end <= Utc::now() {
+            statements.push(queries::first_reading_from(day.end, &and));
+        }
+        let results = self.run(&statements).await?;
+        let mut points = queries::parse_raw_readings(&results[0])
+            .remove(panel)
+            .unwrap_or_default();
+        for edge in &results[1..] {
+            points.extend(queries::parse_reading_before(edge).remove(panel));
+        }
+        if points.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(energy_core::usage::usage_in_periods(
+            &points, intervals, self.rules,
+        )))
     }
 
     /// Runs `statements` as one request, through the cache (see `cache`).
@@ -518,15 +585,17 @@ impl Store {
             .collect()
     }
 
-    /// Usage per panel and period from the results of each planned period's statements.
+    /// Usage per panel and period from the results of each planned period's statements, with
+    /// the largest quarter hour of each when `peaks` is set.
     async fn combine_usage(
         &self,
         period_count: usize,
         plans: &[PeriodPlan],
         answers: &Answers,
         recent: &Recent,
-    ) -> Result<ByPanel<Vec<Energy>>, InfluxError> {
-        let mut usage: ByPanel<Vec<Energy>> = ByPanel::new();
+        peaks: bool,
+    ) -> Result<ByPanel<Vec<Load>>, InfluxError> {
+        let mut usage: ByPanel<Vec<Load>> = ByPanel::new();
         for plan in plans {
             for (piece, statements) in &plan.pieces {
                 let piece = *piece;
@@ -534,16 +603,18 @@ impl Store {
                     statements.iter().map(|s| answers.get(s)).collect();
                 let piece_results = piece_results.as_slice();
                 let piece_usage = match piece {
-                    Piece::Tail(period) => self.usage_of_points(period, &recent.points).await?,
-                    Piece::Raw(period) => raw_usage(period, piece_results, self.rules),
+                    Piece::Tail(period) => {
+                        self.usage_of_points(period, &recent.points, peaks).await?
+                    }
+                    Piece::Raw(period) => raw_usage(period, piece_results, self.rules, peaks),
                     Piece::Ledger(period) => self.ledger.usage(period, &recent.points),
                     Piece::Rollup(..) | Piece::Less(_) => piece.usage(piece_results),
                 };
                 for (panel, piece_usage) in piece_usage {
-                    usage
+                    let load = &mut usage
                         .entry(panel)
-                        .or_insert_with(|| vec![Energy::ZERO; period_count])[plan.index] +=
-                        piece_usage;
+                        .or_insert_with(|| vec![Load::ZERO; period_count])[plan.index];
+                    *load = load.join(piece_usage);
                 }
             }
         }
@@ -558,7 +629,8 @@ impl Store {
         &self,
         period: Period,
         points_by_panel: &ByPanel<Vec<EnergyPoint>>,
-    ) -> Result<ByPanel<Energy>, InfluxError> {
+        peaks: bool,
+    ) -> Result<ByPanel<Load>, InfluxError> {
         let silent: Vec<String> = points_by_panel
             .iter()
             .filter(|(_, points)| {
@@ -569,13 +641,14 @@ impl Store {
             .map(|(panel, _)| panel.clone())
             .collect();
         let before = self.readings_before(period.start, &silent).await?;
+        let measure = Measure::new(period, self.rules, peaks);
         let mut usage = ByPanel::new();
         for (panel, points) in points_by_panel {
             let mut series: Vec<EnergyPoint> = before.get(panel).copied().into_iter().collect();
             series.extend_from_slice(points);
-            let energy = usage_in(&series, period, self.rules);
-            if energy.usage != Usage::ZERO || points.iter().any(|p| period.contains(p.time)) {
-                usage.insert(panel.clone(), energy);
+            let load = measure.load(&series);
+            if load.energy.usage != Usage::ZERO || points.iter().any(|p| period.contains(p.time)) {
+                usage.insert(panel.clone(), load);
             }
         }
         Ok(usage)
@@ -612,7 +685,13 @@ impl Store {
 
 /// Usage in `period` from the results of a [`Piece::Raw`]'s statements: its readings, and each
 /// panel's reading before and after it.
-fn raw_usage(period: Period, results: &[&StatementResult], rules: Rules) -> ByPanel<Energy> {
+fn raw_usage(
+    period: Period,
+    results: &[&StatementResult],
+    rules: Rules,
+    peaks: bool,
+) -> ByPanel<Load> {
+    let measure = Measure::new(period, rules, peaks);
     let mut points = results
         .first()
         .map(|result| queries::parse_raw_readings(result))
@@ -625,12 +704,40 @@ fn raw_usage(period: Period, results: &[&StatementResult], rules: Rules) -> ByPa
     points
         .into_iter()
         .filter_map(|(panel, points)| {
-            let energy = usage_in(&points, period, rules);
+            let load = measure.load(&points);
             let present =
-                energy.usage != Usage::ZERO || points.iter().any(|p| period.contains(p.time));
-            present.then_some((panel, energy))
+                load.energy.usage != Usage::ZERO || points.iter().any(|p| period.contains(p.time));
+            present.then_some((panel, load))
         })
         .collect()
+}
+
+/// How a raw part of a period is measured: its energy, and its largest quarter hour if asked.
+struct Measure {
+    period: Period,
+    rules: Rules,
+    /// The period's quarter hours, when peaks are asked for.
+    quarters: Option<Vec<Period>>,
+}
+
+impl Measure {
+    fn new(period: Period, rules: Rules, peaks: bool) -> Measure {
+        Measure {
+            period,
+            rules,
+            quarters: peaks.then(|| quarters_of(period)),
+        }
+    }
+
+    fn load(&self, points: &[EnergyPoint]) -> Load {
+        match &self.quarters {
+            Some(quarters) => load_in(points, quarters, self.rules),
+            None => Load {
+                energy: usage_in(points, self.period, self.rules),
+                peak: Usage::ZERO,
+            },
+        }
+    }
 }
 
 /// The statements of an answer: groups that read raw points, and rollup sums.
@@ -809,8 +916,8 @@ mod tests {
             usage: Usage::from_kwh(1.5),
             estimated: Usage::from_kwh(0.25),
         };
-        assert_eq!(added["A"], energy);
-        assert_eq!(less["A"], Energy::ZERO - energy);
+        assert_eq!(added["A"].energy, energy);
+        assert_eq!(less["A"].energy, Energy::ZERO - energy);
     }
 
     fn pieces_of(period: Period, until: DateTime<Utc>) -> Vec<Piece> {

@@ -1,12 +1,23 @@
 //! The api-server binary against a real InfluxDB 1.6 holding hand-made histories. Expected
-//! figures are worked out by hand in each test, not computed with the core crate.
+//! figures are worked out by hand in each test (the arithmetic is in the comments), not computed
+//! with the core crate, and checked once more against `test_support::reference`, the rule written
+//! out independently.
+//!
+//! The rule (issue "Interval-exact accounting"): the increase of a pair of consecutive readings
+//! is spread over the time between them, so a pair straddling local midnight (or a month
+//! boundary) is split in proportion to the minutes on each side, and a reading exactly at
+//! midnight ends the old day. The share of a pair longer than 900 s is also `estimated_kwh`.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
+use test_support::reference::{self, Rule, Shares};
 use test_support::{free_port, http_get, try_http_get, ApiServer, Influx, Program};
+
+/// A panel's readings as the reference takes them: (time, energy register).
+type Points = Vec<(DateTime<Utc>, f64)>;
 
 fn line(panel: &str, power_kw: f64, energy_kwh: f64, time: DateTime<Utc>) -> String {
     format!(
@@ -19,6 +30,68 @@ fn local(tz: Tz, y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     tz.with_ymd_and_hms(y, m, d, h, min, 0)
         .unwrap()
         .with_timezone(&Utc)
+}
+
+/// The reference's usage and estimated kWh of `points` in `[start, end)`, with the default rule
+/// (5000 kW, 900 s).
+fn reference_kwh(
+    points: &[(DateTime<Utc>, f64)],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> (f64, f64) {
+    let shares: Shares = reference::usage(points, start, end, Rule::default());
+    (shares.usage_kwh(), shares.estimated_kwh())
+}
+
+/// The reference's (usage, estimated) kWh of `points` in each calendar month of `year` in `tz`.
+fn reference_months(points: &[(DateTime<Utc>, f64)], tz: Tz, year: i32) -> Vec<(f64, f64)> {
+    (1..=12)
+        .map(|month| {
+            let start = local(tz, year, month, 1, 0, 0);
+            let end = if month == 12 {
+                local(tz, year + 1, 1, 1, 0, 0)
+            } else {
+                local(tz, year, month + 1, 1, 0, 0)
+            };
+            reference_kwh(points, start, end)
+        })
+        .collect()
+}
+
+/// (usage, estimated) kWh in twelve months: `figures` at the (1-based) months named, 0 elsewhere.
+fn twelve(figures: &[(u32, f64, f64)]) -> Vec<(f64, f64)> {
+    let mut months = vec![(0.0, 0.0); 12];
+    for &(month, usage, estimated) in figures {
+        months[month as usize - 1] = (usage, estimated);
+    }
+    months
+}
+
+/// Panel `id`'s months in a monthly answer as (usage_kwh, estimated_kwh), after checking their
+/// numbers, costs (at `tariff`) and that the year's totals are their sums.
+fn months_of(body: &Value, id: &str, tariff: f64) -> Vec<(f64, f64)> {
+    let p = panel(body, id);
+    let months = p["months"].as_array().unwrap().clone();
+    assert_eq!(months.len(), 12, "{id}: {p}");
+    let mut figures = Vec::new();
+    for (i, m) in months.iter().enumerate() {
+        assert_eq!(m["month"], i + 1, "{id}: {p}");
+        let usage = m["usage_kwh"].as_f64().unwrap();
+        let estimated = m["estimated_kwh"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{id}: month {} has no estimated_kwh: {m}", i + 1));
+        assert_eq!(m["cost"].as_f64().unwrap(), usage * tariff, "{id}: {m}");
+        figures.push((usage, estimated));
+    }
+    // Every figure here is a whole number of milli-kWh, so the rounded months add up exactly
+    // (the sums are compared rounded to 3 decimals only to shed the f64 noise of adding).
+    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let usage: f64 = figures.iter().map(|f| f.0).sum();
+    let estimated: f64 = figures.iter().map(|f| f.1).sum();
+    assert_eq!(p["total_kwh"], round3(usage), "{id}: {p}");
+    assert_eq!(p["total_estimated_kwh"], round3(estimated), "{id}: {p}");
+    assert_eq!(p["total_cost"], round3(usage) * tariff, "{id}: {p}");
+    figures
 }
 
 fn panel<'a>(body: &'a Value, id: &str) -> &'a Value {
@@ -51,44 +124,98 @@ fn jakarta_today() -> (NaiveDate, DateTime<Utc>) {
 }
 
 #[test]
-fn today_usage_and_summary_follow_the_pair_rule_across_local_midnight() {
+fn today_usage_and_summary_split_pairs_at_local_midnight() {
     let influx = Influx::start();
     influx.create_database("energy");
     let (date, m) = jakarta_today();
     let min = |n: i64| m + Span::minutes(n);
+    // Each panel's readings as (minutes from today's local midnight m, power_kw, energy_kwh).
+    // Jakarta's midnight is 17:00 UTC, on the quarter-hour grid: the quarter hour [m − 15 min,
+    // m) is yesterday's, [m, m + 15 min) today's.
+    type History = (&'static str, &'static [(i64, f64, f64)]);
+    let histories: [History; 5] = [
+        // A: 100 -> 101 yesterday (+1, yesterday's). The pair straddling midnight, 101 at −1 ->
+        // 103 at +1: +2 over 2 minutes, 1 minute on each side: 2 × 1/2 = 1.0 yesterday and 1.0
+        // today (the old rule gave all 2 to today). Then +1.5 (103 -> 104.5), a reset to 0
+        // (counts 0), +2 (0 -> 2). Today: 1.0 + 1.5 + 2.0 = 4.5 kWh; every pair is ≤ 2 minutes
+        // long, so none of it is estimated. (Yesterday: 1 + 1.0 = 2.0.)
+        (
+            "A",
+            &[
+                (-2, 10.0, 100.0),
+                (-1, 12.0, 101.0),
+                (1, 20.0, 103.0),
+                (2, 30.0, 104.5),
+                (3, 5.0, 0.0),
+                (4, 7.0, 2.0),
+            ],
+        ),
+        // B: +1 across midnight (49 999 at −1 -> 50 000 at +1): 0.5 yesterday, 0.5 today. Then a
+        // zero glitch: 50 000 -> 0 is a drop (0), and 0 -> 50 000.5 in one minute would be
+        // 50 000.5 × 60 = 3 000 030 kW > 5000 kW, so it counts 0; then +0.5 (50 000.5 ->
+        // 50 001). Today: 0.5 + 0.5 = 1.0 kWh.
+        (
+            "B",
+            &[
+                (-1, 1.0, 49_999.0),
+                (1, 1.0, 50_000.0),
+                (2, 1.0, 0.0),
+                (3, 1.0, 50_000.5),
+                (4, 1.0, 50_001.0),
+            ],
+        ),
+        // C: a reading exactly at local midnight ENDS the old day: the pair 10 at −1 -> 12 at 0
+        // lies in [m − 1 min, m), so its +2 is all yesterday's (the old rule gave it to today).
+        // Then 12 -> 12.5 in [m, m + 1 min): today 0.5 kWh. (Yesterday: 1 + 2 = 3.0.)
+        (
+            "C",
+            &[
+                (-2, 2.0, 9.0),
+                (-1, 2.0, 10.0),
+                (0, 2.0, 12.0),
+                (1, 2.0, 12.5),
+            ],
+        ),
+        // D: only yesterday (1 -> 2 over 10 minutes): 0 today.
+        ("D", &[(-30, 3.0, 1.0), (-20, 3.0, 2.0)]),
+        // E: a 30-minute gap across midnight, 500 at −20 -> 503 at +10: +3 kWh over 30 minutes
+        // (6 kW), longer than 900 s, so estimated. Per quarter hour: [m − 30, m − 15) overlaps
+        // 5 minutes: 3 × 5/30 = 0.5; [m − 15, m) 15 minutes: 3 × 15/30 = 1.5; [m, m + 15) 10
+        // minutes: 3 × 10/30 = 1.0 — all exact, no nano-kWh left over to hand out. Then +0.25
+        // in a minute (503 -> 503.25, 15 kW, not estimated). Today: 1.0 + 0.25 = 1.25 kWh, 1.0
+        // of it estimated. (Yesterday: 0.5 + 1.5 = 2.0, all estimated.)
+        (
+            "E",
+            &[(-20, 6.0, 500.0), (10, 6.0, 503.0), (11, 15.0, 503.25)],
+        ),
+    ];
     let mut lines = String::new();
-    // A: yesterday 100 -> 101; the pair straddling midnight (101 -> 103) counts for today
-    // (+2; InfluxDB 1.6 drops it from a bounded subquery), +1.5, a reset to 0 (0), +2.
-    for (t, p, e) in [
-        (-2, 10.0, 100.0),
-        (-1, 12.0, 101.0),
-        (1, 20.0, 103.0),
-        (2, 30.0, 104.5),
-        (3, 5.0, 0.0),
-        (4, 7.0, 2.0),
-    ] {
-        lines += &line("A", p, e, min(t));
-    }
-    // B: +1 across midnight, then a zero glitch: 50 000 -> 0 -> 50 000.5 in a minute would be
-    // 3 000 000 kW, so it counts 0; then +0.5.
-    for (t, e) in [
-        (-1, 49_999.0),
-        (1, 50_000.0),
-        (2, 0.0),
-        (3, 50_000.5),
-        (4, 50_001.0),
-    ] {
-        lines += &line("B", 1.0, e, min(t));
-    }
-    // C: a reading exactly at local midnight belongs to the new day: +2, then +0.5.
-    for (t, e) in [(-2, 9.0), (-1, 10.0), (0, 12.0), (1, 12.5)] {
-        lines += &line("C", 2.0, e, min(t));
-    }
-    // D: only yesterday.
-    for (t, e) in [(-30, 1.0), (-20, 2.0)] {
-        lines += &line("D", 3.0, e, min(t));
+    for (id, readings) in histories {
+        for &(t, p, e) in readings {
+            lines += &line(id, p, e, min(t));
+        }
     }
     influx.write("energy", &lines);
+    let points = |id: &str| -> Points {
+        let (_, readings) = histories.iter().find(|h| h.0 == id).unwrap();
+        readings.iter().map(|&(t, _, e)| (min(t), e)).collect()
+    };
+    let yesterday = (m - Span::days(1), m);
+    let today_period = (m, m + Span::days(1));
+    // The reference agrees with the hand-worked splits of the old day, which no endpoint shows.
+    for (id, usage, estimated) in [
+        ("A", 2.0, 0.0),
+        ("B", 0.5, 0.0),
+        ("C", 3.0, 0.0),
+        ("D", 1.0, 0.0),
+        ("E", 2.0, 2.0),
+    ] {
+        assert_eq!(
+            reference_kwh(&points(id), yesterday.0, yesterday.1),
+            (usage, estimated),
+            "{id} yesterday"
+        );
+    }
     let api = ApiServer::start(&influx.url(), "energy", &[]);
 
     let today = api.ok("/api/panel/today-usage");
@@ -100,22 +227,49 @@ fn today_usage_and_summary_follow_the_pair_rule_across_local_midnight() {
     assert_eq!(today["currency"], "IDR");
     assert_eq!(
         ids(&today),
-        ["A", "B", "C", "D"],
+        ["A", "B", "C", "D", "E"],
         "every panel ever seen, sorted"
     );
-    for (id, kwh) in [("A", 5.5), ("B", 1.5), ("C", 2.5), ("D", 0.0)] {
+    // (panel, usage, estimated, cost = usage × 1500 IDR)
+    let expected = [
+        ("A", 4.5, 0.0, 6750.0),
+        ("B", 1.0, 0.0, 1500.0),
+        ("C", 0.5, 0.0, 750.0),
+        ("D", 0.0, 0.0, 0.0),
+        ("E", 1.25, 1.0, 1875.0),
+    ];
+    for (id, usage, estimated, cost) in expected {
+        assert_eq!(
+            reference_kwh(&points(id), today_period.0, today_period.1),
+            (usage, estimated),
+            "{id}: the reference agrees with the hand figure"
+        );
         let p = panel(&today, id);
-        assert_eq!(p["usage_kwh"], kwh, "{id}: {p}");
-        assert_eq!(p["cost"], kwh * 1500.0, "{id}: {p}");
+        assert_eq!(p["usage_kwh"], usage, "{id}: {p}");
+        assert_eq!(p["estimated_kwh"], estimated, "{id}: {p}");
+        assert_eq!(p["cost"], cost, "{id}: {p}");
     }
-    assert_eq!(today["total"], json!({"usage_kwh": 9.5, "cost": 14250.0}));
+    // 4.5 + 1.0 + 0.5 + 0 + 1.25 = 7.25 kWh, 1.0 of it estimated; 7.25 × 1500 = 10 875.
+    assert_eq!(
+        today["total"],
+        json!({"usage_kwh": 7.25, "estimated_kwh": 1.0, "cost": 10875.0})
+    );
 
     let summary = api.ok("/api/panel/summary");
     assert_eq!(
         ids(&summary),
-        ["A", "B", "C"],
+        ["A", "B", "C", "E"],
         "only panels with a reading today"
     );
+    for (id, usage, estimated, cost) in expected {
+        if id == "D" {
+            continue;
+        }
+        let p = panel(&summary, id);
+        assert_eq!(p["today_usage_kwh"], usage, "{id}: {p}");
+        assert_eq!(p["today_estimated_kwh"], estimated, "{id}: {p}");
+        assert_eq!(p["today_cost"], cost, "{id}: {p}");
+    }
     let a = panel(&summary, "A");
     assert_eq!(a["energy_kwh"], 2.0);
     assert_eq!(a["power_kw"], 7.0);
@@ -123,15 +277,16 @@ fn today_usage_and_summary_follow_the_pair_rule_across_local_midnight() {
         a["last_seen"],
         min(4).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    assert_eq!(a["today_usage_kwh"], 5.5);
-    assert_eq!(a["today_cost"], 8250.0);
     assert_eq!(a["today_peak_power_kw"], 30.0);
     assert_eq!(a["today_avg_power_kw"], 15.5, "mean of 20, 30, 5, 7");
     let c = panel(&summary, "C");
     assert_eq!(
         c["today_avg_power_kw"], 2.0,
-        "the midnight reading is today's"
+        "the midnight reading is one of today's readings (its pair is yesterday's usage)"
     );
+    let e = panel(&summary, "E");
+    assert_eq!(e["today_peak_power_kw"], 15.0, "{e}");
+    assert_eq!(e["today_avg_power_kw"], 10.5, "mean of 6 and 15: {e}");
 }
 
 /// A cost is the exact usage times the tariff as written, rounded once to 2 decimals, half away
@@ -145,12 +300,26 @@ fn costs_are_exact_and_round_half_a_cent_away_from_zero() {
     let mut lines = String::new();
     // E: 7 -> 7.58 today, 0.58 kWh. At 0.25 per kWh: 0.58 × 0.25 = 0.145 exactly, half a cent
     // up: 0.15. (The f64 product was 0.14499999…, shown as 0.14.)
-    lines += &line("E", 35.0, 7.0, min(1));
-    lines += &line("E", 35.0, 7.58, min(2));
-    // F: 3 -> 3.02 across midnight, 0.02 kWh today: 0.02 × 0.25 = 0.005, up to 0.01.
-    lines += &line("F", 1.0, 3.0, min(-1));
-    lines += &line("F", 1.0, 3.02, min(1));
+    let e: Points = vec![(min(1), 7.0), (min(2), 7.58)];
+    // F: 3 -> 3.04 across midnight, 1 minute on each side: 0.04 × 1/2 = 0.02 kWh today (and
+    // 0.02 yesterday). 0.02 × 0.25 = 0.005, up to 0.01.
+    let f: Points = vec![(min(-1), 3.0), (min(1), 3.04)];
+    for (id, points) in [("E", &e), ("F", &f)] {
+        for &(time, energy) in points {
+            lines += &line(id, 35.0, energy, time);
+        }
+    }
     influx.write("energy", &lines);
+    let today_period = (m, m + Span::days(1));
+    assert_eq!(
+        reference_kwh(&e, today_period.0, today_period.1),
+        (0.58, 0.0)
+    );
+    assert_eq!(
+        reference_kwh(&f, today_period.0, today_period.1),
+        (0.02, 0.0)
+    );
+    assert_eq!(reference_kwh(&f, m - Span::days(1), m), (0.02, 0.0));
     let api = ApiServer::start(
         &influx.url(),
         "energy",
@@ -164,14 +333,25 @@ fn costs_are_exact_and_round_half_a_cent_away_from_zero() {
     assert_eq!(today["tariff_per_kwh"], 0.25);
     assert_eq!(today["currency"], "EUR");
     assert_eq!(panel(&today, "E")["usage_kwh"], 0.58);
+    assert_eq!(panel(&today, "E")["estimated_kwh"], 0.0);
     assert_eq!(panel(&today, "E")["cost"], 0.15, "{today}");
     assert_eq!(panel(&today, "F")["usage_kwh"], 0.02);
+    assert_eq!(panel(&today, "F")["estimated_kwh"], 0.0);
     assert_eq!(panel(&today, "F")["cost"], 0.01, "{today}");
     // The total is the cost of the total usage: 0.60 × 0.25 = 0.15 (not 0.15 + 0.01).
-    assert_eq!(today["total"], json!({"usage_kwh": 0.6, "cost": 0.15}));
+    assert_eq!(
+        today["total"],
+        json!({"usage_kwh": 0.6, "estimated_kwh": 0.0, "cost": 0.15})
+    );
 
     let summary = api.ok("/api/panel/summary");
     assert_eq!(panel(&summary, "E")["today_cost"], 0.15, "{summary}");
+    assert_eq!(panel(&summary, "F")["today_usage_kwh"], 0.02, "{summary}");
+    assert_eq!(
+        panel(&summary, "F")["today_estimated_kwh"],
+        0.0,
+        "{summary}"
+    );
     assert_eq!(panel(&summary, "F")["today_cost"], 0.01, "{summary}");
 
     let monthly = api.ok(&format!("/api/energy/monthly?year={}", date.year()));
@@ -179,8 +359,10 @@ fn costs_are_exact_and_round_half_a_cent_away_from_zero() {
     let e = panel(&monthly, "E");
     let this_month = &e["months"][date.month0() as usize];
     assert_eq!(this_month["usage_kwh"], 0.58, "{monthly}");
+    assert_eq!(this_month["estimated_kwh"], 0.0, "{monthly}");
     assert_eq!(this_month["cost"], 0.15, "{monthly}");
     assert_eq!(e["total_cost"], 0.15, "{monthly}");
+    assert_eq!(e["total_estimated_kwh"], 0.0, "{monthly}");
 }
 
 #[test]
@@ -188,76 +370,252 @@ fn monthly_usage_splits_at_local_month_boundaries_with_resets_and_glitches() {
     let influx = Influx::start();
     influx.create_database("energy");
     let tz = chrono_tz::Asia::Jakarta;
+    let ny_tz = chrono_tz::America::New_York;
+    // A, in Jakarta time (UTC+7; its month boundaries are 17:00 UTC, on the quarter-hour grid):
+    //  1. 2024-12-31 23:59  10
+    //  2. 2025-01-01 00:00  11  1->2: +1 in [Dec 31 23:59, Jan 1 00:00): the reading at
+    //                           midnight ends the old year, so it is December 2024's (the old
+    //                           rule gave it to January).
+    //  3. 2025-01-01 12:00  11  2->3: nothing used.
+    //  4. 2025-01-31 23:59  21  3->4: +10 over 30 days 11 h 59 min, all January; estimated.
+    //  5. 2025-02-01 00:01  22  4->5: +1 over 2 minutes, 1 minute on each side of the month
+    //                           boundary: 1 × 1/2 = 0.5 January, 0.5 February.
+    //  6. 2025-03-15 12:00   0  5->6: a reset: 0.
+    //  7. 2025-03-16 12:00   5  6->7: +5 over 24 hours, March; estimated.
+    //  8. 2025-12-31 23:50   5  7->8: nothing used in 9½ months: a long pair without an
+    //                           increase gives nothing to the months it spans.
+    //  9. 2025-12-31 23:59   7  8->9: +2 over 9 minutes (540 s, not estimated), December.
+    // 10. 2026-01-01 00:01   8  9->10: +1 over 2 minutes: 0.5 December 2025, 0.5 January 2026.
+    // 2025 in Jakarta: January 10 + 0.5 = 10.5 (10 estimated), February 0.5, March 5 (5
+    // estimated), December 2 + 0.5 = 2.5; the year 18.5 (15 estimated), 18.5 × 1500 = 27 750.
+    let a: Points = [
+        ((2024, 12, 31, 23, 59), 10.0),
+        ((2025, 1, 1, 0, 0), 11.0),
+        ((2025, 1, 1, 12, 0), 11.0),
+        ((2025, 1, 31, 23, 59), 21.0),
+        ((2025, 2, 1, 0, 1), 22.0),
+        ((2025, 3, 15, 12, 0), 0.0),
+        ((2025, 3, 16, 12, 0), 5.0),
+        ((2025, 12, 31, 23, 50), 5.0),
+        ((2025, 12, 31, 23, 59), 7.0),
+        ((2026, 1, 1, 0, 1), 8.0),
+    ]
+    .into_iter()
+    .map(|((y, mo, d, h, mi), e)| (local(tz, y, mo, d, h, mi), e))
+    .collect();
+    // G: a zero glitch on 10 June 10:00–10:03: 50 000 -> 0 (a drop, 0), 0 -> 50 000.25 in a
+    // minute (3 000 015 kW: a glitch, 0), then +0.5 (50 000.25 -> 50 000.75): June 0.5.
+    let g: Points = [(0, 50_000.0), (1, 0.0), (2, 50_000.25), (3, 50_000.75)]
+        .into_iter()
+        .map(|(minute, e)| (local(tz, 2025, 6, 10, 10, minute), e))
+        .collect();
+    // H: a single reading in 2024, so no pair: listed with zeros.
+    let h: Points = vec![(local(tz, 2024, 5, 1, 0, 0), 3.0)];
     let mut lines = String::new();
-    // A: the pair across New Year counts for January (+1), +10 in January, +1 across the
-    // February boundary, a reset in March then +5, +2 in December; 2026 is not 2025.
-    for (t, e) in [
-        (local(tz, 2024, 12, 31, 23, 59), 10.0),
-        (local(tz, 2025, 1, 1, 0, 0), 11.0),
-        (local(tz, 2025, 1, 31, 23, 59), 21.0),
-        (local(tz, 2025, 2, 1, 0, 1), 22.0),
-        (local(tz, 2025, 3, 15, 12, 0), 0.0),
-        (local(tz, 2025, 3, 16, 12, 0), 5.0),
-        (local(tz, 2025, 12, 31, 23, 59), 7.0),
-        (local(tz, 2026, 1, 1, 0, 1), 8.0),
-    ] {
-        lines += &line("A", 1.0, e, t);
+    for (id, points) in [("A", &a), ("G", &g), ("H", &h)] {
+        for &(time, energy) in points {
+            lines += &line(id, 1.0, energy, time);
+        }
     }
-    // G: a zero glitch in June counts 0, then +0.5.
-    for (minute, e) in [(0, 50_000.0), (1, 0.0), (2, 50_000.25), (3, 50_000.75)] {
-        lines += &line("G", 1.0, e, local(tz, 2025, 6, 10, 10, minute));
-    }
-    // H: only 2024 data: listed with zeros.
-    lines += &line("H", 1.0, 3.0, local(tz, 2024, 5, 1, 0, 0));
     influx.write("energy", &lines);
     let api = ApiServer::start(&influx.url(), "energy", &[]);
 
     let body = api.ok("/api/energy/monthly?year=2025");
     assert_eq!(body["year"], 2025);
     assert_eq!(ids(&body), ["A", "G", "H"]);
-    let months = |id: &str| -> Vec<f64> {
-        let months = panel(&body, id)["months"].as_array().unwrap().clone();
-        assert_eq!(months.len(), 12);
-        for (i, m) in months.iter().enumerate() {
-            assert_eq!(m["month"], i + 1);
-            assert_eq!(
-                m["cost"].as_f64().unwrap(),
-                m["usage_kwh"].as_f64().unwrap() * 1500.0
-            );
+    let a_2025 = twelve(&[
+        (1, 10.5, 10.0),
+        (2, 0.5, 0.0),
+        (3, 5.0, 5.0),
+        (12, 2.5, 0.0),
+    ]);
+    assert_eq!(
+        reference_months(&a, tz, 2025),
+        a_2025,
+        "the reference agrees"
+    );
+    assert_eq!(months_of(&body, "A", 1500.0), a_2025, "{body}");
+    assert_eq!(panel(&body, "A")["total_kwh"], 18.5);
+    assert_eq!(panel(&body, "A")["total_estimated_kwh"], 15.0);
+    assert_eq!(panel(&body, "A")["total_cost"], 27750.0);
+    let g_2025 = twelve(&[(6, 0.5, 0.0)]);
+    assert_eq!(
+        reference_months(&g, tz, 2025),
+        g_2025,
+        "the reference agrees"
+    );
+    assert_eq!(months_of(&body, "G", 1500.0), g_2025, "{body}");
+    assert_eq!(months_of(&body, "H", 1500.0), twelve(&[]), "{body}");
+
+    // The years on either side: 1->2 is December 2024's (1.0, 60 s, not estimated), and half of
+    // 9->10 is January 2026's (0.5).
+    let a_2024 = twelve(&[(12, 1.0, 0.0)]);
+    assert_eq!(
+        reference_months(&a, tz, 2024),
+        a_2024,
+        "the reference agrees"
+    );
+    let body = api.ok("/api/energy/monthly?year=2024");
+    assert_eq!(months_of(&body, "A", 1500.0), a_2024, "{body}");
+    assert_eq!(months_of(&body, "H", 1500.0), twelve(&[]), "{body}");
+    let a_2026 = twelve(&[(1, 0.5, 0.0)]);
+    assert_eq!(
+        reference_months(&a, tz, 2026),
+        a_2026,
+        "the reference agrees"
+    );
+    let body = api.ok("/api/energy/monthly?year=2026");
+    assert_eq!(months_of(&body, "A", 1500.0), a_2026, "{body}");
+
+    // The same readings seen from New York (UTC−5 in winter, UTC−4 from 9 March to 2 November
+    // 2025: 12 hours behind Jakarta in winter, 11 in summer; its month boundaries are 05:00 or
+    // 04:00 UTC, on the grid):
+    //  1, 2: 2024-12-31 11:59, 12:00: 1->2 is December 2024's.
+    //  3: 2025-01-01 00:00 exactly: 2->3 (no increase) ends at New York's New Year, and the +10
+    //     of 3->4 (to 2025-01-31 11:59) is all January's, estimated.
+    //  4->5: 2025-01-31 11:59 -> 12:01: +1, all January.
+    //  6->7: 2025-03-15 01:00 -> 03-16 01:00 EDT: +5, March, estimated.
+    //  8->9->10: 2025-12-31 11:50, 11:59, 12:01 EST: +2 and +1, all December 2025.
+    // 2025 in New York: January 10 + 1 = 11 (10 estimated), March 5 (5 estimated), December
+    // 2 + 1 = 3; the year 19 (15 estimated). G's glitch (9 June 23:00 EDT) stays in June.
+    let ny = ApiServer::start(&influx.url(), "energy", &[("TIMEZONE", "America/New_York")]);
+    let body = ny.ok("/api/energy/monthly?year=2025");
+    assert_eq!(body["timezone"], "America/New_York");
+    let a_2025_ny = twelve(&[(1, 11.0, 10.0), (3, 5.0, 5.0), (12, 3.0, 0.0)]);
+    assert_eq!(
+        reference_months(&a, ny_tz, 2025),
+        a_2025_ny,
+        "the reference agrees"
+    );
+    assert_eq!(months_of(&body, "A", 1500.0), a_2025_ny, "{body}");
+    assert_eq!(panel(&body, "A")["total_kwh"], 19.0);
+    assert_eq!(panel(&body, "A")["total_estimated_kwh"], 15.0);
+    assert_eq!(
+        reference_months(&g, ny_tz, 2025),
+        g_2025,
+        "the reference agrees"
+    );
+    assert_eq!(months_of(&body, "G", 1500.0), g_2025, "{body}");
+    let a_2024_ny = twelve(&[(12, 1.0, 0.0)]);
+    assert_eq!(reference_months(&a, ny_tz, 2024), a_2024_ny);
+    let body = ny.ok("/api/energy/monthly?year=2024");
+    assert_eq!(months_of(&body, "A", 1500.0), a_2024_ny, "{body}");
+}
+
+/// The worked examples of the issue ("Interval-exact accounting"), in Asia/Jakarta, each placed
+/// at a month boundary of 2025 so that the monthly endpoint shows how it is split (there is no
+/// per-day endpoint; the reference checks the days).
+#[test]
+fn the_issues_worked_examples_split_by_time_between_days_and_months() {
+    let influx = Influx::start();
+    influx.create_database("energy");
+    let tz = chrono_tz::Asia::Jakarta;
+    let at = |mo: u32, d: u32, h: u32, mi: u32| local(tz, 2025, mo, d, h, mi);
+    let day = |mo: u32, d: u32| (at(mo, d, 0, 0), at(mo, d, 0, 0) + Span::days(1));
+    // MIDNIGHT: 30 April 23:50 -> 1000.0, 1 May 00:10 -> 1002.0: +2 over 20 minutes (1200 s >
+    // 900 s: estimated). The quarter hour [23:45, 24:00) overlaps 10 minutes: 2 × 10/20 = 1.0;
+    // [00:00, 00:15) 10 minutes: 1.0. So 1.0 kWh to 30 April (April) and 1.0 to 1 May (May),
+    // both estimated.
+    let midnight: Points = vec![(at(4, 30, 23, 50), 1000.0), (at(5, 1, 0, 10), 1002.0)];
+    // OUTAGE: 1 March 22:00 -> 1000, 3 March 06:00 -> 1320: +320 over 32 hours (10 kW), all
+    // estimated. Both readings are on the grid (15:00 and 23:00 UTC), so the pair covers 128
+    // whole quarter hours of 320/128 = 2.5 kWh each: 1 March 2 h = 8 × 2.5 = 20, 2 March 24 h =
+    // 96 × 2.5 = 240, 3 March 6 h = 24 × 2.5 = 60. March: 320, 320 estimated.
+    let outage: Points = vec![(at(3, 1, 22, 0), 1000.0), (at(3, 3, 6, 0), 1320.0)];
+    // OUTAGE_FEB: the same outage across the February/March boundary (2025 is no leap year):
+    // 28 February 22:00 -> 2000, 2 March 06:00 -> 2320: 28 February 20, 1 March 240, 2 March
+    // 60. February 20, March 240 + 60 = 300, all estimated.
+    let outage_feb: Points = vec![(at(2, 28, 22, 0), 2000.0), (at(3, 2, 6, 0), 2320.0)];
+    // LAST_MINUTE: 31 May 23:59 -> 500.0, 1 June 00:00 -> 500.5: the pair lies in [23:59,
+    // 24:00), so its 0.5 is all 31 May's (May); 1 June (June) gets nothing. 60 s: not estimated.
+    let last_minute: Points = vec![(at(5, 31, 23, 59), 500.0), (at(6, 1, 0, 0), 500.5)];
+    let mut lines = String::new();
+    for (id, points) in [
+        ("MIDNIGHT", &midnight),
+        ("OUTAGE", &outage),
+        ("OUTAGE_FEB", &outage_feb),
+        ("LAST_MINUTE", &last_minute),
+    ] {
+        for &(time, energy) in points {
+            lines += &line(id, 1.0, energy, time);
         }
-        months
+    }
+    influx.write("energy", &lines);
+
+    // The days, by the reference.
+    let days = |points: &Points, dates: &[(u32, u32)]| -> Vec<(f64, f64)> {
+        dates
             .iter()
-            .map(|m| m["usage_kwh"].as_f64().unwrap())
+            .map(|&(mo, d)| {
+                let (start, end) = day(mo, d);
+                reference_kwh(points, start, end)
+            })
             .collect()
     };
     assert_eq!(
-        months("A"),
-        [11.0, 1.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0]
+        days(&midnight, &[(4, 30), (5, 1)]),
+        [(1.0, 1.0), (1.0, 1.0)]
     );
-    assert_eq!(panel(&body, "A")["total_kwh"], 19.0);
-    assert_eq!(panel(&body, "A")["total_cost"], 28500.0);
-    let mut june = [0.0; 12];
-    june[5] = 0.5;
-    assert_eq!(months("G"), june);
-    assert_eq!(months("H"), [0.0; 12]);
-
-    // The same data seen from a zone with daylight saving, 12 hours behind Jakarta in winter:
-    // A's New Year pair (2024-12-31 12:00 there) belongs to December 2024, the February
-    // boundary pair (2025-01-31 12:01) to January, and the pair of 2026-01-01 00:01 Jakarta
-    // (2025-12-31 12:01) to December 2025.
-    let ny = ApiServer::start(&influx.url(), "energy", &[("TIMEZONE", "America/New_York")]);
-    let body = ny.ok("/api/energy/monthly?year=2025");
-    let a: Vec<f64> = panel(&body, "A")["months"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["usage_kwh"].as_f64().unwrap())
-        .collect();
     assert_eq!(
-        a,
-        [11.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0]
+        days(&outage, &[(3, 1), (3, 2), (3, 3)]),
+        [(20.0, 20.0), (240.0, 240.0), (60.0, 60.0)]
     );
-    assert_eq!(body["timezone"], "America/New_York");
+    assert_eq!(
+        days(&outage_feb, &[(2, 28), (3, 1), (3, 2)]),
+        [(20.0, 20.0), (240.0, 240.0), (60.0, 60.0)]
+    );
+    assert_eq!(
+        days(&last_minute, &[(5, 31), (6, 1)]),
+        [(0.5, 0.0), (0.0, 0.0)]
+    );
+
+    let api = ApiServer::start(&influx.url(), "energy", &[]);
+    let body = api.ok("/api/energy/monthly?year=2025");
+    assert_eq!(body["timezone"], "Asia/Jakarta");
+    assert_eq!(
+        ids(&body),
+        ["LAST_MINUTE", "MIDNIGHT", "OUTAGE", "OUTAGE_FEB"]
+    );
+    for (id, points, months, total, estimated) in [
+        (
+            "MIDNIGHT",
+            &midnight,
+            twelve(&[(4, 1.0, 1.0), (5, 1.0, 1.0)]),
+            2.0,
+            2.0,
+        ),
+        (
+            "OUTAGE",
+            &outage,
+            twelve(&[(3, 320.0, 320.0)]),
+            320.0,
+            320.0,
+        ),
+        (
+            "OUTAGE_FEB",
+            &outage_feb,
+            twelve(&[(2, 20.0, 20.0), (3, 300.0, 300.0)]),
+            320.0,
+            320.0,
+        ),
+        (
+            "LAST_MINUTE",
+            &last_minute,
+            twelve(&[(5, 0.5, 0.0)]),
+            0.5,
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            reference_months(points, tz, 2025),
+            months,
+            "{id}: the reference agrees"
+        );
+        assert_eq!(months_of(&body, id, 1500.0), months, "{id}: {body}");
+        let p = panel(&body, id);
+        assert_eq!(p["total_kwh"], total, "{id}: {p}");
+        assert_eq!(p["total_estimated_kwh"], estimated, "{id}: {p}");
+    }
 }
 
 #[test]
@@ -306,7 +664,7 @@ fn an_empty_or_missing_database_is_not_an_error() {
     }
     assert_eq!(
         api.ok("/api/panel/today-usage")["total"],
-        json!({"usage_kwh": 0.0, "cost": 0.0})
+        json!({"usage_kwh": 0.0, "estimated_kwh": 0.0, "cost": 0.0})
     );
 }
 

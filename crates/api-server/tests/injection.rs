@@ -78,9 +78,19 @@ fn databases(influx: &Influx) -> Vec<String> {
 fn hostile_panel_names_are_listed_by_every_endpoint_and_change_no_statement() {
     let influx = Influx::start();
     influx.create_database(DB);
-    // Two readings per panel in the last minute (the later one is today in Jakarta, so every
-    // panel is in today's summary): 10 -> 10.5 kWh, 0.5 kWh of usage.
-    let now = Utc::now();
+    // Two readings per panel in the last minute, both today in Jakarta (so every panel is in
+    // today's summary): 10 -> 10.5 kWh, 0.5 kWh of usage, all of it today's. (A pair's increase
+    // is spread over the time between its readings: one straddling local midnight would give
+    // part of it to yesterday, so in the first minute of a day the test waits for the second.)
+    let mut now = Utc::now();
+    while (now - chrono::Duration::seconds(60))
+        .with_timezone(&Jakarta)
+        .date_naive()
+        != now.with_timezone(&Jakarta).date_naive()
+    {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        now = Utc::now();
+    }
     let (earlier, later) = (
         now - chrono::Duration::seconds(60),
         now - chrono::Duration::seconds(1),

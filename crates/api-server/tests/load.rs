@@ -26,6 +26,7 @@ use chrono::{
     DateTime, Datelike, Duration as Span, FixedOffset, NaiveDate, TimeZone, Timelike, Utc,
 };
 use serde_json::Value;
+use test_support::reference::{self, kwh_3, Rule, Shares};
 use test_support::wrk::{Wrk, WrkOptions, WrkReport};
 use test_support::{
     binary, free_port, http_get, start_subscriber, try_http_get, wait_until, Influx, Mosquitto,
@@ -63,8 +64,9 @@ const RSS_SLACK_KIB: u64 = 20 * 1024;
 /// allocator warm-up does not).
 const RSS_STEP_KIB: u64 = 1024;
 
-/// Figures are reported to 3 decimals; allow one unit in the last place either side.
-const KWH_TOLERANCE: f64 = 0.0015;
+/// The mean power is reported to 3 decimals; allow one unit in the last place either side. (Usage
+/// figures are compared exactly: the reference gives the same whole nano-kWh the API sums.)
+const KW_TOLERANCE: f64 = 0.0015;
 
 #[test]
 fn every_endpoint_serves_sustained_load_without_errors_wrong_figures_or_memory_growth() {
@@ -377,17 +379,19 @@ fn round_to(value: f64, decimals: i32) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // The expected answers
 
-/// What the endpoints must answer, worked out from the generated readings with the pair rule
-/// (each consecutive pair adds `max(0, later − earlier)` to the period holding the later one).
+/// What the endpoints must answer, worked out from the generated readings with
+/// `test_support::reference`, the usage rule written out independently: each pair's increase is
+/// spread over the time between its readings (so the pair straddling local midnight, or a month
+/// boundary, is split by time), and a period sums the UTC quarter hours in it.
 struct Expected {
     panels: Vec<String>,
     date: String,
     year: i32,
     latest: BTreeMap<String, Reading>,
-    today_kwh: BTreeMap<String, f64>,
+    today_kwh: BTreeMap<String, Shares>,
     today_peak_kw: BTreeMap<String, f64>,
     today_mean_kw: BTreeMap<String, f64>,
-    months_kwh: BTreeMap<String, Vec<f64>>,
+    months_kwh: BTreeMap<String, Vec<Shares>>,
 }
 
 impl Expected {
@@ -419,12 +423,22 @@ impl Expected {
             months_kwh: BTreeMap::new(),
         };
         for (panel, readings) in &history.panels {
-            let usage = |start: DateTime<Utc>, end: DateTime<Utc>| -> f64 {
-                readings
-                    .windows(2)
-                    .filter(|pair| pair[1].time >= start && pair[1].time < end)
-                    .map(|pair| (pair[1].energy_kwh - pair[0].energy_kwh).max(0.0))
-                    .sum()
+            // Every reading of the panel, so that the pairs straddling the ends of a period
+            // are shared correctly; each quarter hour's shares once, summed per period.
+            let points: Vec<(DateTime<Utc>, f64)> =
+                readings.iter().map(|r| (r.time, r.energy_kwh)).collect();
+            let quarters = reference::quarter_shares(&points, Rule::default());
+            let usage = |start: DateTime<Utc>, end: DateTime<Utc>| -> Shares {
+                let (start, end) = (nanos(start), nanos(end));
+                assert!(
+                    start % QUARTER_NANOS == 0 && end % QUARTER_NANOS == 0,
+                    "periods of a whole-hour zone are whole quarter hours"
+                );
+                let mut total = Shares::default();
+                for shares in quarters.range(start..end).map(|(_, shares)| shares) {
+                    total += *shares;
+                }
+                total
             };
             let today: Vec<f64> = readings
                 .iter()
@@ -544,27 +558,37 @@ impl Answers {
             );
         }
 
-        let mut total = 0.0;
+        let mut total = Shares::default();
         for panel in panels(&self.today_usage) {
             let id = panel["panel"].as_str().unwrap_or_default();
             let Some(&want) = expected.today_kwh.get(id) else {
                 continue;
             };
             total += want;
-            close_to(
+            exactly(
                 &mut failures,
                 format!("today-usage {id} usage_kwh"),
                 &panel["usage_kwh"],
-                want,
-                KWH_TOLERANCE,
+                want.usage_kwh(),
+            );
+            exactly(
+                &mut failures,
+                format!("today-usage {id} estimated_kwh"),
+                &panel["estimated_kwh"],
+                want.estimated_kwh(),
             );
         }
-        close_to(
+        exactly(
             &mut failures,
             "today-usage total usage_kwh".into(),
             &self.today_usage["total"]["usage_kwh"],
-            total,
-            KWH_TOLERANCE,
+            total.usage_kwh(),
+        );
+        exactly(
+            &mut failures,
+            "today-usage total estimated_kwh".into(),
+            &self.today_usage["total"]["estimated_kwh"],
+            total.estimated_kwh(),
         );
         for body in [&self.today_usage, &self.summary] {
             if body["date"] != expected.date.as_str() {
@@ -580,12 +604,17 @@ impl Answers {
             let Some(&want) = expected.today_kwh.get(id) else {
                 continue;
             };
-            close_to(
+            exactly(
                 &mut failures,
                 format!("summary {id} today_usage_kwh"),
                 &panel["today_usage_kwh"],
-                want,
-                KWH_TOLERANCE,
+                want.usage_kwh(),
+            );
+            exactly(
+                &mut failures,
+                format!("summary {id} today_estimated_kwh"),
+                &panel["today_estimated_kwh"],
+                want.estimated_kwh(),
             );
             close_to(
                 &mut failures,
@@ -599,7 +628,7 @@ impl Answers {
                 format!("summary {id} today_avg_power_kw"),
                 &panel["today_avg_power_kw"],
                 expected.today_mean_kw[id],
-                KWH_TOLERANCE,
+                KW_TOLERANCE,
             );
         }
 
@@ -623,20 +652,32 @@ impl Answers {
                 if month["month"] != index + 1 {
                     failures.push(format!("monthly {id}: entry {index} is {month}"));
                 }
-                close_to(
+                exactly(
                     &mut failures,
                     format!("monthly {id} month {} usage_kwh", index + 1),
                     &month["usage_kwh"],
-                    *want,
-                    KWH_TOLERANCE,
+                    want.usage_kwh(),
+                );
+                exactly(
+                    &mut failures,
+                    format!("monthly {id} month {} estimated_kwh", index + 1),
+                    &month["estimated_kwh"],
+                    want.estimated_kwh(),
                 );
             }
-            close_to(
+            let year: i128 = want.iter().map(|shares| shares.usage).sum();
+            let estimated: i128 = want.iter().map(|shares| shares.estimated).sum();
+            exactly(
                 &mut failures,
                 format!("monthly {id} total_kwh"),
                 &panel["total_kwh"],
-                want.iter().sum(),
-                KWH_TOLERANCE,
+                kwh_3(year),
+            );
+            exactly(
+                &mut failures,
+                format!("monthly {id} total_estimated_kwh"),
+                &panel["total_estimated_kwh"],
+                kwh_3(estimated),
             );
         }
 
@@ -676,6 +717,24 @@ impl Answers {
         .find(|(_, before, after)| without_clock(before) != without_clock(after))
         .map(|(endpoint, _, _)| endpoint.to_owned())
     }
+}
+
+/// Adds a failure unless `got` is the number `want` (a usage figure, rounded to 3 decimals the
+/// same way on both sides).
+fn exactly(failures: &mut Vec<String>, what: String, got: &Value, want: f64) {
+    if got.as_f64() != Some(want) {
+        failures.push(format!("{what}: got {got}, expected {want}"));
+    }
+}
+
+/// A UTC quarter hour in nanoseconds: the grid the reference's shares are fixed on.
+const QUARTER_NANOS: i128 = 900_000_000_000;
+
+fn nanos(time: DateTime<Utc>) -> i128 {
+    i128::from(
+        time.timestamp_nanos_opt()
+            .expect("a time InfluxDB can hold"),
+    )
 }
 
 /// Adds a failure unless `got` is a number within `tolerance` of `want`.

@@ -24,7 +24,7 @@ pub use panel::PanelId;
 pub use period::Period;
 pub use reading::{Reading, Rejection};
 pub use status::Status;
-pub use usage::{Energy, EnergyPoint, EstimateAfter, MaxPower, Rules, Usage};
+pub use usage::{Energy, EnergyPoint, EstimateAfter, Load, MaxPower, Rules, Usage};
 
 /// The InfluxDB measurement every reading is written to (README, "Which InfluxDB versions, and why").
 pub const MEASUREMENT: &str = "energy_data";

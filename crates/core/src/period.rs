@@ -45,6 +45,22 @@ pub fn day(date: NaiveDate, tz: Tz) -> Period {
     }
 }
 
+/// `period` cut into consecutive intervals of `step` from its start, the last one cut short at
+/// the period's end (a day of 23 or 25 hours has 92 or 100 quarter hours).
+pub fn intervals(period: Period, step: Duration) -> Vec<Period> {
+    let mut out = Vec::new();
+    if step <= Duration::zero() {
+        return out;
+    }
+    let mut start = period.start;
+    while start < period.end {
+        let end = (start + step).min(period.end);
+        out.push(Period { start, end });
+        start = end;
+    }
+    out
+}
+
 /// The local date of `now` in `tz` and that day's period: "today".
 pub fn today(now: DateTime<Utc>, tz: Tz) -> (NaiveDate, Period) {
     let date = now.with_timezone(&tz).date_naive();
@@ -87,6 +103,39 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_day_is_cut_into_quarter_hours_or_hours_however_long_it_is() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let quarter = Duration::minutes(15);
+        let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // 29 March 2026 has 23 hours in Berlin, 25 October 2026 has 25.
+        assert_eq!(
+            intervals(day(date("2026-03-29"), berlin), quarter).len(),
+            92
+        );
+        assert_eq!(
+            intervals(day(date("2026-10-25"), berlin), quarter).len(),
+            100
+        );
+        assert_eq!(
+            intervals(day(date("2026-10-25"), berlin), Duration::hours(1)).len(),
+            25
+        );
+        // Kathmandu (+05:45): quarter hours from local midnight, 18:15 UTC.
+        let kathmandu: Tz = "Asia/Kathmandu".parse().unwrap();
+        let cut = intervals(day(date("2026-03-02"), kathmandu), quarter);
+        assert_eq!(cut.len(), 96);
+        assert_eq!(cut[0].start, utc("2026-03-01T18:15:00Z"));
+        assert_eq!(cut[95].end, utc("2026-03-02T18:15:00Z"));
+        // Lord Howe's half-hour change leaves a day of 24.5 hours: the last hour is half one.
+        let lord_howe: Tz = "Australia/Lord_Howe".parse().unwrap();
+        let long = day(date("2026-04-05"), lord_howe);
+        let hours = intervals(long, Duration::hours(1));
+        assert_eq!(hours.len(), 25);
+        assert_eq!(hours[24].end - hours[24].start, Duration::minutes(30));
+        assert!(intervals(long, Duration::zero()).is_empty());
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const STATE_MEASUREMENT: &str = "energy_rollup_state";
 pub const USAGE_FIELD: &str = "usage_nkwh";
 /// Integer field of the rollup points: the estimated part of the usage, in nano-kWh.
 pub const ESTIMATED_FIELD: &str = "estimated_nkwh";
+/// Integer field of the rollup points: the largest usage of one bucket in nano-kWh (a bucket's
+/// own usage; a day's or month's largest bucket), for the maximum 15-minute demand.
+pub const PEAK_FIELD: &str = "peak_nkwh";
 /// Integer field of the rollup points: how many readings the bucket or day holds.
 pub const READINGS_FIELD: &str = "readings";
 /// Integer field of the state: nanoseconds since the epoch before which the rollup is complete.
@@ -143,6 +146,8 @@ pub struct Bucket {
     pub usage: Usage,
     /// The part of `usage` spread over gaps (estimated).
     pub estimated: Usage,
+    /// The largest bucket's usage: the bucket's own, or the day's or month's largest.
+    pub peak: Usage,
     pub readings: u64,
 }
 
@@ -174,6 +179,7 @@ pub fn buckets(points: &[EnergyPoint], window: Period, rules: Rules) -> Vec<Buck
             start,
             usage: Usage::ZERO,
             estimated: Usage::ZERO,
+            peak: Usage::ZERO,
             readings: 0,
         })
     }
@@ -197,7 +203,12 @@ pub fn buckets(points: &[EnergyPoint], window: Period, rules: Rules) -> Vec<Buck
             entry(&mut out, bucket_start(point.time)).readings += 1;
         }
     }
-    out.into_values().collect()
+    out.into_values()
+        .map(|bucket| Bucket {
+            peak: bucket.usage,
+            ..bucket
+        })
+        .collect()
 }
 
 /// Appends a rollup point (bucket or day) as line protocol with a nanosecond timestamp.
@@ -207,9 +218,10 @@ pub fn encode(measurement: &str, panel: &str, bucket: &Bucket, out: &mut String)
     escape_tag_value(panel, out);
     let _ = writeln!(
         out,
-        " {USAGE_FIELD}={}i,{ESTIMATED_FIELD}={}i,{READINGS_FIELD}={}i {}",
+        " {USAGE_FIELD}={}i,{ESTIMATED_FIELD}={}i,{PEAK_FIELD}={}i,{READINGS_FIELD}={}i {}",
         bucket.usage.nano_kwh(),
         bucket.estimated.nano_kwh(),
+        bucket.peak.nano_kwh(),
         bucket.readings,
         nanos(bucket.start)
     );
@@ -498,12 +510,13 @@ mod tests {
             start: at("2026-11-27T03:00:00Z"),
             usage: Usage::from_kwh(1.5),
             estimated: Usage::from_kwh(0.25),
+            peak: Usage::from_kwh(1.5),
             readings: 15,
         };
         encode(QUARTER_MEASUREMENT, "P 1", &bucket, &mut out);
         assert_eq!(
             out,
-            "energy_usage_15m,panel=P\\ 1 usage_nkwh=1500000000i,estimated_nkwh=250000000i,readings=15i 1795748400000000000\n"
+            "energy_usage_15m,panel=P\\ 1 usage_nkwh=1500000000i,estimated_nkwh=250000000i,peak_nkwh=1500000000i,readings=15i 1795748400000000000\n"
         );
         let state = encode_state(
             at("2026-11-27T03:20:05Z"),

@@ -366,6 +366,38 @@ impl Sum for Energy {
     }
 }
 
+/// A period's energy and its largest quarter-hour usage (the quarter hours are UTC's, which are
+/// every zone's in use today): the peak's kW is four times its kWh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    pub energy: Energy,
+    pub peak: Usage,
+}
+
+impl Load {
+    pub const ZERO: Load = Load {
+        energy: Energy::ZERO,
+        peak: Usage::ZERO,
+    };
+
+    /// One quarter hour's (or part of one's) energy.
+    pub fn quarter(energy: Energy) -> Load {
+        Load {
+            energy,
+            peak: energy.usage,
+        }
+    }
+
+    /// This period and `other` (which does not overlap it) together: energies add, the peak is
+    /// the larger one.
+    pub fn join(self, other: Load) -> Load {
+        Load {
+            energy: self.energy + other.energy,
+            peak: self.peak.max(other.peak),
+        }
+    }
+}
+
 /// `points` in time order, one per instant: sorted by time and then register (a total order,
 /// so the input's order never matters), exact repeats dropped.
 pub fn in_time_order(points: &[EnergyPoint]) -> Vec<EnergyPoint> {
@@ -421,6 +453,30 @@ pub fn usage_of_pairs(
 /// Usage in one period.
 pub fn usage_in(points: &[EnergyPoint], period: Period, rules: Rules) -> Energy {
     usage_in_periods(points, &[period], rules)[0]
+}
+
+/// The parts of `period` in each UTC quarter hour it overlaps, in time order (the first and the
+/// last may be parts of a quarter hour, when the period's ends are not on quarter hours).
+pub fn quarters_of(period: Period) -> Vec<Period> {
+    let grid = chrono::Duration::nanoseconds(crate::apportion::GRID_NANOS);
+    let mut out = Vec::new();
+    let mut start = period.start;
+    while start < period.end {
+        let next = crate::rollup::bucket_start(start) + grid;
+        let end = next.min(period.end);
+        out.push(Period { start, end });
+        start = end;
+    }
+    out
+}
+
+/// The energy of a period and its largest quarter-hour part, from `points` as for
+/// [`usage_in_periods`]; `quarters` are the period's parts from [`quarters_of`] (computed once
+/// for many panels).
+pub fn load_in(points: &[EnergyPoint], quarters: &[Period], rules: Rules) -> Load {
+    usage_in_periods(points, quarters, rules)
+        .into_iter()
+        .fold(Load::ZERO, |load, energy| load.join(Load::quarter(energy)))
 }
 
 #[cfg(test)]

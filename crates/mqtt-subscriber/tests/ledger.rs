@@ -1,21 +1,37 @@
 //! The usage rollup equals the raw maths whatever interrupts the subscriber (docs/rollup.md):
 //! a SIGKILL the instant a late backlog is stored, SIGKILLs while it catches up and while it
 //! rebuilds, a SIGTERM while InfluxDB is down, and three replicas of a shared group writing one
-//! panel at once. Everything runs for real: Mosquitto, influxd, mqtt-subscriber, api-server.
+//! panel at once; and `--check-rollup` finds a tampered sum, which `--repair` and the writer's
+//! own background check put right. Everything runs for real: Mosquitto, influxd,
+//! mqtt-subscriber, api-server.
 //!
-//! Every expected figure is computed here from the readings the test published, by the rule of
-//! docs/accounting.md written out again: a pair of consecutive readings adds its increase to the
-//! period of its later reading, unless the register dropped or the increase implies more than
-//! `MAX_POWER_KW` (5000 kW, the default; no test here comes near it).
+//! Every expected figure is computed here from the readings the test published, with
+//! `test_support::reference` (the rule of docs/accounting.md written out again, sharing no code
+//! with the programs), or by hand in a comment. The rule: each pair of consecutive readings has
+//! its increase (0 when the register dropped, or when the increase implies more than
+//! `MAX_POWER_KW`, 5000 kW by default, as the zero glitches of the long histories do) spread
+//! over the time between the two readings: each UTC quarter hour the pair overlaps gets its
+//! share by overlap, the nano-kWh left over going to the largest remainders. A period's usage
+//! is the sum of its quarter hours' shares; the shares of a pair longer than
+//! `ESTIMATE_AFTER_SECS` (900 s by default) are its estimated part too.
+//!
+//! So the sum of ALL the rollup's buckets (or of all its days, or months) of a panel is the sum
+//! of all its pairs' increases, whatever the pairs straddle: spreading loses nothing and the
+//! check stays exact. Today's and this month's figures are the reference's over those periods
+//! of the API's zone, computed from every reading of the panel (also those outside the period)
+//! so that pairs straddling a period's ends are shared out.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, Duration as Span, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as Span, Months, NaiveDate, NaiveTime, TimeZone, Timelike, Utc,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use test_support::history::{Meter, Schedule};
 use test_support::mqtt::publish_many;
+use test_support::reference::{self, Rule, Shares};
 use test_support::{start_subscriber, wait_until, ApiServer, Influx, Mosquitto, Program};
 
 const DB: &str = "energy";
@@ -43,24 +59,39 @@ fn publish(broker: &Mosquitto, panel: &str, points: &[Point]) {
     .expect("publish");
 }
 
-/// Usage in nano-kWh of the pairs (in time order) whose later reading lies in `[start, end)`:
-/// each increase rounded to the nano-kWh, as the API's figures are exact to it.
-fn usage_nkwh(points: &[Point], start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
-    let mut sorted = points.to_vec();
-    sorted.sort_by_key(|point| point.0);
-    sorted
-        .windows(2)
-        .filter(|pair| pair[1].0 >= start && pair[1].0 < end)
-        .map(|pair| {
-            let increase = pair[1].1 - pair[0].1;
-            let hours = (pair[1].0 - pair[0].0).num_milliseconds() as f64 / 3.6e6;
-            if increase > 0.0 && increase <= 5000.0 * hours {
-                (increase * 1e9).round() as i64
-            } else {
-                0
-            }
-        })
-        .sum()
+/// The reference's shares of every quarter hour of `points` added up: the usage of the whole
+/// history (every pair's increase) and its estimated part, in nano-kWh.
+fn whole(points: &[Point]) -> Shares {
+    let mut total = Shares::default();
+    for shares in reference::quarter_shares(points, Rule::default()).values() {
+        total += *shares;
+    }
+    total
+}
+
+/// Today and the current month of `zone` at `now`, each as `[start, end)` in UTC, and the
+/// month's year and number.
+struct Local {
+    day: (DateTime<Utc>, DateTime<Utc>),
+    month: (DateTime<Utc>, DateTime<Utc>),
+    year_month: (i32, u32),
+}
+
+fn local_periods(zone: &str, now: DateTime<Utc>) -> Local {
+    let tz: chrono_tz::Tz = zone.parse().expect("a time zone");
+    let midnight = |date: NaiveDate| {
+        tz.from_local_datetime(&date.and_time(NaiveTime::MIN))
+            .single()
+            .expect("the zones of these tests have no daylight saving time")
+            .with_timezone(&Utc)
+    };
+    let today = now.with_timezone(&tz).date_naive();
+    let first = today.with_day(1).expect("the first of the month");
+    Local {
+        day: (midnight(today), midnight(today + Span::days(1))),
+        month: (midnight(first), midnight(first + Months::new(1))),
+        year_month: (today.year(), today.month()),
+    }
 }
 
 /// A fixed-offset zone in which it is now between 11:00 and 13:00, so that the last few hours
@@ -75,20 +106,24 @@ fn noon_zone(now: DateTime<Utc>) -> String {
     }
 }
 
-/// The sum of the rollup's 15-minute buckets of `panel` (nano-kWh), and of its UTC days and
-/// months: all three must equal the readings' usage.
-fn rollup_sums(influx: &Influx, panel: &str) -> [i64; 3] {
+/// The sums of the rollup's 15-minute buckets of `panel`, and of its UTC days and months:
+/// (`usage_nkwh`, `estimated_nkwh`) of each. All three must equal the reference's shares of the
+/// whole history ([`whole`]).
+fn rollup_sums(influx: &Influx, panel: &str) -> [(i64, i64); 3] {
     ["energy_usage_15m", "energy_usage_1d", "energy_usage_1mo"].map(|measurement| {
         let json = influx.query(
             DB,
-            &format!("SELECT sum(usage_nkwh) FROM {measurement} WHERE panel = '{panel}'"),
+            &format!(
+                "SELECT sum(usage_nkwh), sum(estimated_nkwh) FROM {measurement} \
+                 WHERE panel = '{panel}'"
+            ),
         );
-        json["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
-            .unwrap_or(0)
+        let row = &json["results"][0]["series"][0]["values"][0];
+        (row[1].as_i64().unwrap_or(0), row[2].as_i64().unwrap_or(0))
     })
 }
 
+/// `field` of `panel` in an answer of `/api/panel/today-usage`.
 fn panel_figure(answer: &serde_json::Value, panel: &str, field: &str) -> Option<f64> {
     answer["panels"]
         .as_array()?
@@ -97,54 +132,92 @@ fn panel_figure(answer: &serde_json::Value, panel: &str, field: &str) -> Option<
         .as_f64()
 }
 
-/// The API's usage of `panel` today and in the current month of its zone, in kWh.
-fn api_figures(api: &ApiServer, panel: &str, now_local_month: (i32, u32)) -> (f64, f64) {
-    let today = api.ok("/api/panel/today-usage");
-    let (year, month) = now_local_month;
-    let monthly = api.ok(&format!("/api/energy/monthly?year={year}"));
-    let month_usage = monthly["panels"]
-        .as_array()
-        .and_then(|panels| panels.iter().find(|p| p["panel"] == panel))
-        .and_then(|p| p["months"][month as usize - 1]["usage_kwh"].as_f64());
-    (
-        panel_figure(&today, panel, "usage_kwh").unwrap_or(f64::NAN),
-        month_usage.unwrap_or(f64::NAN),
-    )
+/// What the rollup holds of a panel and what the API answers for it, or what they should.
+#[derive(Debug, PartialEq)]
+struct Figures {
+    /// [`rollup_sums`].
+    rollup: [(i64, i64); 3],
+    /// `usage_kwh` and `estimated_kwh` today, in the API's zone.
+    today: (f64, f64),
+    /// `usage_kwh` and `estimated_kwh` of the current month, in the API's zone.
+    month: (f64, f64),
 }
 
-/// Waits until the rollup's buckets, days and months of `panel` all hold `expected` nano-kWh
-/// and the API answers `expected` (to its 3 decimals) for today and this month.
+/// The figures the rollup and the API must show for `points` at `now` in `zone`, by the
+/// reference.
+fn expected(points: &[Point], zone: &str, now: DateTime<Utc>) -> Figures {
+    let all = whole(points);
+    let local = local_periods(zone, now);
+    let today = reference::usage(points, local.day.0, local.day.1, Rule::default());
+    let month = reference::usage(points, local.month.0, local.month.1, Rule::default());
+    let sums = (
+        i64::try_from(all.usage).unwrap(),
+        i64::try_from(all.estimated).unwrap(),
+    );
+    Figures {
+        rollup: [sums; 3],
+        today: (today.usage_kwh(), today.estimated_kwh()),
+        month: (month.usage_kwh(), month.estimated_kwh()),
+    }
+}
+
+/// The figures the rollup holds of `panel` and the API answers for it now (NaN for a figure
+/// the API does not show).
+fn observed(influx: &Influx, api: &ApiServer, zone: &str, panel: &str) -> Figures {
+    let rollup = rollup_sums(influx, panel);
+    let (year, month) = local_periods(zone, Utc::now()).year_month;
+    let today = api.ok("/api/panel/today-usage");
+    let monthly = api.ok(&format!("/api/energy/monthly?year={year}"));
+    let this_month = monthly["panels"]
+        .as_array()
+        .and_then(|panels| panels.iter().find(|p| p["panel"] == panel))
+        .map(|p| &p["months"][month as usize - 1]);
+    let month_figure = |field: &str| {
+        this_month
+            .and_then(|m| m[field].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    Figures {
+        rollup,
+        today: (
+            panel_figure(&today, panel, "usage_kwh").unwrap_or(f64::NAN),
+            panel_figure(&today, panel, "estimated_kwh").unwrap_or(f64::NAN),
+        ),
+        month: (month_figure("usage_kwh"), month_figure("estimated_kwh")),
+    }
+}
+
+/// Waits until the rollup's buckets, days and months of `panel` all hold the whole usage of
+/// `points` and its estimated part, and the API answers the reference's usage and estimated
+/// part (to its 3 decimals) for today and this month in `zone`. Polled: the writer catches up
+/// in rounds, and until its next round the API may lack the share of the newest pair that lies
+/// before the rollup's complete_until. Then requires that the writer's own check ran and never
+/// found a difference.
 fn assert_rolled_up(
     influx: &Influx,
     api: &ApiServer,
     zone: &str,
     panel: &str,
-    expected: i64,
+    points: &[Point],
     subscriber: &Program,
 ) {
-    let tz: chrono_tz::Tz = zone.parse().unwrap();
-    let local = Utc::now().with_timezone(&tz);
-    let expected_kwh = (expected as f64 / 1e6).round() / 1e3;
-    let mut last = ([0; 3], (0.0, 0.0));
-    let done = (0..200).any(|_| {
-        last = (
-            rollup_sums(influx, panel),
-            api_figures(api, panel, (local.year(), local.month())),
-        );
-        if last.0 == [expected; 3] && last.1 == (expected_kwh, expected_kwh) {
-            return true;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Expected from the clock before asking, so a local midnight passing in between only
+        // costs another round.
+        let want = expected(points, zone, Utc::now());
+        let got = observed(influx, api, zone, panel);
+        if got == want {
+            println!("panel {panel}: {got:?}");
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "panel {panel} in {zone}: expected {want:?}, got {got:?}\n{}",
+            subscriber.output()
+        );
         std::thread::sleep(Duration::from_millis(100));
-        false
-    });
-    assert!(
-        done,
-        "panel {panel}: expected {expected} nano-kWh ({expected_kwh} kWh); rollup buckets, days, \
-         months {:?}; API today and month {:?}\n{}",
-        last.0,
-        last.1,
-        subscriber.output()
-    );
+    }
     // The writer's own check ran, and never found the rollup different from the raw maths.
     wait_until(Duration::from_secs(30), "a check of the rollup", || {
         subscriber.output().contains("usage rollup checked")
@@ -184,20 +257,31 @@ fn a_subscriber_killed_the_instant_a_late_backlog_is_stored_rolls_it_all_up_afte
     for round in 0..3 {
         let panel = format!("BACKLOG_{round}");
         let now = Utc::now();
-        // A reading 2 h 10 min old, then the 120 a meter queued during an outage: from 2 h ago,
-        // a minute apart, +1 kWh each. By hand: 120 pairs of +1 kWh (the first spans 10 min,
-        // 6 kW), so 120 kWh.
-        let mut points: Vec<Point> = vec![(now - Span::minutes(130), 1000.0)];
+        // A reading 3 h old, one 2 h 10 min old, then the 120 a meter queued during an
+        // outage: from 2 h ago, a minute apart, +1 kWh each. By hand: the first pair spans
+        // 50 min (a gap longer than 900 s, so estimated) and adds 10 kWh (12 kW); the second
+        // spans 10 min (not estimated) and adds 1 kWh (6 kW); the other 119 add 1 kWh each.
+        // Spread over the quarter hours they overlap, they all add up to 130 kWh, 10 of them
+        // estimated.
+        let mut points: Vec<Point> = vec![
+            (now - Span::minutes(180), 990.0),
+            (now - Span::minutes(130), 1000.0),
+        ];
         for k in 0..120 {
             points.push((now - Span::minutes(120 - k), 1001.0 + k as f64));
         }
-        let expected = usage_nkwh(&points, now - Span::days(1), now + Span::days(1));
-        assert_eq!(expected, 120_000_000_000);
+        assert_eq!(
+            whole(&points),
+            Shares {
+                usage: 130_000_000_000,
+                estimated: 10_000_000_000
+            }
+        );
         let before = influx.count_points(DB);
         publish(&broker, &panel, &points);
-        // Killed the moment InfluxDB holds all 121 (they were acknowledged).
+        // Killed the moment InfluxDB holds all 122 (they were acknowledged).
         wait_until(Duration::from_secs(30), "the backlog stored", || {
-            influx.count_points(DB) == before + 121
+            influx.count_points(DB) == before + points.len() as u64
         });
         subscriber.kill();
         println!(
@@ -205,12 +289,14 @@ fn a_subscriber_killed_the_instant_a_late_backlog_is_stored_rolls_it_all_up_afte
             rollup_sums(&influx, &panel)
         );
         subscriber = start_subscriber(&broker, &influx, "writer", &checking());
-        assert_rolled_up(&influx, &api, &zone, &panel, expected, &subscriber);
+        assert_rolled_up(&influx, &api, &zone, &panel, &points, &subscriber);
     }
 }
 
 /// `days` days of readings a minute apart up to a minute ago, +0.01 to +0.2 kWh each, with a
-/// meter reset and a zero glitch in every 500 readings or so.
+/// meter reset and a zero glitch in every 500 readings or so, and a gap of 16 minutes to 3
+/// hours (longer than 900 s: its pair is estimated, spread over buckets that hold no reading)
+/// in every 300 steps or so.
 fn history(rng: &mut StdRng, now: DateTime<Utc>, days: i64) -> Vec<Point> {
     let meter = Meter {
         register: 0.0..=1000.0,
@@ -219,7 +305,8 @@ fn history(rng: &mut StdRng, now: DateTime<Utc>, days: i64) -> Vec<Point> {
         zero: 0.002,
         ..Meter::default()
     };
-    let schedule = Schedule::every(now - Span::days(days), now, Span::minutes(1));
+    let schedule = Schedule::every(now - Span::days(days), now, Span::minutes(1))
+        .with_gaps(0.003, Span::minutes(16)..=Span::hours(3));
     meter
         .readings(rng, &[schedule])
         .into_iter()
@@ -282,50 +369,18 @@ fn kills_while_catching_up_and_while_rebuilding_lose_nothing() {
     envs.push(("ROLLUP_CHECK_INTERVAL_SECS", "1".to_owned()));
     let writer = Program::start("mqtt-subscriber", &envs);
 
+    // Buckets, days and months hold everything, and the API's today and this month (UTC) are
+    // the reference's.
     let api = ApiServer::start(&influx.url(), DB, &[("TIMEZONE", "UTC")]);
-    let tz = "UTC";
-    let day_start = Utc
-        .with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
-        .unwrap();
-    let month_start = Utc
-        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .unwrap();
     for (panel, points) in &panels {
-        let all = usage_nkwh(points, now - Span::days(30), now + Span::days(1));
-        // Buckets, days and months hold everything.
-        let mut sums = [0; 3];
-        let done = (0..300).any(|_| {
-            sums = rollup_sums(&influx, panel);
-            sums == [all; 3] || {
-                std::thread::sleep(Duration::from_millis(100));
-                false
-            }
-        });
+        let all = whole(points);
+        println!("{panel}: {} readings, {all:?}", points.len());
         assert!(
-            done,
-            "{panel}: expected {all}, rollup {sums:?}\n{}",
-            writer.output()
+            all.estimated > 0,
+            "{panel}: the history has gaps longer than 900 s: {all:?}"
         );
-        // The API's today and this month, from the rollup.
-        let today = usage_nkwh(points, day_start, day_start + Span::days(1));
-        let month = usage_nkwh(points, month_start, now + Span::days(1));
-        let kwh = |nkwh: i64| (nkwh as f64 / 1e6).round() / 1e3;
-        let (api_today, api_month) = api_figures(&api, panel, (now.year(), now.month()));
-        assert_eq!(
-            (api_today, api_month),
-            (kwh(today), kwh(month)),
-            "{panel} in {tz}"
-        );
+        assert_rolled_up(&influx, &api, "UTC", panel, points, &writer);
     }
-    wait_until(Duration::from_secs(30), "a check of the rollup", || {
-        writer.output().contains("usage rollup checked")
-    });
-    assert_eq!(
-        rollup_repairs(&writer.output()),
-        Some(0),
-        "{}",
-        writer.output()
-    );
 }
 
 #[test]
@@ -338,7 +393,9 @@ fn a_sigterm_while_influxdb_is_down_loses_nothing_and_the_rollup_catches_up() {
 
     influx.stop();
     let now = Utc::now();
-    // 200 late readings spread over the last three hours, +0.5 kWh each: 199 pairs, 99.5 kWh.
+    // 200 late readings spread over the last three hours, 54 s apart, +0.5 kWh each: by hand,
+    // 199 pairs of 0.5 kWh spread over the quarter hours they overlap, 99.5 kWh in all, none
+    // of it estimated (no pair is longer than 900 s).
     let points: Vec<Point> = (0..200)
         .map(|k| {
             (
@@ -347,8 +404,13 @@ fn a_sigterm_while_influxdb_is_down_loses_nothing_and_the_rollup_catches_up() {
             )
         })
         .collect();
-    let expected = usage_nkwh(&points, now - Span::days(1), now + Span::days(1));
-    assert_eq!(expected, 99_500_000_000);
+    assert_eq!(
+        whole(&points),
+        Shares {
+            usage: 99_500_000_000,
+            estimated: 0
+        }
+    );
     publish(&broker, "DOWN", &points);
     subscriber.wait_for_output("write failed", Duration::from_secs(30));
     assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
@@ -359,7 +421,7 @@ fn a_sigterm_while_influxdb_is_down_loses_nothing_and_the_rollup_catches_up() {
         influx.count_points(DB) == 200
     });
     let api = ApiServer::start(&influx.url(), DB, &[("TIMEZONE", &zone)]);
-    assert_rolled_up(&influx, &api, &zone, "DOWN", expected, &subscriber);
+    assert_rolled_up(&influx, &api, &zone, "DOWN", &points, &subscriber);
 }
 
 #[test]
@@ -411,8 +473,7 @@ fn three_replicas_writing_one_panel_in_shuffled_chunks_give_exactly_the_raw_math
         wait_until(Duration::from_secs(60), "every reading stored", || {
             influx.count_points(DB) == stored
         });
-        let expected = usage_nkwh(&points, start - Span::days(1), now + Span::days(1));
-        assert_rolled_up(&influx, &api, &zone, &panel, expected, &replicas[0]);
+        assert_rolled_up(&influx, &api, &zone, &panel, &points, &replicas[0]);
     }
 }
 
@@ -452,15 +513,23 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     let influx = Influx::start();
     let mut subscriber = start_subscriber(&broker, &influx, "writer", &[]);
     let now = Utc::now();
-    // 60 readings a minute apart up to a minute ago, +0.25 kWh each: 59 pairs, 14.75 kWh.
+    // 60 readings a minute apart up to a minute ago, +0.25 kWh each: by hand, 59 pairs of
+    // 0.25 kWh spread over the quarter hours they overlap, 14.75 kWh in all, none estimated.
     let points: Vec<Point> = (0..60)
         .map(|k| (now - Span::minutes(60 - k), 10.0 + 0.25 * k as f64))
         .collect();
-    let expected = usage_nkwh(&points, now - Span::days(1), now + Span::days(1));
-    assert_eq!(expected, 14_750_000_000);
+    let all = whole(&points);
+    assert_eq!(
+        all,
+        Shares {
+            usage: 14_750_000_000,
+            estimated: 0
+        }
+    );
+    let sums = [(14_750_000_000, 0); 3];
     publish(&broker, "CHECKED", &points);
     wait_until(Duration::from_secs(30), "the rollup", || {
-        rollup_sums(&influx, "CHECKED") == [expected; 3]
+        rollup_sums(&influx, "CHECKED") == sums
     });
     let range = format!(
         "{}..{}",
@@ -489,6 +558,11 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
         )
     };
     tamper(&influx);
+    // The month's sum should be that of its days: the reference's usage of the UTC month (all
+    // 14.75 kWh, unless this hour straddles the month's start).
+    let month_kwh = reference::usage(&points, month, month + Months::new(1), Rule::default()).usage
+        as f64
+        / 1e9;
     let (code, output) = check_rollup(&influx, &range, false);
     println!("{output}");
     assert_eq!(code, Some(1), "{output}");
@@ -502,7 +576,7 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     );
     assert!(
         output.contains(&format!(
-            "difference panel=CHECKED level=month start={} rollup_kwh=0.000000005 raw_kwh=14.75",
+            "difference panel=CHECKED level=month start={} rollup_kwh=0.000000005 raw_kwh={month_kwh}",
             month.to_rfc3339()
         )),
         "{output}"
@@ -515,7 +589,7 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     wait_until(Duration::from_secs(30), "the repair", || {
         check_rollup(&influx, &range, false).0 == Some(0)
     });
-    assert_eq!(rollup_sums(&influx, "CHECKED"), [expected; 3]);
+    assert_eq!(rollup_sums(&influx, "CHECKED"), sums);
 
     // The writer's own check finds the same tampering by itself, counts it and repairs it.
     subscriber.kill();
@@ -536,7 +610,7 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
         rollup_repairs(&subscriber.output()) == Some(2)
     });
     wait_until(Duration::from_secs(30), "the repair", || {
-        rollup_sums(&influx, "CHECKED") == [expected; 3]
+        rollup_sums(&influx, "CHECKED") == sums
     });
     assert!(
         subscriber

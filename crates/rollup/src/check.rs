@@ -13,7 +13,7 @@ use energy_core::influxql::time_literal;
 use energy_core::invalidation::Dirty;
 use energy_core::rollup::{
     self, day_of, month_of, Bucket, DAY_MEASUREMENT, ESTIMATED_FIELD, MONTH_MEASUREMENT,
-    QUARTER_MEASUREMENT, READINGS_FIELD, USAGE_FIELD,
+    PEAK_FIELD, QUARTER_MEASUREMENT, READINGS_FIELD, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, Period, Usage};
 use energy_influx::{InfluxError, StatementResult};
@@ -41,11 +41,13 @@ impl Level {
     }
 }
 
-/// Usage, its estimated part and reading count of one period of one panel.
+/// Usage, its estimated part, its largest bucket's usage and reading count of one period of one
+/// panel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Figures {
     pub usage: Usage,
     pub estimated: Usage,
+    pub peak: Usage,
     pub readings: u64,
 }
 
@@ -55,6 +57,7 @@ impl Figures {
         Figures {
             usage: bucket.usage,
             estimated: bucket.estimated,
+            peak: bucket.peak,
             readings: bucket.readings,
         }
     }
@@ -65,19 +68,24 @@ impl Figures {
             start,
             usage: self.usage,
             estimated: self.estimated,
+            peak: self.peak,
             readings: self.readings,
         }
     }
 }
 
+/// Figures of two periods together: the sums add, the peak is the larger one.
 impl std::ops::AddAssign for Figures {
     fn add_assign(&mut self, other: Figures) {
         self.usage += other.usage;
         self.estimated += other.estimated;
+        self.peak = self.peak.max(other.peak);
         self.readings += other.readings;
     }
 }
 
+/// Takes a period's figures out of a sum that holds them. A largest value cannot be taken out:
+/// the peak is left as it was, for the caller to settle.
 impl std::ops::SubAssign for Figures {
     fn sub_assign(&mut self, other: Figures) {
         self.usage -= other.usage;
@@ -167,8 +175,8 @@ impl Rollup {
             .await?;
         *carried = Some(last);
         let sums = format!(
-            "SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} WHERE {range} GROUP BY panel;\n\
-             SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel",
+            "SELECT {FIGURES} FROM {QUARTER_MEASUREMENT} WHERE {range} GROUP BY panel;\n\
+             SELECT {FIGURES} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel",
             time_literal(part.start)
         );
         let stored = self.query(&sums).await?;
@@ -242,9 +250,9 @@ impl Rollup {
         let month = month_of(start);
         let statements = format!(
             "SELECT sum({USAGE_FIELD}) AS {USAGE_FIELD}, sum({ESTIMATED_FIELD}) AS {ESTIMATED_FIELD}, \
-             sum({READINGS_FIELD}) AS {READINGS_FIELD} \
+             max({PEAK_FIELD}) AS {PEAK_FIELD}, sum({READINGS_FIELD}) AS {READINGS_FIELD} \
              FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {} GROUP BY panel;\n\
-             SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {MONTH_MEASUREMENT} WHERE time = {} GROUP BY panel",
+             SELECT {FIGURES} FROM {MONTH_MEASUREMENT} WHERE time = {} GROUP BY panel",
             time_literal(month.start),
             time_literal(month.end),
             time_literal(month.start),
@@ -279,7 +287,11 @@ impl Rollup {
     }
 }
 
-/// Rows of `usage_nkwh, readings` per panel, by time.
+/// The fields of a rollup point, as a statement selects them for [`figures_by_panel`].
+/// (The names are the core's field constants, which a test below holds it to.)
+pub(crate) const FIGURES: &str = "usage_nkwh, estimated_nkwh, peak_nkwh, readings";
+
+/// Rows of `usage_nkwh, estimated_nkwh, peak_nkwh, readings` per panel, by time.
 pub(crate) fn figures_by_panel(
     result: &StatementResult,
 ) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Figures>> {
@@ -297,10 +309,24 @@ pub(crate) fn figures_by_panel(
             let figures = Figures {
                 usage: nano(USAGE_FIELD),
                 estimated: nano(ESTIMATED_FIELD),
+                peak: nano(PEAK_FIELD),
                 readings: series.i64_at(row, READINGS_FIELD).unwrap_or(0).max(0) as u64,
             };
             rows.insert(Utc.timestamp_nanos(time), figures);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selected_fields_are_the_rollup_fields() {
+        assert_eq!(
+            FIGURES,
+            format!("{USAGE_FIELD}, {ESTIMATED_FIELD}, {PEAK_FIELD}, {READINGS_FIELD}")
+        );
+    }
 }

@@ -23,8 +23,8 @@ use energy_core::invalidation::{LOG_BUCKETS_FIELD, LOG_MEASUREMENT};
 use energy_core::rollup::{
     self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, ESTIMATED_FIELD,
     ESTIMATE_AFTER_FIELD, FORMAT_FIELD, FORMAT_SPREAD, FORMAT_WITH_MONTHS, LOG_UNTIL_FIELD,
-    MAX_POWER_FIELD, MONTH_MEASUREMENT, QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT,
-    USAGE_FIELD,
+    MAX_POWER_FIELD, MONTH_MEASUREMENT, PEAK_FIELD, QUARTER_MEASUREMENT, READINGS_FIELD,
+    STATE_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Period, Rules, Usage, MEASUREMENT};
 
@@ -440,8 +440,8 @@ impl Rollup {
         for ((start, end), panels) in recomputed.runs(STEP_SECS) {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 statements.push(format!(
-                    "SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {QUARTER_MEASUREMENT} \
-                     WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    "SELECT {} FROM {QUARTER_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    check::FIGURES,
                     time_literal(at(start)),
                     time_literal(at(end)),
                     Panels::Only(chunk).condition(),
@@ -457,7 +457,11 @@ impl Rollup {
             let panels: Vec<String> = panels.iter().cloned().collect();
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 keys.push(day);
-                statements.push(sum_statement(QUARTER_MEASUREMENT, day_period(day), chunk));
+                statements.push(sum_statement(
+                    QUARTER_MEASUREMENT,
+                    day_period(day),
+                    Panels::Only(chunk),
+                ));
             }
         }
         let mut days: BTreeMap<(String, i64), Figures> = BTreeMap::new();
@@ -471,6 +475,9 @@ impl Rollup {
                 days.entry((panel.clone(), day)).or_default();
             }
         }
+        // A day's peak is the larger of its stored peak and the new buckets, unless a bucket
+        // that held the stored peak shrank: those days' peaks are read from their buckets.
+        let mut shrunk: BTreeSet<(String, i64)> = BTreeSet::new();
         for (panel, bucket) in fresh {
             let day = day_of(bucket.start).start.timestamp();
             let sum = days.entry((panel.clone(), day)).or_default();
@@ -478,9 +485,15 @@ impl Rollup {
                 .get(panel)
                 .and_then(|rows| rows.get(&bucket.start))
             {
+                if old.peak >= sum.peak && bucket.peak < old.peak {
+                    shrunk.insert((panel.clone(), day));
+                }
                 *sum -= *old;
             }
             *sum += Figures::of(bucket);
+        }
+        if !shrunk.is_empty() {
+            self.settle_day_peaks(&shrunk, fresh, &mut days).await?;
         }
 
         // Each touched month's stored sum over its days, then its new sum.
@@ -491,10 +504,14 @@ impl Rollup {
             let panels: Vec<String> = panels.iter().cloned().collect();
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 keys.push(month);
-                statements.push(sum_statement(DAY_MEASUREMENT, month_of(at(month)), chunk));
+                statements.push(sum_statement(
+                    DAY_MEASUREMENT,
+                    month_of(at(month)),
+                    Panels::Only(chunk),
+                ));
                 statements.push(format!(
-                    "SELECT {USAGE_FIELD}, {ESTIMATED_FIELD}, {READINGS_FIELD} FROM {DAY_MEASUREMENT} \
-                     WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    "SELECT {} FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    check::FIGURES,
                     time_literal(month_of(at(month)).start),
                     time_literal(month_of(at(month)).end),
                     Panels::Only(chunk).condition(),
@@ -523,6 +540,24 @@ impl Rollup {
             }
             *sum += *figures;
         }
+        // A month's peak is its days' largest, with the new days in place of the old: every
+        // stored day of a touched month was read above.
+        for ((panel, month), sum) in months.iter_mut() {
+            let period = month_of(at(*month));
+            let stored = old_days
+                .get(panel)
+                .into_iter()
+                .flat_map(|rows| rows.range(period.start..period.end))
+                .filter(|(start, _)| !days.contains_key(&(panel.clone(), start.timestamp())))
+                .map(|(_, figures)| figures.peak);
+            let new = days
+                .range(
+                    (panel.clone(), period.start.timestamp())
+                        ..(panel.clone(), period.end.timestamp()),
+                )
+                .map(|(_, figures)| figures.peak);
+            sum.peak = stored.chain(new).max().unwrap_or(Usage::ZERO);
+        }
 
         let mut body = String::new();
         for (panel, bucket) in fresh {
@@ -539,6 +574,49 @@ impl Rollup {
             self.influx.write(body).await?;
         }
         Ok((days.len() as u64, months.len() as u64))
+    }
+
+    /// Sets the peaks of the given days (panel, start in seconds) in `days` from their stored
+    /// buckets, with `fresh` in place of the stored ones they replace.
+    async fn settle_day_peaks(
+        &self,
+        shrunk: &BTreeSet<(String, i64)>,
+        fresh: &[(String, Bucket)],
+        days: &mut BTreeMap<(String, i64), Figures>,
+    ) -> Result<(), InfluxError> {
+        let statements: Vec<String> = shrunk
+            .iter()
+            .map(|(panel, day)| {
+                let period = day_period(*day);
+                format!(
+                    "SELECT {} FROM {QUARTER_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
+                    check::FIGURES,
+                    time_literal(period.start),
+                    time_literal(period.end),
+                    Panels::Only(std::slice::from_ref(panel)).condition(),
+                )
+            })
+            .collect();
+        let mut buckets = self.figures_of(&statements).await?;
+        for (panel, bucket) in fresh {
+            if let Some(rows) = buckets.get_mut(panel) {
+                rows.insert(bucket.start, Figures::of(bucket));
+            }
+        }
+        for (panel, day) in shrunk {
+            let period = day_period(*day);
+            let peak = buckets
+                .get(panel)
+                .into_iter()
+                .flat_map(|rows| rows.range(period.start..period.end))
+                .map(|(_, figures)| figures.peak)
+                .max()
+                .unwrap_or(Usage::ZERO);
+            if let Some(sum) = days.get_mut(&(panel.clone(), *day)) {
+                sum.peak = peak;
+            }
+        }
+        Ok(())
     }
 
     /// Rows of `usage_nkwh, readings` per panel by time, from row statements.
@@ -808,14 +886,7 @@ impl Rollup {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
                 statements.push((
                     day,
-                    format!(
-                        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
-                         sum({READINGS_FIELD}) AS readings \
-                         FROM {QUARTER_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
-                        time_literal(at(day)),
-                        time_literal(at(day + rollup::DAY_SECS)),
-                        Panels::Only(chunk).condition(),
-                    ),
+                    sum_statement(QUARTER_MEASUREMENT, day_period(day), Panels::Only(chunk)),
                 ));
             }
         }
@@ -857,14 +928,7 @@ impl Rollup {
         panels: Panels<'_>,
     ) -> Result<u64, InfluxError> {
         let month = month_of(time);
-        let statement = format!(
-            "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
-                         sum({READINGS_FIELD}) AS readings \
-             FROM {DAY_MEASUREMENT} WHERE time >= {} AND time < {}{} GROUP BY panel",
-            time_literal(month.start),
-            time_literal(month.end),
-            panels.condition(),
-        );
+        let statement = sum_statement(DAY_MEASUREMENT, month, panels);
         let results = self.query(&statement).await?;
         let mut body = String::new();
         let mut count = 0;
@@ -933,45 +997,31 @@ pub fn parse_state(result: &StatementResult) -> Option<State> {
     })
 }
 
-/// Appends the per-panel sums of a re-sum statement (columns `usage`, `readings`) as points of
-/// `measurement` at `start`. Returns how many.
+/// Appends the per-panel sums of a [`sum_statement`] as points of `measurement` at `start`.
+/// Returns how many.
 fn encode_sums(
     result: &StatementResult,
     measurement: &str,
     start: DateTime<Utc>,
     body: &mut String,
 ) -> u64 {
-    let mut count = 0;
-    for series in &result.series {
-        let (Some(panel), Some(usage), Some(readings)) = (
-            series.tag("panel"),
-            series.i64_at(0, "usage"),
-            series.i64_at(0, "readings"),
-        ) else {
-            continue;
-        };
-        let total = Bucket {
-            start,
-            usage: Usage::from_nano_kwh(usage.into()),
-            estimated: Usage::from_nano_kwh(series.i64_at(0, "estimated").unwrap_or(0).into()),
-            readings: readings.max(0) as u64,
-        };
-        rollup::encode(measurement, panel, &total, body);
-        count += 1;
+    let sums = sums_by_panel(result);
+    for (panel, figures) in &sums {
+        rollup::encode(measurement, panel, &figures.bucket(start), body);
     }
-    count
+    sums.len() as u64
 }
 
-/// The per-panel sums of `measurement` over `period` for `panels`, as columns `usage` and
-/// `readings`.
-fn sum_statement(measurement: &str, period: energy_core::Period, panels: &[String]) -> String {
+/// The per-panel sums of `measurement` over `period` for `panels`, with the largest peak, as
+/// columns `usage`, `estimated`, `peak` and `readings`.
+fn sum_statement(measurement: &str, period: energy_core::Period, panels: Panels<'_>) -> String {
     format!(
         "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
-                         sum({READINGS_FIELD}) AS readings \
+         max({PEAK_FIELD}) AS peak, sum({READINGS_FIELD}) AS readings \
          FROM {measurement} WHERE time >= {} AND time < {}{} GROUP BY panel",
         time_literal(period.start),
         time_literal(period.end),
-        Panels::Only(panels).condition(),
+        panels.condition(),
     )
 }
 
@@ -992,6 +1042,7 @@ fn sums_by_panel(result: &StatementResult) -> BTreeMap<String, Figures> {
             let figures = Figures {
                 usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
                 estimated: Usage::from_nano_kwh(series.i64_at(0, "estimated").unwrap_or(0).into()),
+                peak: Usage::from_nano_kwh(series.i64_at(0, "peak").unwrap_or(0).into()),
                 readings: series.i64_at(0, "readings").unwrap_or(0).max(0) as u64,
             };
             Some((panel.to_owned(), figures))

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
-use energy_core::rollup::{ESTIMATED_FIELD, USAGE_FIELD};
-use energy_core::{Energy, EnergyPoint, PanelId, Period, Usage, MEASUREMENT};
+use energy_core::rollup::{ESTIMATED_FIELD, PEAK_FIELD, USAGE_FIELD};
+use energy_core::{Energy, EnergyPoint, Load, PanelId, Period, Usage, MEASUREMENT};
 use energy_influx::{Series, StatementResult};
 
 /// The latest reading of a panel.
@@ -160,11 +160,12 @@ pub fn day_power(day: Period) -> String {
 }
 
 /// Each panel's usage summed over the rollup measurement `measurement` (buckets, days or months)
-/// in `period`: parse with [`parse_usage_sums`].
+/// in `period`, with its largest bucket (the points' largest `peak_nkwh`): parse with
+/// [`parse_usage_sums`].
 pub fn usage_sums(measurement: &str, period: Period) -> String {
     format!(
-        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated \
-         FROM {measurement} WHERE {} GROUP BY panel",
+        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
+         max({PEAK_FIELD}) AS peak FROM {measurement} WHERE {} GROUP BY panel",
         time_range(period)
     )
 }
@@ -174,6 +175,15 @@ pub fn raw_readings(period: Period) -> String {
     format!(
         "SELECT energy_kwh FROM {MEASUREMENT} WHERE {} GROUP BY panel",
         time_range(period)
+    )
+}
+
+/// Every reading (energy only) of one panel in `period`: parse with [`parse_raw_readings`].
+pub fn panel_readings(panel: &str, period: Period) -> String {
+    format!(
+        "SELECT energy_kwh FROM {MEASUREMENT} WHERE {} AND panel = {} GROUP BY panel",
+        time_range(period),
+        string_literal(panel)
     )
 }
 
@@ -296,17 +306,21 @@ pub fn parse_day_power(result: &StatementResult) -> BTreeMap<String, PowerStats>
         .collect()
 }
 
-/// The result of [`usage_sums`].
-pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Energy> {
+/// The result of [`usage_sums`]: each panel's energy and largest bucket.
+pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Load> {
     result
         .series
         .iter()
         .filter_map(|series| {
-            let energy = Energy {
-                usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
-                estimated: Usage::from_nano_kwh(series.i64_at(0, "estimated").unwrap_or(0).into()),
+            let nano = |column| Usage::from_nano_kwh(series.i64_at(0, column).unwrap_or(0).into());
+            let load = Load {
+                energy: Energy {
+                    usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
+                    estimated: nano("estimated"),
+                },
+                peak: nano("peak"),
             };
-            Some((panel_of(series)?.to_owned(), energy))
+            Some((panel_of(series)?.to_owned(), load))
         })
         .collect()
 }
@@ -500,18 +514,22 @@ mod tests {
 
         let sums = result(serde_json::json!({
             "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
-                        "columns": ["time", "usage", "estimated"],
-                        "values": [[0, 1_500_000_000_i64, 500_000_000_i64]]},
+                        "columns": ["time", "usage", "estimated", "peak"],
+                        "values": [[0, 1_500_000_000_i64, 500_000_000_i64, 250_000_000_i64]]},
                        {"name": "energy_usage_15m", "tags": {"panel": "B"},
-                        "columns": ["time", "usage", "estimated"],
-                        "values": [[0, 7_i64, null]]}]
+                        "columns": ["time", "usage", "estimated", "peak"],
+                        "values": [[0, 7_i64, null, null]]}]
         }));
-        let a = Energy {
-            usage: Usage::from_kwh(1.5),
-            estimated: Usage::from_kwh(0.5),
+        let a = Load {
+            energy: Energy {
+                usage: Usage::from_kwh(1.5),
+                estimated: Usage::from_kwh(0.5),
+            },
+            peak: Usage::from_kwh(0.25),
         };
         assert_eq!(parse_usage_sums(&sums)["A"], a);
-        // Sums over points written before estimates existed have none.
-        assert_eq!(parse_usage_sums(&sums)["B"].estimated, Usage::ZERO);
+        // A sum without an estimated part or a peak has none.
+        assert_eq!(parse_usage_sums(&sums)["B"].energy.estimated, Usage::ZERO);
+        assert_eq!(parse_usage_sums(&sums)["B"].peak, Usage::ZERO);
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use test_support::reference::{quarter_shares, Rule};
 use test_support::{free_port, run_to_exit, start_subscriber, Influx, Mosquitto};
 
 const DATABASE: &str = "energy";
@@ -220,31 +221,35 @@ fn a_backfill_through_the_broker_arrives_complete() {
     }
 }
 
-/// The rollup's 15-minute buckets of `panel` as stored: start -> (usage nano-kWh, readings).
-fn stored_buckets(influx: &Influx, panel: &str) -> BTreeMap<DateTime<Utc>, (i64, u64)> {
+/// The rollup's 15-minute buckets of `panel` as stored: start -> (usage nano-kWh, estimated
+/// nano-kWh, readings).
+fn stored_buckets(influx: &Influx, panel: &str) -> BTreeMap<DateTime<Utc>, (i64, i64, u64)> {
     influx
-        .usage_rollup(DATABASE, "energy_usage_15m")
+        .usage_rollup_figures(DATABASE, "energy_usage_15m")
         .remove(panel)
         .unwrap_or_default()
 }
 
-/// Each 15-minute bucket's usage (nano-kWh) and reading count, computed here from the stored
-/// points: a pair adds its increase to the bucket of its later reading, unless the register
-/// dropped or the increase implies more than 5000 kW.
-fn expected_buckets(points: &[Point]) -> BTreeMap<DateTime<Utc>, (i64, u64)> {
-    let mut out: BTreeMap<DateTime<Utc>, (i64, u64)> = BTreeMap::new();
-    for (i, b) in points.iter().enumerate() {
-        let seconds = b.time.timestamp();
+/// Each 15-minute bucket's usage and estimated part (nano-kWh, by the reference rule: every
+/// pair's increase spread over its time, 0 where the register dropped or the increase implies
+/// more than 5000 kW) and reading count, computed here from the stored points. The readings are
+/// a minute apart, so every quarter hour from the first to the last holds some.
+fn expected_buckets(points: &[Point]) -> BTreeMap<DateTime<Utc>, (i64, i64, u64)> {
+    let mut out: BTreeMap<DateTime<Utc>, (i64, i64, u64)> = BTreeMap::new();
+    for point in points {
+        let seconds = point.time.timestamp();
         let start = DateTime::from_timestamp(seconds - seconds.rem_euclid(900), 0).unwrap();
-        let entry = out.entry(start).or_default();
-        entry.1 += 1;
-        if let Some(a) = i.checked_sub(1).map(|j| &points[j]) {
-            let increase = b.energy_kwh - a.energy_kwh;
-            let hours = (b.time - a.time).num_milliseconds() as f64 / 3_600_000.0;
-            if increase > 0.0 && increase <= 5000.0 * hours {
-                entry.0 += (increase * 1e9).round() as i64;
-            }
-        }
+        out.entry(start).or_default().2 += 1;
+    }
+    let readings: Vec<(DateTime<Utc>, f64)> =
+        points.iter().map(|p| (p.time, p.energy_kwh)).collect();
+    for (start, shares) in quarter_shares(&readings, Rule::default()) {
+        let start = DateTime::from_timestamp_nanos(i64::try_from(start).unwrap());
+        let entry = out
+            .get_mut(&start)
+            .unwrap_or_else(|| panic!("a share in {start}, a quarter hour without a reading"));
+        entry.0 += i64::try_from(shares.usage).unwrap();
+        entry.1 += i64::try_from(shares.estimated).unwrap();
     }
     out
 }
@@ -255,12 +260,14 @@ fn a_direct_backfill_is_rolled_up_by_the_subscriber_that_keeps_the_rollup() {
         let influx = Influx::start();
         influx.create_database(DATABASE);
         if rollup_recorded {
-            // A rollup recorded by a subscriber that read the log up to now.
+            // A rollup recorded by a subscriber of this version (format 3, with the default
+            // thresholds) that read the log up to now. (A rollup of an earlier format would be
+            // rebuilt from the earliest reading instead, like no rollup at all.)
             let now = Utc::now().timestamp_nanos_opt().unwrap();
             influx.write(
                 DATABASE,
                 &format!(
-                    "energy_rollup_state complete_until={now}i,max_power_kw=5000.0,format=2i,log_until={now}i\n"
+                    "energy_rollup_state complete_until={now}i,max_power_kw=5000.0,estimate_after_secs=900i,format=3i,log_until={now}i\n"
                 ),
             );
         }
@@ -286,6 +293,9 @@ fn a_direct_backfill_is_rolled_up_by_the_subscriber_that_keeps_the_rollup() {
             let expected = expected_buckets(&points(&influx, panel));
             // 1440 minutes span 96 or 97 quarter hours, depending on where they start.
             assert!((96..=97).contains(&expected.len()), "{}", expected.len());
+            // A reading a minute: no gap, nothing estimated; two resets: nothing negative.
+            assert!(expected.values().all(|b| b.1 == 0 && b.0 >= 0));
+            assert!(expected.values().any(|b| b.0 > 0));
             let mut stored = BTreeMap::new();
             let arrived = (0..300).any(|_| {
                 stored = stored_buckets(&influx, panel);

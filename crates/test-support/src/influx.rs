@@ -25,6 +25,10 @@ const START_ATTEMPTS: usize = 3;
 /// this many times in total on a 5xx (points are idempotent, so a retry is safe).
 const WRITE_ATTEMPTS: usize = 5;
 
+/// One measurement of the usage rollup with its estimated part: panel -> start of the period ->
+/// (`usage_nkwh`, `estimated_nkwh`, `readings`); see [`Influx::usage_rollup_figures`].
+pub type RollupFigures = BTreeMap<String, BTreeMap<DateTime<Utc>, (i64, i64, u64)>>;
+
 /// A running `influxd` started by this test.
 pub struct Influx {
     /// The loopback HTTP port; it stays the same across restarts.
@@ -264,6 +268,49 @@ impl Influx {
                     panic!("a {measurement} point without time, usage_nkwh and readings: {row}");
                 };
                 periods.insert(start, (usage_nkwh, readings));
+            }
+        }
+        out
+    }
+
+    /// Like [`Influx::usage_rollup`], with the estimated part too: panel -> start of the period
+    /// -> (`usage_nkwh`, `estimated_nkwh`, `readings`). Panics on a point without all three
+    /// fields (a point of a rollup format before estimates existed), and on an answer cut short
+    /// by influxd's `max-row-limit`.
+    pub fn usage_rollup_figures(&self, db: &str, measurement: &str) -> RollupFigures {
+        let q = format!(
+            "SELECT usage_nkwh, estimated_nkwh, readings FROM {} GROUP BY panel",
+            quote_identifier(measurement)
+        );
+        let json = self.query(db, &q);
+        let mut out = RollupFigures::new();
+        for series in json["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                series["partial"] != true,
+                "{q:?} was cut short by influxd's max-row-limit"
+            );
+            let panel = series["tags"]["panel"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a series of {measurement} without a panel: {series}"))
+                .to_owned();
+            let periods = out.entry(panel).or_default();
+            for row in series["values"].as_array().into_iter().flatten() {
+                let (Some(start), Some(usage_nkwh), Some(estimated_nkwh), Some(readings)) = (
+                    row[0].as_str().and_then(|t| t.parse().ok()),
+                    row[1].as_i64(),
+                    row[2].as_i64(),
+                    row[3].as_u64(),
+                ) else {
+                    panic!(
+                        "a {measurement} point without time, usage_nkwh, estimated_nkwh and \
+                         readings: {row}"
+                    );
+                };
+                periods.insert(start, (usage_nkwh, estimated_nkwh, readings));
             }
         }
         out

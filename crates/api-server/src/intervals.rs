@@ -1,0 +1,430 @@
+//! Interval data: one panel's quarter hours or hours of a local day
+//! (`/api/panel/{panel}/intervals`) and every panel's days of a local month
+//! (`/api/energy/daily`), with the estimated part and the largest 15-minute demand
+//! (docs/accounting.md, "Intervals and demand"). Both answer JSON, or CSV with `format=csv`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use energy_core::{period, Energy, Load, PanelId, Period, Usage};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::csv::{number, Csv, Format};
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::query_param;
+use crate::state::AppState;
+
+type Shared = State<Arc<AppState>>;
+
+/// An interval's length (`step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) enum Step {
+    #[serde(rename = "15m")]
+    Quarter,
+    #[serde(rename = "1h")]
+    Hour,
+}
+
+impl Step {
+    fn parse(raw: Option<&str>) -> Result<Step, ApiError> {
+        match raw {
+            None | Some("15m") => Ok(Step::Quarter),
+            Some("1h") => Ok(Step::Hour),
+            Some(_) => Err(ApiError::BadRequest("step must be 15m or 1h".into())),
+        }
+    }
+
+    fn duration(self) -> Duration {
+        match self {
+            Step::Quarter => Duration::minutes(15),
+            Step::Hour => Duration::hours(1),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Quarter => "15m",
+            Step::Hour => "1h",
+        }
+    }
+}
+
+/// One interval of `/api/panel/{panel}/intervals`.
+#[derive(Serialize, ToSchema)]
+struct Interval {
+    /// The interval's start, RFC 3339 in the local offset.
+    #[schema(format = DateTime)]
+    start: String,
+    /// kWh, rounded to 3 decimals.
+    usage_kwh: f64,
+    /// The interval's energy over its length in hours (kW), rounded to 3 decimals.
+    avg_kw: f64,
+    /// The part of `usage_kwh` spread over gaps longer than `ESTIMATE_AFTER_SECS`.
+    estimated_kwh: f64,
+}
+
+/// The answer of `GET /api/panel/{panel}/intervals`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Intervals {
+    panel: String,
+    /// The local day.
+    #[schema(format = Date)]
+    date: String,
+    timezone: &'static str,
+    /// `15m` or `1h`.
+    #[schema(inline)]
+    step: Step,
+    /// The day's intervals that have started, from local midnight (a day of 23 or 25 hours has
+    /// 92 or 100 quarter hours).
+    intervals: Vec<Interval>,
+    /// The sum of the intervals, rounded once to 3 decimals.
+    total_kwh: f64,
+    total_estimated_kwh: f64,
+}
+
+/// One panel's usage per quarter hour or hour of a local day.
+#[utoipa::path(
+    get,
+    path = "/api/panel/{panel}/intervals",
+    tag = "energy",
+    params(
+        ("panel" = String, Path, description = "The panel's id"),
+        ("date" = Option<String>, Query, format = Date,
+            description = "The day (YYYY-MM-DD) in `TIMEZONE`; today when absent"),
+        ("step" = Option<String>, Query, pattern = "^(15m|1h)$",
+            description = "`15m` (the default) or `1h`"),
+        ("format" = Option<String>, Query, pattern = "^(json|csv)$",
+            description = "`json` (the default) or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "The day's intervals", content(
+            (Intervals = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "`date`, `step` or `format` is not one this answers \
+            (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No panel with this id has written a reading \
+            (`not_found`)", body = ErrorBody),
+        (status = 503, description = crate::routes::UNAVAILABLE, body = ErrorBody),
+    )
+)]
+pub(crate) async fn intervals(
+    State(state): Shared,
+    Path(panel): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.as_deref();
+    let now = Utc::now();
+    let date = match query_param(query, "date") {
+        None => now.with_timezone(&state.timezone).date_naive(),
+        Some(raw) => parse_date(&raw)?,
+    };
+    let step = Step::parse(query_param(query, "step").as_deref())?;
+    let format = Format::parse(query_param(query, "format").as_deref())?;
+    let unknown = || ApiError::UnknownPanel(panel.clone());
+    PanelId::parse(&panel).map_err(|_| unknown())?;
+    let day = period::day(date, state.timezone);
+    let cut: Vec<Period> = period::intervals(day, step.duration())
+        .into_iter()
+        .filter(|interval| interval.start <= now)
+        .collect();
+    let energies = state
+        .store
+        .panel_intervals(&panel, day, &cut)
+        .await?
+        .ok_or_else(unknown)?;
+    let total: Energy = energies.iter().copied().sum();
+    let answer = Intervals {
+        date: date.to_string(),
+        timezone: state.timezone.name(),
+        step,
+        intervals: cut
+            .iter()
+            .zip(&energies)
+            .map(|(interval, energy)| Interval {
+                start: local_rfc3339(interval.start, state.timezone),
+                usage_kwh: energy.usage.kwh_rounded(),
+                avg_kw: average_kw(energy.usage, *interval),
+                estimated_kwh: energy.estimated.kwh_rounded(),
+            })
+            .collect(),
+        total_kwh: total.usage.kwh_rounded(),
+        total_estimated_kwh: total.estimated.kwh_rounded(),
+        panel,
+    };
+    Ok(match format {
+        Format::Json => Json(answer).into_response(),
+        Format::Csv => {
+            let mut csv = Csv::new(&["panel", "start", "usage_kwh", "avg_kw", "estimated_kwh"]);
+            for interval in &answer.intervals {
+                csv.row([
+                    answer.panel.as_str(),
+                    &interval.start,
+                    &number(interval.usage_kwh),
+                    &number(interval.avg_kw),
+                    &number(interval.estimated_kwh),
+                ]);
+            }
+            csv.into_response(&format!(
+                "intervals-{}-{}-{}.csv",
+                answer.panel,
+                answer.date,
+                step.name()
+            ))
+        }
+    })
+}
+
+/// One day of `/api/energy/daily`.
+#[derive(Serialize, ToSchema)]
+struct DayUsage {
+    #[schema(format = Date)]
+    date: String,
+    /// kWh, rounded to 3 decimals.
+    usage_kwh: f64,
+    /// The part of `usage_kwh` spread over gaps longer than `ESTIMATE_AFTER_SECS`.
+    estimated_kwh: f64,
+    /// `usage × tariff_per_kwh`, from the exact usage, rounded once to 2 decimals.
+    cost: f64,
+    /// The day's largest quarter-hour usage × 4 (kW), rounded to 3 decimals.
+    max_demand_kw: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PanelDays {
+    panel: String,
+    /// The month's days that have started, in order.
+    days: Vec<DayUsage>,
+}
+
+/// The answer of `GET /api/energy/daily`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Daily {
+    /// The month, `YYYY-MM`, in `timezone`.
+    month: String,
+    timezone: &'static str,
+    tariff_per_kwh: f64,
+    currency: String,
+    /// Every panel that has ever written a reading, sorted by id.
+    panels: Vec<PanelDays>,
+}
+
+/// Every panel's usage, cost and largest 15-minute demand per local day of a month.
+#[utoipa::path(
+    get,
+    path = "/api/energy/daily",
+    tag = "energy",
+    params(
+        ("month" = Option<String>, Query, pattern = "^[0-9]{4}-[0-9]{2}$",
+            description = "The month (YYYY-MM) in `TIMEZONE`; the current one when absent"),
+        ("format" = Option<String>, Query, pattern = "^(json|csv)$",
+            description = "`json` (the default) or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "The month's days per panel", content(
+            (Daily = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "`month` or `format` is not one this answers \
+            (`bad_request`)", body = ErrorBody),
+        (status = 503, description = crate::routes::UNAVAILABLE, body = ErrorBody),
+    )
+)]
+pub(crate) async fn daily(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.as_deref();
+    let now = Utc::now();
+    let (year, month) = match query_param(query, "month") {
+        None => {
+            let today = now.with_timezone(&state.timezone);
+            (today.year(), today.month())
+        }
+        Some(raw) => parse_month(&raw)?,
+    };
+    let format = Format::parse(query_param(query, "format").as_deref())?;
+    let first = NaiveDate::from_ymd_opt(year, month, 1)
+        .ok_or_else(|| ApiError::BadRequest(format!("{year}-{month:02} is not a month")))?;
+    let days: Vec<(NaiveDate, Period)> = first
+        .iter_days()
+        .take_while(|date| date.month() == month)
+        .map(|date| (date, period::day(date, state.timezone)))
+        .filter(|(_, day)| day.start <= now)
+        .collect();
+    let periods: Vec<Period> = days.iter().map(|(_, day)| *day).collect();
+    let (latest, loads) = state.store.latest_and_loads(&periods, true).await?;
+    let panels: Vec<PanelDays> = latest
+        .into_keys()
+        .map(|panel| {
+            let loads = loads.get(&panel);
+            PanelDays {
+                days: days
+                    .iter()
+                    .enumerate()
+                    .map(|(index, (date, _))| {
+                        let load = loads.map_or(Load::ZERO, |l| l[index]);
+                        DayUsage {
+                            date: date.to_string(),
+                            usage_kwh: load.energy.usage.kwh_rounded(),
+                            estimated_kwh: load.energy.estimated.kwh_rounded(),
+                            cost: state.tariff.cost(load.energy.usage).to_f64(),
+                            max_demand_kw: demand_kw(load.peak),
+                        }
+                    })
+                    .collect(),
+                panel,
+            }
+        })
+        .collect();
+    let answer = Daily {
+        month: format!("{year:04}-{month:02}"),
+        timezone: state.timezone.name(),
+        tariff_per_kwh: state.tariff.per_kwh.to_f64(),
+        currency: state.tariff.currency.clone(),
+        panels,
+    };
+    Ok(match format {
+        Format::Json => Json(answer).into_response(),
+        Format::Csv => {
+            let mut csv = Csv::new(&[
+                "panel",
+                "date",
+                "usage_kwh",
+                "estimated_kwh",
+                "cost",
+                "currency",
+                "max_demand_kw",
+            ]);
+            for panel in &answer.panels {
+                for day in &panel.days {
+                    csv.row([
+                        panel.panel.as_str(),
+                        &day.date,
+                        &number(day.usage_kwh),
+                        &number(day.estimated_kwh),
+                        &number(day.cost),
+                        &answer.currency,
+                        &number(day.max_demand_kw),
+                    ]);
+                }
+            }
+            csv.into_response(&format!("daily-{}.csv", answer.month))
+        }
+    })
+}
+
+/// The kW of a quarter hour's usage: four times its kWh, rounded to 3 decimals.
+pub(crate) fn demand_kw(peak: Usage) -> f64 {
+    Usage::from_nano_kwh(peak.nano_kwh() * 4).kwh_rounded()
+}
+
+/// An interval's average power: its energy over its length in hours, rounded to 3 decimals.
+fn average_kw(usage: Usage, interval: Period) -> f64 {
+    let seconds = (interval.end - interval.start).num_seconds();
+    if seconds <= 0 {
+        return 0.0;
+    }
+    energy_core::cost::round_to(usage.kwh() * 3600.0 / seconds as f64, 3)
+}
+
+/// `time` in RFC 3339 with `tz`'s offset at that instant.
+fn local_rfc3339(time: DateTime<Utc>, tz: Tz) -> String {
+    time.with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// A `YYYY-MM-DD` date between 1970 and 9999.
+fn parse_date(raw: &str) -> Result<NaiveDate, ApiError> {
+    let bad =
+        || ApiError::BadRequest("date must be a date YYYY-MM-DD between 1970 and 9999".into());
+    if raw.len() != 10 {
+        return Err(bad());
+    }
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())?;
+    if !(1970..=9999).contains(&date.year()) {
+        return Err(bad());
+    }
+    Ok(date)
+}
+
+/// A `YYYY-MM` month between 1970 and 9999.
+fn parse_month(raw: &str) -> Result<(i32, u32), ApiError> {
+    let bad = || ApiError::BadRequest("month must be YYYY-MM between 1970-01 and 9999-12".into());
+    let (year, month) = raw.split_once('-').ok_or_else(bad)?;
+    if year.len() != 4
+        || month.len() != 2
+        || !(year.chars().chain(month.chars())).all(|c| c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let (year, month): (i32, u32) = (
+        year.parse().map_err(|_| bad())?,
+        month.parse().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) {
+        return Err(bad());
+    }
+    Ok((year, month))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_months_and_steps_are_checked() {
+        assert_eq!(
+            parse_date("2026-03-01").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()
+        );
+        for bad in [
+            "2026-3-1",
+            "2026-02-30",
+            "1969-12-31",
+            "20260301",
+            "",
+            "2026-03-01T00",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(parse_month("2026-03").unwrap(), (2026, 3));
+        assert_eq!(parse_month("9999-12").unwrap(), (9999, 12));
+        for bad in [
+            "2026-13", "2026-00", "1969-12", "2026-3", "202603", "+026-03", "2026-0a",
+        ] {
+            assert!(parse_month(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(Step::parse(None).unwrap(), Step::Quarter);
+        assert_eq!(Step::parse(Some("1h")).unwrap(), Step::Hour);
+        assert!(Step::parse(Some("30m")).is_err());
+    }
+
+    #[test]
+    fn demand_is_four_times_the_quarter_hour_and_average_power_its_rate() {
+        // 2.5 kWh in a quarter hour is 10 kW.
+        assert_eq!(demand_kw(Usage::from_kwh(2.5)), 10.0);
+        let hour = Period {
+            start: "2026-03-01T00:00:00Z".parse().unwrap(),
+            end: "2026-03-01T01:00:00Z".parse().unwrap(),
+        };
+        assert_eq!(average_kw(Usage::from_kwh(7.25), hour), 7.25);
+        let quarter = Period {
+            end: "2026-03-01T00:15:00Z".parse().unwrap(),
+            ..hour
+        };
+        assert_eq!(average_kw(Usage::from_kwh(0.5), quarter), 2.0);
+    }
+
+    #[test]
+    fn starts_carry_the_local_offset() {
+        let kathmandu: Tz = "Asia/Kathmandu".parse().unwrap();
+        let at: DateTime<Utc> = "2026-03-01T18:15:00Z".parse().unwrap();
+        assert_eq!(local_rfc3339(at, kathmandu), "2026-03-02T00:00:00+05:45");
+    }
+}
