@@ -22,11 +22,9 @@ use crate::state::AppState;
 type Shared = State<Arc<AppState>>;
 
 /// An interval's length (`step`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    #[serde(rename = "15m")]
     Quarter,
-    #[serde(rename = "1h")]
     Hour,
 }
 
@@ -77,8 +75,8 @@ pub(crate) struct Intervals {
     date: String,
     timezone: &'static str,
     /// `15m` or `1h`.
-    #[schema(inline)]
-    step: Step,
+    #[schema(pattern = "^(15m|1h)$")]
+    step: &'static str,
     /// The day's intervals that have started, from local midnight (a day of 23 or 25 hours has
     /// 92 or 100 quarter hours).
     intervals: Vec<Interval>,
@@ -94,8 +92,9 @@ pub(crate) struct Intervals {
     tag = "energy",
     params(
         ("panel" = String, Path, description = "The panel's id"),
-        ("date" = Option<String>, Query, format = Date,
-            description = "The day (YYYY-MM-DD) in `TIMEZONE`; today when absent"),
+        ("date" = Option<String>, Query, format = Date, 
+            pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+            description = "The day (YYYY-MM-DD, 1970 to 9999) in `TIMEZONE`; today when absent"),
         ("step" = Option<String>, Query, pattern = "^(15m|1h)$",
             description = "`15m` (the default) or `1h`"),
         ("format" = Option<String>, Query, pattern = "^(json|csv)$",
@@ -142,7 +141,7 @@ pub(crate) async fn intervals(
     let answer = Intervals {
         date: date.to_string(),
         timezone: state.timezone.name(),
-        step,
+        step: step.name(),
         intervals: cut
             .iter()
             .zip(&energies)
@@ -220,8 +219,9 @@ pub(crate) struct Daily {
     path = "/api/energy/daily",
     tag = "energy",
     params(
-        ("month" = Option<String>, Query, pattern = "^[0-9]{4}-[0-9]{2}$",
-            description = "The month (YYYY-MM) in `TIMEZONE`; the current one when absent"),
+        ("month" = Option<String>, Query, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
+            description = "The month (YYYY-MM, 1970-01 to 9999-12) in `TIMEZONE`; the current \
+                one when absent"),
         ("format" = Option<String>, Query, pattern = "^(json|csv)$",
             description = "`json` (the default) or `csv`"),
     ),

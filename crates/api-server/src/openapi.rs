@@ -46,7 +46,8 @@ const BEARER: &str = "bearer_token";
         title = "Energy monitor API",
         description = "Panels (power meters) and their electricity usage and cost, from the \
 readings stored in InfluxDB.\n\n\
-Answers are JSON; timestamps are RFC 3339 UTC; panels are sorted by id. Every error is \
+Answers are JSON (monthly, daily and intervals also CSV with `format=csv`); timestamps are RFC \
+3339 UTC, except interval starts, which carry the local offset; panels are sorted by id. Every error is \
 `{\"error\": {\"code\", \"message\"}}` (`ErrorBody`): besides those listed per operation, an \
 unknown path gets 404 `not_found` and a method other than GET gets 405 `method_not_allowed` \
 (`components.responses`).\n\n\
@@ -305,11 +306,23 @@ mod tests {
     async fn every_documented_operation_is_routed_and_other_methods_get_405() {
         let document = served().await;
         for (path, item) in paths(&document) {
+            // A path parameter gets a value that could be a real one (a panel id).
+            let uri: String = path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "P1"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
             for method in METHODS {
                 let documented = item.get(method.as_str().to_lowercase()).is_some();
                 let request = Request::builder()
                     .method(method.clone())
-                    .uri(path)
+                    .uri(&uri)
                     .body(Body::empty())
                     .unwrap();
                 let response = app(offline_state()).oneshot(request).await.unwrap();

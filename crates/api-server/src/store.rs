@@ -461,6 +461,13 @@ impl Store {
         day: Period,
         intervals: &[Period],
     ) -> Result<Option<Vec<Energy>>, InfluxError> {
+        // InfluxDB stores nothing after its last instant, and refuses a time literal at or
+        // near it: a day from the day before on is read as empty.
+        let limit = influx_time_limit() - chrono::Duration::days(1);
+        let day = Period {
+            start: day.start.min(limit),
+            end: day.end.min(limit),
+        };
         let and = format!(" AND {}", queries::panel_filter(&[panel.to_owned()]));
         let mut statements = vec![
             queries::panel_readings(panel, day),

@@ -5,21 +5,55 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Datelike, Utc};
 use test_support::wrk::{Wrk, WrkOptions, WrkReport};
 use test_support::{free_port, Program};
 
 use crate::history::{tail, Binaries, Stack};
 use crate::DATABASE;
 
-/// The endpoints measured, by a short name and their path. Monthly without `year` answers the
-/// current year in `TIMEZONE` (the default, Asia/Jakarta).
-pub const ENDPOINTS: [(&str, &str); 5] = [
-    ("realtime", "/api/panel/realtime"),
-    ("today-usage", "/api/panel/today-usage"),
-    ("summary", "/api/panel/summary"),
-    ("monthly", "/api/energy/monthly"),
-    ("health", "/health"),
+/// The names of the endpoints measured, in order (see [`endpoints`]).
+pub const ENDPOINT_NAMES: [&str; 7] = [
+    "realtime",
+    "today-usage",
+    "summary",
+    "monthly",
+    "daily",
+    "intervals",
+    "health",
 ];
+
+/// The time zone the api-server answers in (its default `TIMEZONE`).
+const TIMEZONE: chrono_tz::Tz = chrono_tz::Asia::Jakarta;
+
+/// The endpoints measured at `now` over `panels` panels, by a short name and their path, in the
+/// order of [`ENDPOINT_NAMES`]. Monthly without `year` answers the current year; daily asks for
+/// the last whole month and intervals for yesterday's quarter hours of the first panel (a
+/// whole day, the most one answer holds), all in Asia/Jakarta.
+pub fn endpoints(now: DateTime<Utc>, panels: usize) -> Vec<(&'static str, String)> {
+    let today = now.with_timezone(&TIMEZONE).date_naive();
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let last_month = today
+        .with_day(1)
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(today);
+    let panel = crate::panel_ids(panels.max(1)).remove(0);
+    ENDPOINT_NAMES
+        .iter()
+        .map(|&name| {
+            let path = match name {
+                "realtime" => "/api/panel/realtime".to_owned(),
+                "today-usage" => "/api/panel/today-usage".to_owned(),
+                "summary" => "/api/panel/summary".to_owned(),
+                "monthly" => "/api/energy/monthly".to_owned(),
+                "daily" => format!("/api/energy/daily?month={}", last_month.format("%Y-%m")),
+                "intervals" => format!("/api/panel/{panel}/intervals?date={yesterday}"),
+                _ => "/health".to_owned(),
+            };
+            (name, path)
+        })
+        .collect()
+}
 
 /// How long the api-server may take to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -187,7 +221,7 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct EndpointRun {
     pub name: &'static str,
-    pub path: &'static str,
+    pub path: String,
     pub cold: Result<Timed, String>,
     /// The same request again, one after another right after the cold one, on the same server:
     /// what a dashboard that polls gets once the server has answered once. With the default
@@ -217,18 +251,18 @@ impl EndpointRun {
         wrk: &Wrk,
         options: &WrkOptions,
         warm_requests: usize,
-        (name, path): (&'static str, &'static str),
+        (name, path): (&'static str, String),
     ) -> EndpointRun {
         let api = ApiServer::start(binaries, stack, None);
         let rss_after_start = api.rss_kib();
-        let cold = api.get(path);
+        let cold = api.get(&path);
         let mut warm = Vec::with_capacity(warm_requests);
         if !matches!(&cold, Err(error) if timed_out(error)) {
             for _ in 0..warm_requests {
                 // Past the answer cache: a warm request is answered from what the server has
                 // read before (rollup sums or its ledger), not from a cached answer.
                 std::thread::sleep(ANSWER_CACHE_EXPIRED);
-                let answer = api.get(path);
+                let answer = api.get(&path);
                 let stop = matches!(&answer, Err(error) if timed_out(error));
                 warm.push(answer);
                 if stop {

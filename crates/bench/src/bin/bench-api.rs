@@ -19,7 +19,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
-use energy_bench::api::{timed_out, EndpointRun, Timed, Warm, ENDPOINTS, REQUEST_TIMEOUT};
+use energy_bench::api::{
+    endpoints, timed_out, EndpointRun, Timed, Warm, ENDPOINT_NAMES, REQUEST_TIMEOUT,
+};
 use energy_bench::history::{
     rfc3339, rollup_complete_until_ns, Backfill, Binaries, Loaded, Rollup, Stack,
 };
@@ -32,6 +34,10 @@ use test_support::wrk::{Wrk, WrkOptions, WrkReport};
 
 /// `/api/energy/monthly`, first request after start, at 100 panels × 365 days.
 const MONTHLY_COLD_MAX_MS: f64 = 250.0;
+/// `/api/energy/daily` for a whole month, first request after start, at 100 panels.
+const DAILY_COLD_MAX_MS: f64 = 150.0;
+/// `/api/panel/{panel}/intervals` for a whole day, first request after start, at every size.
+const INTERVALS_COLD_MAX_MS: f64 = 20.0;
 /// p99 of realtime and today-usage under wrk, at 100 panels.
 const P99_MAX_MS: f64 = 20.0;
 /// Resident memory of api-server and mqtt-subscriber when idle.
@@ -162,13 +168,14 @@ struct Load {
 fn measure_endpoints(
     binaries: &Binaries,
     stack: &Stack,
+    panels: usize,
     wrk: &Wrk,
     wrk_options: &WrkOptions,
     warm_requests: usize,
 ) -> Vec<EndpointRun> {
-    ENDPOINTS
-        .iter()
-        .map(|&endpoint| {
+    endpoints(chrono::Utc::now(), panels)
+        .into_iter()
+        .map(|endpoint| {
             eprintln!(
                 "   {}: fresh api-server, cold request, {warm_requests} warm, wrk {} s…",
                 endpoint.1,
@@ -208,6 +215,7 @@ fn measure(
             endpoints: measure_endpoints(
                 binaries,
                 &stack,
+                size.panels,
                 &load.wrk,
                 &load.no_rollup,
                 options.warm_requests,
@@ -229,6 +237,7 @@ fn measure(
     let endpoints = measure_endpoints(
         binaries,
         &stack,
+        size.panels,
         &load.wrk,
         &load.rollup,
         options.warm_requests,
@@ -420,9 +429,14 @@ fn side_by_side(
     rollup: &[EndpointRun],
     wrk_timeout: Duration,
 ) -> String {
-    let rows: Vec<Vec<String>> = ENDPOINTS
+    let rows: Vec<Vec<String>> = ENDPOINT_NAMES
         .iter()
-        .map(|&(name, path)| {
+        .map(|&name| {
+            let path = rollup
+                .iter()
+                .chain(no_rollup)
+                .find(|endpoint| endpoint.name == name)
+                .map_or(name, |endpoint| endpoint.path.as_str());
             let mut row = vec![path.to_owned()];
             for endpoints in [no_rollup, rollup] {
                 match endpoints.iter().find(|endpoint| endpoint.name == name) {
@@ -543,6 +557,24 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
                 answer_text(&endpoint.cold),
                 answer_ms(&endpoint.cold),
                 Bound::AtMost(MONTHLY_COLD_MAX_MS),
+                "ms",
+            );
+        }
+        if endpoint.name == "daily" && size.panels == 100 {
+            checks.check(
+                format!("{size}: daily cold"),
+                answer_text(&endpoint.cold),
+                answer_ms(&endpoint.cold),
+                Bound::AtMost(DAILY_COLD_MAX_MS),
+                "ms",
+            );
+        }
+        if endpoint.name == "intervals" {
+            checks.check(
+                format!("{size}: intervals cold"),
+                answer_text(&endpoint.cold),
+                answer_ms(&endpoint.cold),
+                Bound::AtMost(INTERVALS_COLD_MAX_MS),
                 "ms",
             );
         }
@@ -925,7 +957,7 @@ mod tests {
     ) -> EndpointRun {
         EndpointRun {
             name: "monthly",
-            path: "/api/energy/monthly",
+            path: "/api/energy/monthly".into(),
             cold,
             warm,
             wrk,
