@@ -503,8 +503,8 @@ fn monthly_usage_splits_at_local_month_boundaries_with_resets_and_glitches() {
 }
 
 /// The worked examples of the issue ("Interval-exact accounting"), in Asia/Jakarta, each placed
-/// at a month boundary of 2025 so that the monthly endpoint shows how it is split (there is no
-/// per-day endpoint; the reference checks the days).
+/// at a month boundary of 2025 so that the monthly endpoint shows how it is split; the daily
+/// endpoint shows the days (and `tests/intervals.rs` the quarter hours).
 #[test]
 fn the_issues_worked_examples_split_by_time_between_days_and_months() {
     let influx = Influx::start();
@@ -615,6 +615,68 @@ fn the_issues_worked_examples_split_by_time_between_days_and_months() {
         let p = panel(&body, id);
         assert_eq!(p["total_kwh"], total, "{id}: {p}");
         assert_eq!(p["total_estimated_kwh"], estimated, "{id}: {p}");
+    }
+
+    // Each month's largest quarter hour × 4: 2.5 kWh in every quarter hour of an outage is
+    // 10 kW, the 1.0 kWh each side of midnight 4 kW, the 0.5 kWh of the last minute 2 kW.
+    for (id, month, demand) in [
+        ("MIDNIGHT", 4, 4.0),
+        ("MIDNIGHT", 5, 4.0),
+        ("OUTAGE", 3, 10.0),
+        ("OUTAGE_FEB", 2, 10.0),
+        ("OUTAGE_FEB", 3, 10.0),
+        ("LAST_MINUTE", 5, 2.0),
+        ("LAST_MINUTE", 6, 0.0),
+    ] {
+        let p = panel(&body, id);
+        assert_eq!(p["months"][month - 1]["max_demand_kw"], demand, "{id}: {p}");
+    }
+
+    // The days themselves, as the reference split them above: (panel, date, usage, estimated,
+    // max demand); every other day is 0. Costs are usage × 1500.
+    let by_day = [
+        ("MIDNIGHT", "2025-04-30", 1.0, 1.0, 4.0),
+        ("MIDNIGHT", "2025-05-01", 1.0, 1.0, 4.0),
+        ("OUTAGE", "2025-03-01", 20.0, 20.0, 10.0),
+        ("OUTAGE", "2025-03-02", 240.0, 240.0, 10.0),
+        ("OUTAGE", "2025-03-03", 60.0, 60.0, 10.0),
+        ("OUTAGE_FEB", "2025-02-28", 20.0, 20.0, 10.0),
+        ("OUTAGE_FEB", "2025-03-01", 240.0, 240.0, 10.0),
+        ("OUTAGE_FEB", "2025-03-02", 60.0, 60.0, 10.0),
+        ("LAST_MINUTE", "2025-05-31", 0.5, 0.0, 2.0),
+    ];
+    for (month, length) in [(2, 28), (3, 31), (4, 30), (5, 31), (6, 30)] {
+        let daily = api.ok(&format!("/api/energy/daily?month=2025-{month:02}"));
+        assert_eq!(
+            ids(&daily),
+            ["LAST_MINUTE", "MIDNIGHT", "OUTAGE", "OUTAGE_FEB"]
+        );
+        for id in ids(&daily) {
+            let days = panel(&daily, &id)["days"].as_array().unwrap().clone();
+            assert_eq!(days.len(), length, "{id}: {daily}");
+            for (day, number) in days.iter().zip(1..) {
+                let date = format!("2025-{month:02}-{number:02}");
+                let (usage, estimated, demand) = by_day
+                    .iter()
+                    .find(|d| d.0 == id && d.1 == date)
+                    .map_or((0.0, 0.0, 0.0), |d| (d.2, d.3, d.4));
+                let got = (
+                    day["date"].as_str(),
+                    day["usage_kwh"].as_f64(),
+                    day["estimated_kwh"].as_f64(),
+                    day["cost"].as_f64(),
+                    day["max_demand_kw"].as_f64(),
+                );
+                let want = (
+                    Some(date.as_str()),
+                    Some(usage),
+                    Some(estimated),
+                    Some(usage * 1500.0),
+                    Some(demand),
+                );
+                assert_eq!(got, want, "{id}: {day}");
+            }
+        }
     }
 }
 

@@ -52,6 +52,7 @@ pub const ESTIMATE_AFTER_FIELD: &str = "estimate_after_secs";
 /// Integer field of the state: which measurements the rollup keeps, and by which rule. Absent
 /// (a rollup written before month sums existed): buckets and days. [`FORMAT_WITH_MONTHS`]: also
 /// months. [`FORMAT_SPREAD`]: every pair spread over its time, with the estimated part.
+/// [`FORMAT_PEAKS`]: also each point's largest bucket.
 pub const FORMAT_FIELD: &str = "format";
 /// Integer field of the state: nanoseconds since the epoch (InfluxDB's clock) before which every
 /// entry of the invalidation log (`crate::invalidation`) is rolled up.
@@ -60,8 +61,12 @@ pub const LOG_UNTIL_FIELD: &str = "log_until";
 /// bucket of its later reading: no longer used, rebuilt at start).
 pub const FORMAT_WITH_MONTHS: i64 = 2;
 /// The [`FORMAT_FIELD`] of a rollup whose pairs are spread over their time (the rule of
-/// docs/accounting.md), with months and the estimated part: the one readers use.
+/// docs/accounting.md), with months and the estimated part, but no largest bucket (rebuilt at
+/// start).
 pub const FORMAT_SPREAD: i64 = 3;
+/// The [`FORMAT_FIELD`] of a rollup as [`FORMAT_SPREAD`] with [`PEAK_FIELD`] in every point:
+/// the one readers use.
+pub const FORMAT_PEAKS: i64 = 4;
 
 pub const GRAIN_SECS: i64 = 15 * 60;
 pub const DAY_SECS: i64 = 86_400;
@@ -240,7 +245,7 @@ pub fn encode_state(
     let estimate_after = rules.estimate_after.secs();
     format!(
         "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?},\
-         {ESTIMATE_AFTER_FIELD}={estimate_after}i,{FORMAT_FIELD}={FORMAT_SPREAD}i,\
+         {ESTIMATE_AFTER_FIELD}={estimate_after}i,{FORMAT_FIELD}={FORMAT_PEAKS}i,\
          {LOG_UNTIL_FIELD}={log_until}i {}\n",
         nanos(complete_until),
         nanos(floor_to(now, 3600))

@@ -345,6 +345,15 @@ async fn make_plan(
             );
             "computed by an earlier rule"
         }
+        Some(state) if state.format < energy_core::rollup::FORMAT_PEAKS => {
+            tracing::warn!(
+                format = state.format,
+                "the usage rollup was written by an earlier version, without each day's and \
+                 month's largest quarter hour (the maximum demand): rebuilding it; the \
+                 api-server answers from the raw readings meanwhile"
+            );
+            "written without peaks"
+        }
         Some(state) if state.max_power_kw != rollup.max_power_kw() => {
             tracing::warn!(
                 recorded = state.max_power_kw.kw(),

@@ -22,7 +22,7 @@ use energy_core::influxql::time_literal;
 use energy_core::invalidation::{LOG_BUCKETS_FIELD, LOG_MEASUREMENT};
 use energy_core::rollup::{
     self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, ESTIMATED_FIELD,
-    ESTIMATE_AFTER_FIELD, FORMAT_FIELD, FORMAT_SPREAD, FORMAT_WITH_MONTHS, LOG_UNTIL_FIELD,
+    ESTIMATE_AFTER_FIELD, FORMAT_FIELD, FORMAT_PEAKS, FORMAT_WITH_MONTHS, LOG_UNTIL_FIELD,
     MAX_POWER_FIELD, MONTH_MEASUREMENT, PEAK_FIELD, QUARTER_MEASUREMENT, READINGS_FIELD,
     STATE_MEASUREMENT, USAGE_FIELD,
 };
@@ -62,7 +62,7 @@ pub struct State {
     pub max_power_kw: MaxPower,
     /// The estimate threshold it was computed with (`None`: recorded before estimates existed).
     pub estimate_after: Option<EstimateAfter>,
-    /// Which measurements it keeps, and by which rule ([`FORMAT_SPREAD`]: the current one).
+    /// Which measurements it keeps, and by which rule ([`FORMAT_PEAKS`]: the current one).
     pub format: i64,
     /// Whether month sums are kept (a rollup recorded before they existed has none).
     pub months: bool,
@@ -76,7 +76,7 @@ impl State {
     /// Whether the rollup was computed by the current rule with `rules`: the only one whose sums
     /// a reader may use, and the only one the writer keeps (any other is rebuilt).
     pub fn computed_with(&self, rules: Rules) -> bool {
-        self.format >= FORMAT_SPREAD
+        self.format >= FORMAT_PEAKS
             && self.max_power_kw == rules.max_power_kw
             && self.estimate_after == Some(rules.estimate_after)
     }
@@ -1155,7 +1155,7 @@ mod tests {
         assert!(state.months);
         assert_eq!(state.log_until, Some(42));
         assert_eq!(state.estimate_after, Some(EstimateAfter::DEFAULT));
-        assert_eq!(state.format, FORMAT_SPREAD);
+        assert_eq!(state.format, FORMAT_PEAKS);
         let rules = Rules::new(state.max_power_kw, EstimateAfter::DEFAULT);
         assert!(state.computed_with(rules));
         let other = Rules::new(state.max_power_kw, "901".parse().unwrap());

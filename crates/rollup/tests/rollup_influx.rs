@@ -301,8 +301,8 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     assert_eq!(state.max_power_kw, kw(1234.5));
     assert_eq!(state.estimate_after, Some(EstimateAfter::DEFAULT));
     assert_eq!(
-        state.format, 3,
-        "this version spreads every pair over its time"
+        state.format, 4,
+        "this version spreads every pair over its time and keeps peaks"
     );
     assert!(state.months, "this version keeps month sums");
     assert!(state.computed_with(rules(kw(1234.5))));
@@ -319,7 +319,7 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     assert_eq!(row[1].as_i64(), until.timestamp_nanos_opt(), "{answer}");
     assert_eq!(row[2].as_f64(), Some(1234.5), "{answer}");
     assert_eq!(row[3].as_i64(), Some(900), "{answer}");
-    assert_eq!(row[4].as_i64(), Some(3), "{answer}");
+    assert_eq!(row[4].as_i64(), Some(4), "{answer}");
     assert_eq!(row[5].as_i64(), Some(42), "{answer}");
 
     // A recorded threshold that is no power (written by hand, say) is no usable state.
@@ -330,7 +330,7 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
         influx.write(
             "energy",
             &format!(
-                "energy_rollup_state complete_until=1i,max_power_kw={bad},estimate_after_secs=900i,format=3i,log_until=1i {later}\n"
+                "energy_rollup_state complete_until=1i,max_power_kw={bad},estimate_after_secs=900i,format=4i,log_until=1i {later}\n"
             ),
         );
         assert_eq!(rollup.state().await.unwrap(), None, "max_power_kw={bad}");
@@ -340,7 +340,7 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     influx.write(
         "energy",
         &format!(
-            "energy_rollup_state complete_until=1i,max_power_kw=1234.5,estimate_after_secs=0i,format=3i,log_until=1i {later}\n"
+            "energy_rollup_state complete_until=1i,max_power_kw=1234.5,estimate_after_secs=0i,format=4i,log_until=1i {later}\n"
         ),
     );
     let state = rollup.state().await.unwrap().unwrap();
@@ -446,7 +446,7 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
                 until.is_some()
                     && max == Some(rule.max_power_kw)
                     && estimate_after == Some(rule.estimate_after_secs)
-                    && format == Some(3)
+                    && format == Some(4)
             },
         );
         let expected = expected_with(&histories, rule);
@@ -579,7 +579,7 @@ fn a_rollup_recorded_in_the_old_format_is_rebuilt_at_the_next_start() {
     let state = runtime.block_on(rollup.state()).unwrap().unwrap();
     assert_eq!(
         (state.format, state.estimate_after, state.months),
-        (3, Some(EstimateAfter::DEFAULT), true)
+        (4, Some(EstimateAfter::DEFAULT), true)
     );
     // Every old point was written again (each old bucket holds a reading, so the new rollup
     // has it too), with the estimated part.

@@ -260,14 +260,14 @@ fn a_direct_backfill_is_rolled_up_by_the_subscriber_that_keeps_the_rollup() {
         let influx = Influx::start();
         influx.create_database(DATABASE);
         if rollup_recorded {
-            // A rollup recorded by a subscriber of this version (format 3, with the default
+            // A rollup recorded by a subscriber of this version (format 4, with the default
             // thresholds) that read the log up to now. (A rollup of an earlier format would be
             // rebuilt from the earliest reading instead, like no rollup at all.)
             let now = Utc::now().timestamp_nanos_opt().unwrap();
             influx.write(
                 DATABASE,
                 &format!(
-                    "energy_rollup_state complete_until={now}i,max_power_kw=5000.0,estimate_after_secs=900i,format=3i,log_until={now}i\n"
+                    "energy_rollup_state complete_until={now}i,max_power_kw=5000.0,estimate_after_secs=900i,format=4i,log_until={now}i\n"
                 ),
             );
         }
