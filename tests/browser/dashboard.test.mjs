@@ -2,6 +2,7 @@
 // what a person would see against what the JSON API answers at about the same time.
 //
 //   node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png>
+//       [--token-url <url of an api-server with API_TOKEN set>]   (the token in $DASHBOARD_TOKEN)
 //
 // Chromium is `$CHROMIUM` (default /usr/bin/chromium), driven by playwright-core (`npm ci` in
 // this directory installs it; it never downloads a browser). Started by
@@ -13,25 +14,35 @@
 // the answers of the last minute; the page must show exactly what one of them said (the page
 // refreshes its figures on its own schedule, so it shows the answer it fetched itself, which
 // the background fetches saw too: the server caches an answer for a second). Checks wait and
-// look again until the page agrees or their time is up, then say what differed.
+// look again until the page agrees or their time is up, then say what differed. A CSV file is
+// compared with the JSON answer read just before and just after it, and read again when those
+// two differ (a reading arrived meanwhile).
+//
+// With --token-url, the page of a server that asks for a token is signed in to, and its CSV
+// links must download (through a blob: URL, as a link cannot carry the token) the same rows
+// as that server's JSON.
 //
 // Prints one line per check; exits 0 when all pass, 1 at the first failure (after saving a
 // screenshot of the page as it was), 2 on bad arguments.
 
-import { access, constants } from 'node:fs/promises';
+import { access, constants, readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
 // How often the background fetches ask the API, and how long their answers are kept.
 const API_POLL_MS = 400;
 const API_HISTORY_MS = 60_000;
+// How recent an answer a figure the page refreshes after each reading must show: the page asks
+// again 5 s after a reading, and readings come every few seconds.
+const FRESH_MS = 15_000;
 // The whole run; the Rust test gives the process a little more.
 const RUN_TIMEOUT_MS = 150_000;
 
 // ---- arguments ------------------------------------------------------------------------------
 
 function usage(message) {
-  console.error(`${message}\nusage: node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png>`);
+  console.error(`${message}\nusage: node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png> `
+    + '[--token-url <url>] (the token in $DASHBOARD_TOKEN)');
   process.exit(2);
 }
 
@@ -39,7 +50,7 @@ let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { panels: { type: 'string' }, screenshot: { type: 'string' } },
+    options: { panels: { type: 'string' }, screenshot: { type: 'string' }, 'token-url': { type: 'string' } },
   });
 } catch (error) {
   usage(error.message);
@@ -50,6 +61,9 @@ if (!parsed.values.panels) usage('--panels is required');
 if (!parsed.values.screenshot) usage('--screenshot is required');
 const expectedPanels = parsed.values.panels.split(',').filter(Boolean).sort();
 const screenshotPath = parsed.values.screenshot;
+const tokenUrl = parsed.values['token-url'];
+const token = process.env.DASHBOARD_TOKEN;
+if (tokenUrl && !token) usage('--token-url needs the token in DASHBOARD_TOKEN');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 // ---- what the page should show --------------------------------------------------------------
@@ -66,6 +80,18 @@ function fixed(value, decimals) {
   return formats.get(decimals).format(value);
 }
 const money = (currency, value) => `${currency} ${fixed(value, 2)}`;
+
+// An "of which … estimated" note: shown only when something is estimated.
+const estimatedNote = (value) => ({ shown: value > 0, text: fixed(value, 3), value });
+
+// "December 2026" from "2026-12".
+function monthName(month) {
+  const [year, number] = month.split('-').map(Number);
+  const name = new Date(Date.UTC(year, number - 1, 1)).toLocaleString('en-US', { month: 'long', timeZone: 'UTC' });
+  return `${name} ${year}`;
+}
+
+const intervalsPath = (panel) => `/api/panel/${encodeURIComponent(panel)}/intervals`;
 
 // Differences between `actual` and `expected` (objects of plain values), one per line.
 function differences(actual, expected, prefix = '') {
@@ -109,6 +135,7 @@ function expectedCard(panel, today, currency) {
   if (today) {
     card.todayUsage = fixed(today.usage_kwh, 3);
     card.todayUsageValue = today.usage_kwh;
+    card.todayEstimated = estimatedNote(today.estimated_kwh);
     card.todayCost = money(currency, today.cost);
   }
   return card;
@@ -126,10 +153,12 @@ function expectedToday(body) {
     date: `(${body.date})`,
     totalUsage: fixed(body.total.usage_kwh, 3),
     totalUsageValue: body.total.usage_kwh,
+    totalEstimated: estimatedNote(body.total.estimated_kwh),
     totalCost: money(body.currency, body.total.cost),
     cards: Object.fromEntries(body.panels.map((panel) => [panel.panel, {
       todayUsage: fixed(panel.usage_kwh, 3),
       todayUsageValue: panel.usage_kwh,
+      todayEstimated: estimatedNote(panel.estimated_kwh),
       todayCost: money(body.currency, panel.cost),
     }])),
   };
@@ -140,10 +169,12 @@ function todayOf(state) {
     date: state.todayDate,
     totalUsage: state.totalUsage,
     totalUsageValue: state.totalUsageValue,
+    totalEstimated: state.totalEstimated,
     totalCost: state.totalCost,
     cards: Object.fromEntries(state.cards.map((card) => [card.panel, {
       todayUsage: card.todayUsage,
       todayUsageValue: card.todayUsageValue,
+      todayEstimated: card.todayEstimated,
       todayCost: card.todayCost,
     }])),
   };
@@ -155,7 +186,12 @@ function expectedCharts(body) {
     year: String(body.year),
     yearTotal: fixed(panel.total_kwh, 3),
     yearCost: money(body.currency, panel.total_cost),
-    months: Object.fromEntries(panel.months.map((month) => [month.month, month.usage_kwh])),
+    yearEstimated: estimatedNote(panel.total_estimated_kwh),
+    months: Object.fromEntries(panel.months.map((month) => [month.month, {
+      usage: month.usage_kwh,
+      estimated: month.estimated_kwh,
+      hatched: month.estimated_kwh > 0,
+    }])),
   }]));
 }
 
@@ -164,8 +200,126 @@ function chartsOf(state) {
     year: chart.year,
     yearTotal: chart.yearTotal,
     yearCost: chart.yearCost,
-    months: Object.fromEntries(chart.bars.map((bar) => [bar.month, bar.value])),
+    yearEstimated: chart.yearEstimated,
+    months: Object.fromEntries(chart.bars.map((bar) => [bar.key, {
+      usage: bar.value,
+      estimated: bar.estimated,
+      hatched: bar.hatch > 0,
+    }])),
   }]));
+}
+
+// Today's load curve of the panel of `body` (an intervals answer) as the page should draw it.
+function expectedCurve(body) {
+  return {
+    panel: body.panel,
+    title: body.panel,
+    date: body.date,
+    dateText: `(${body.date})`,
+    total: fixed(body.total_kwh, 3),
+    totalValue: body.total_kwh,
+    estimated: estimatedNote(body.total_estimated_kwh),
+    csv: `${intervalsPath(body.panel)}?date=${body.date}&step=15m&format=csv`,
+    count: body.intervals.length,
+    tableRows: body.intervals.length,
+    order: body.intervals.map((interval) => interval.start).join(' '),
+    intervals: Object.fromEntries(body.intervals.map((interval) => [interval.start, {
+      usage: interval.usage_kwh,
+      estimated: interval.estimated_kwh,
+      hatched: interval.estimated_kwh > 0,
+    }])),
+  };
+}
+
+function curveOf(curve) {
+  return {
+    panel: curve.panel,
+    title: curve.title,
+    date: curve.date,
+    dateText: curve.dateText,
+    total: curve.total,
+    totalValue: curve.totalValue,
+    estimated: curve.estimated,
+    csv: curve.csv,
+    count: curve.bars.length,
+    tableRows: curve.tableRows,
+    order: curve.bars.map((bar) => bar.key).join(' '),
+    intervals: Object.fromEntries(curve.bars.map((bar) => [bar.key, {
+      usage: bar.value,
+      estimated: bar.estimated,
+      hatched: bar.hatch > 0,
+    }])),
+  };
+}
+
+// This month's days of `panel` (from a daily answer) as the page should draw them.
+function expectedDaily(body, panel) {
+  const days = body.panels.find((entry) => entry.panel === panel)?.days ?? [];
+  // The largest demand, on the first day that reached it.
+  const peak = days.reduce((best, day) => (best === null || day.max_demand_kw > best.max_demand_kw ? day : best), null);
+  return {
+    panel,
+    title: panel,
+    month: body.month,
+    monthText: monthName(body.month),
+    csv: `/api/energy/daily?month=${body.month}&format=csv`,
+    peak: { shown: Boolean(peak && peak.max_demand_kw > 0), kw: peak ? fixed(peak.max_demand_kw, 3) : '–', date: peak?.date ?? '' },
+    count: days.length,
+    dots: days.length,
+    tableRows: days.length,
+    order: days.map((day) => day.date).join(' '),
+    days: Object.fromEntries(days.map((day) => [day.date, {
+      usage: day.usage_kwh,
+      estimated: day.estimated_kwh,
+      hatched: day.estimated_kwh > 0,
+      demand: day.max_demand_kw,
+      dot: day.max_demand_kw,
+    }])),
+  };
+}
+
+function dailyOf(daily) {
+  const dots = new Map(daily.dots.map((dot) => [dot.date, dot.value]));
+  return {
+    panel: daily.panel,
+    title: daily.title,
+    month: daily.month,
+    monthText: daily.monthText,
+    csv: daily.csv,
+    peak: daily.peak,
+    count: daily.bars.length,
+    dots: daily.dots.length,
+    tableRows: daily.tableRows,
+    order: daily.bars.map((bar) => bar.key).join(' '),
+    days: Object.fromEntries(daily.bars.map((bar) => [bar.key, {
+      usage: bar.value,
+      estimated: bar.estimated,
+      hatched: bar.hatch > 0,
+      demand: bar.demand,
+      dot: dots.get(bar.key),
+    }])),
+  };
+}
+
+// The bars' shapes against their own figures: nothing drawn for 0, the tallest bar for the
+// largest figure, and the hatched (estimated) part of a bar its estimated share of the bar
+// (within a drawing unit: a figure above 0 is drawn at least one unit high).
+function shapeProblems(what, bars) {
+  const problems = [];
+  const tallest = Math.max(...bars.map((bar) => bar.height));
+  const largest = Math.max(...bars.map((bar) => bar.value));
+  for (const bar of bars) {
+    if ((bar.value > 0) !== (bar.height > 0)) problems.push(`${what} ${bar.key}: ${bar.value} kWh drawn ${bar.height} high`);
+    if (largest > 0 && bar.value === largest && bar.height < tallest) {
+      problems.push(`${what} ${bar.key}: the largest figure is not the tallest bar`);
+    }
+    const share = bar.value > 0 ? (bar.height * bar.estimated) / bar.value : 0;
+    if (bar.hatch > bar.height + 0.05 || Math.abs(bar.hatch - share) > 1.1) {
+      problems.push(`${what} ${bar.key}: ${bar.estimated} of ${bar.value} kWh estimated, `
+        + `hatched ${bar.hatch} of ${bar.height} units`);
+    }
+  }
+  return problems;
 }
 
 // ---- the API, asked in the background -------------------------------------------------------
@@ -221,6 +375,115 @@ class ApiHistory {
 const realtime = new ApiHistory('/api/panel/realtime');
 const todayUsage = new ApiHistory('/api/panel/today-usage');
 const monthly = new ApiHistory('/api/energy/monthly');
+const daily = new ApiHistory('/api/energy/daily');
+// Each panel's quarter hours today, asked as the page asks for them.
+const intervals = new Map(expectedPanels.map((panel) => [panel, new ApiHistory(`${intervalsPath(panel)}?step=15m`)]));
+const histories = [realtime, todayUsage, monthly, daily, ...intervals.values()];
+
+// ---- CSV files ------------------------------------------------------------------------------
+
+// The rows of a CSV answer. These files hold ids, dates, times and numbers only: no field is
+// quoted, so a quote anywhere is itself a fault.
+function csvRows(text) {
+  if (text.includes('"')) throw new CheckFailed(`a CSV file quotes a field:\n${text.slice(0, 300)}`);
+  if (!text.endsWith('\r\n')) throw new CheckFailed(`a CSV file does not end in CRLF: ${JSON.stringify(text.slice(-40))}`);
+  return text.slice(0, -2).split('\r\n').map((line) => line.split(','));
+}
+
+// The differences between CSV rows and the expected ones ([header, ...rows], text or number
+// fields; a number must read back as that number).
+function csvDifferences(rows, expected) {
+  const problems = [];
+  if (rows.length !== expected.length) problems.push(`${rows.length - 1} rows, the JSON answer has ${expected.length - 1}`);
+  expected.forEach((fields, index) => {
+    const row = rows[index] ?? [];
+    const same = row.length === fields.length && fields.every((field, column) => (
+      typeof field === 'number' ? row[column] !== '' && Number(row[column]) === field : row[column] === field));
+    if (!same) problems.push(`row ${index}: ${JSON.stringify(row)}, expected ${JSON.stringify(fields)}`);
+  });
+  return problems.slice(0, 8);
+}
+
+// What the CSV of an intervals answer and of a daily answer hold.
+function intervalsCsv(body) {
+  return [
+    ['panel', 'start', 'usage_kwh', 'avg_kw', 'estimated_kwh'],
+    ...body.intervals.map((i) => [body.panel, i.start, i.usage_kwh, i.avg_kw, i.estimated_kwh]),
+  ];
+}
+
+function dailyCsv(body) {
+  return [
+    ['panel', 'date', 'usage_kwh', 'estimated_kwh', 'cost', 'currency', 'max_demand_kw'],
+    ...body.panels.flatMap((panel) => panel.days.map((day) => [
+      panel.panel, day.date, day.usage_kwh, day.estimated_kwh, day.cost, body.currency, day.max_demand_kw,
+    ])),
+  ];
+}
+
+async function getJson(url, headers = {}) {
+  const response = await fetch(url, { headers: { Accept: 'application/json', ...headers } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(`GET ${url}: ${response.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+// Reads a CSV file with `read` (which returns {text, problems, …}) between two reads of the
+// JSON answer at `jsonUrl`, and returns the problems `check(answer, file)` finds. When the two
+// JSON answers differ, a reading came in between and the file is read again.
+async function csvAgainstJson(jsonUrl, headers, read, check) {
+  const before = await getJson(jsonUrl, headers);
+  const file = await read();
+  const after = await getJson(jsonUrl, headers);
+  if (JSON.stringify(before) !== JSON.stringify(after)) return ['a reading arrived while the file was read'];
+  if (file.problems.length > 0) return file.problems;
+  return check(after, file);
+}
+
+// The CSV file a click on `selector` makes the browser save.
+async function download(page, selector) {
+  try {
+    const [file] = await Promise.all([page.waitForEvent('download', { timeout: 10_000 }), page.click(selector)]);
+    const failure = await file.failure();
+    if (failure) return { problems: [`the download from ${file.url()} failed: ${failure}`] };
+    return {
+      text: await readFile(await file.path(), 'utf8'),
+      url: file.url(),
+      filename: file.suggestedFilename(),
+      problems: [],
+    };
+  } catch (error) {
+    return { problems: [`clicking ${selector} saved no file: ${error.message.split('\n')[0]}`] };
+  }
+}
+
+// What a downloaded CSV file must be: the rows of the JSON answer, under the server's name.
+function fileProblems(file, rows, filename) {
+  const problems = csvDifferences(csvRows(file.text), rows);
+  if (file.filename !== filename) problems.push(`saved as ${file.filename}, the server names it ${filename}`);
+  return problems;
+}
+
+// The two CSV links of the page: where their JSON answer is, what rows and file name an answer
+// makes.
+const csvLinks = [
+  {
+    what: "the load curve's",
+    selector: '[data-field="curve_csv"]',
+    json: (state) => `${intervalsPath(state.curve.panel)}?step=15m`,
+    href: (state) => state.curve.csv,
+    rows: intervalsCsv,
+    filename: (body) => `intervals-${body.panel}-${body.date}-15m.csv`,
+  },
+  {
+    what: "the daily bars'",
+    selector: '[data-field="daily_csv"]',
+    json: () => '/api/energy/daily',
+    href: (state) => state.daily.csv,
+    rows: dailyCsv,
+    filename: (body) => `daily-${body.month}.csv`,
+  },
+];
 
 // ---- running the checks ---------------------------------------------------------------------
 
@@ -253,6 +516,29 @@ function readPage(page) {
     const text = (element) => (element ? element.textContent.trim() : null);
     const value = (element) => (element && element.hasAttribute('data-value')
       ? Number(element.getAttribute('data-value')) : null);
+    const number = (element, name) => (element && element.hasAttribute(name) ? Number(element.getAttribute(name)) : null);
+    // An "of which … estimated" note: whether it shows, and its figure.
+    const note = (name, root = document) => {
+      const wrapper = field(name, root);
+      const figure = field(`${name}_kwh`, root);
+      return wrapper ? { shown: wrapper.checkVisibility(), text: text(figure), value: value(figure) } : null;
+    };
+    // A chart's bars, each by its `data-<key>`, with the height of its hatched (estimated) part.
+    const barsOf = (figure, key) => {
+      const hatches = new Map([...figure.querySelectorAll('svg rect.estimated')]
+        .map((rect) => [rect.getAttribute(`data-${key}`), Number(rect.getAttribute('height'))]));
+      return [...figure.querySelectorAll('svg rect.bar')].map((bar) => ({
+        key: bar.getAttribute(`data-${key}`),
+        value: number(bar, 'data-value'),
+        estimated: number(bar, 'data-estimated'),
+        demand: number(bar, 'data-demand'),
+        height: Number(bar.getAttribute('height')),
+        hatch: hatches.get(bar.getAttribute(`data-${key}`)) ?? 0,
+      }));
+    };
+    const curve = document.querySelector('#load-curve');
+    const daily = document.querySelector('#daily-chart');
+    const picker = document.querySelector('#panel');
     const connection = field('connection');
     return {
       sameDocument: window.__dashboardTestMarker === true,
@@ -272,30 +558,66 @@ function readPage(page) {
         age: text(field('last_seen', card)),
         todayUsage: text(field('today_usage_kwh', card)),
         todayUsageValue: value(field('today_usage_kwh', card)),
+        todayEstimated: note('today_estimated', card),
         todayCost: text(field('today_cost', card)),
       })),
       todayDate: text(field('today_date')),
       totalUsage: text(field('total_usage_kwh')),
       totalUsageValue: value(field('total_usage_kwh')),
+      totalEstimated: note('total_estimated'),
       totalCost: text(field('total_cost')),
       timezone: text(field('timezone')),
       tariff: text(field('tariff')),
       currency: text(field('currency')),
       offlineAfter: text(field('offline_after')),
-      errors: ['today_error', 'monthly_error'].map((name) => text(field(name))).filter(Boolean),
+      errors: ['today_error', 'detail_error', 'monthly_error'].map((name) => text(field(name))).filter(Boolean),
       charts: [...document.querySelectorAll('#charts > [data-panel]')].map((chart) => ({
         panel: chart.getAttribute('data-panel'),
         visible: chart.checkVisibility(),
         year: text(field('year', chart)),
         yearTotal: text(field('year_total_kwh', chart)),
         yearCost: text(field('year_total_cost', chart)),
-        bars: [...chart.querySelectorAll('svg rect.bar')].map((bar) => ({
-          month: Number(bar.getAttribute('data-month')),
-          value: Number(bar.getAttribute('data-value')),
-          height: Number(bar.getAttribute('height')),
-        })),
+        yearEstimated: note('year_estimated', chart),
+        bars: barsOf(chart, 'month').map((bar) => ({ ...bar, key: Number(bar.key) })),
         tableRows: chart.querySelectorAll('tbody tr').length,
       })),
+      picker: {
+        visible: picker.checkVisibility(),
+        options: [...picker.options].map((option) => option.value),
+        value: picker.value,
+      },
+      curve: {
+        visible: curve.checkVisibility(),
+        panel: curve.getAttribute('data-panel'),
+        title: text(field('panel', curve)),
+        date: curve.getAttribute('data-date'),
+        dateText: text(field('curve_date', curve)),
+        total: text(field('curve_total_kwh', curve)),
+        totalValue: value(field('curve_total_kwh', curve)),
+        estimated: note('curve_estimated', curve),
+        csv: field('curve_csv', curve).getAttribute('href'),
+        bars: barsOf(curve, 'start'),
+        tableRows: curve.querySelectorAll('tbody tr').length,
+      },
+      daily: {
+        visible: daily.checkVisibility(),
+        panel: daily.getAttribute('data-panel'),
+        title: text(field('panel', daily)),
+        month: daily.getAttribute('data-month'),
+        monthText: text(field('daily_month', daily)),
+        csv: field('daily_csv', daily).getAttribute('href'),
+        peak: {
+          shown: field('daily_peak', daily).checkVisibility(),
+          kw: text(field('daily_peak_kw', daily)),
+          date: text(field('daily_peak_date', daily)),
+        },
+        bars: barsOf(daily, 'date'),
+        dots: [...daily.querySelectorAll('svg circle.demand')].map((dot) => ({
+          date: dot.getAttribute('data-date'),
+          value: number(dot, 'data-value'),
+        })),
+        tableRows: daily.querySelectorAll('tbody tr').length,
+      },
     };
   });
 }
@@ -460,6 +782,60 @@ async function run(browser) {
     });
     pass(`the footer shows ${state.timezone}, ${state.tariff}, ${state.currency}, offline after ${state.offlineAfter}`);
 
+    // One panel's load curve and daily bars: the first panel at first, then each other one as
+    // it is picked.
+    for (const [index, panel] of expectedPanels.entries()) {
+      if (index > 0) await page.selectOption('#panel', panel);
+      await waitFor(`the load curve and daily bars of ${panel} are those of its intervals and /api/energy/daily`, 30_000, async () => {
+        state = await readPage(page);
+        const problems = [];
+        const { picker, curve, daily: days } = state;
+        if (JSON.stringify(picker.options) !== JSON.stringify(expectedPanels)) {
+          problems.push(`the panel picker offers ${JSON.stringify(picker.options)}`);
+        }
+        if (picker.value !== panel) problems.push(`the panel picker shows ${picker.value}`);
+        if (!picker.visible || !curve.visible || !days.visible) problems.push('the picker or a chart is hidden');
+        problems.push(...shapeProblems('quarter hour', curve.bars), ...shapeProblems('day', days.bars));
+        const curveAnswers = intervals.get(panel).recent(API_HISTORY_MS);
+        const dailyAnswers = daily.recent(API_HISTORY_MS);
+        if (curveAnswers.length === 0) return [...problems, `no intervals answer yet (${intervals.get(panel).lastError})`];
+        if (dailyAnswers.length === 0) return [...problems, `no daily answer yet (${daily.lastError})`];
+        problems.push(...closest(curveOf(curve), curveAnswers.map(expectedCurve)).map((line) => `load curve ${line}`));
+        problems.push(...closest(dailyOf(days), dailyAnswers.map((body) => expectedDaily(body, panel)))
+          .map((line) => `daily ${line}`));
+        return problems;
+      });
+      const { curve, daily: days } = state;
+      const estimated = curve.bars.filter((bar) => bar.hatch > 0).length;
+      pass(`${index === 0 ? 'at first' : 'picked'}, ${panel}: its ${curve.bars.length} quarter hours today `
+        + `(${estimated} with an estimated part, hatched) and ${days.bars.length} days of ${days.monthText} `
+        + `(largest demand ${days.peak.kw} kW) are those of its intervals and /api/energy/daily`);
+    }
+
+    // Both follow new readings: today's last quarter hour and day grow, and the page shows an
+    // answer of the last few seconds, without a reload.
+    const shown = state;
+    const picked = shown.curve.panel;
+    const last = (bars) => bars[bars.length - 1];
+    await waitFor(`the load curve and daily bars of ${picked} follow new readings`, 30_000, async () => {
+      state = await readPage(page);
+      const problems = [];
+      if (state.curve.totalValue === shown.curve.totalValue) problems.push(`today's total is still ${state.curve.total} kWh`);
+      if (last(state.daily.bars)?.value === last(shown.daily.bars)?.value) {
+        problems.push(`today's daily bar is still ${last(state.daily.bars)?.value} kWh`);
+      }
+      const curveAnswers = intervals.get(picked).recent(FRESH_MS);
+      const dailyAnswers = daily.recent(FRESH_MS);
+      if (curveAnswers.length === 0 || dailyAnswers.length === 0) return [...problems, 'no recent answer from the API'];
+      problems.push(...closest(curveOf(state.curve), curveAnswers.map(expectedCurve)).map((line) => `load curve ${line}`));
+      problems.push(...closest(dailyOf(state.daily), dailyAnswers.map((body) => expectedDaily(body, picked)))
+        .map((line) => `daily ${line}`));
+      return problems;
+    });
+    if (!state.sameDocument || navigations !== 1) throw new CheckFailed(`the page was reloaded (${navigations} navigations)`);
+    pass(`the load curve and daily bars follow new readings without a reload: ${picked} today `
+      + `${shown.curve.total} -> ${state.curve.total} kWh`);
+
     await waitFor('the monthly chart has 12 bars per panel with the figures of /api/energy/monthly', 30_000, async () => {
       state = await readPage(page);
       const problems = [];
@@ -468,30 +844,46 @@ async function run(browser) {
         problems.push(`charts ${JSON.stringify(shown)}, publisher's panels ${JSON.stringify(expectedPanels)}`);
       }
       for (const chart of state.charts) {
-        const months = chart.bars.map((bar) => bar.month);
+        const months = chart.bars.map((bar) => bar.key);
         if (JSON.stringify(months) !== JSON.stringify([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])) {
           problems.push(`${chart.panel}: ${chart.bars.length} bars for months ${JSON.stringify(months)}`);
         }
         if (chart.tableRows !== 12) problems.push(`${chart.panel}: ${chart.tableRows} table rows`);
         if (!chart.visible) problems.push(`${chart.panel}: the chart is hidden`);
-        // Heights follow the values: nothing drawn for 0, the tallest bar for the largest month.
-        const tallest = Math.max(...chart.bars.map((bar) => bar.value));
-        for (const bar of chart.bars) {
-          if ((bar.value > 0) !== (bar.height > 0)) {
-            problems.push(`${chart.panel} month ${bar.month}: ${bar.value} kWh drawn ${bar.height} high`);
-          }
-          if (tallest > 0 && bar.value === tallest && bar.height < Math.max(...chart.bars.map((b) => b.height))) {
-            problems.push(`${chart.panel} month ${bar.month}: the largest month is not the tallest bar`);
-          }
-        }
+        problems.push(...shapeProblems(`${chart.panel} month`, chart.bars));
       }
       const answers = monthly.recent(API_HISTORY_MS);
       if (answers.length === 0) return [...problems, `no monthly answer from the API yet (${monthly.lastError})`];
       return [...problems, ...closest(chartsOf(state), answers.map(expectedCharts))];
     });
     const withData = state.charts[0].bars.filter((bar) => bar.value > 0).length;
-    pass(`the monthly chart has 12 bars per panel with the figures of /api/energy/monthly `
-      + `(${withData} months with usage for ${state.charts[0].panel} in ${state.charts[0].year})`);
+    const hatched = state.charts.map((chart) => `${chart.bars.filter((bar) => bar.hatch > 0).length} for ${chart.panel}`);
+    pass(`the monthly chart has 12 bars per panel with the figures of /api/energy/monthly, estimated parts hatched `
+      + `(${withData} months with usage for ${state.charts[0].panel} in ${state.charts[0].year}; months with `
+      + `estimated usage: ${hatched.join(', ')})`);
+
+    // The CSV links of the panel chosen last, fetched as any client would and clicked in the
+    // page.
+    for (const link of csvLinks) {
+      await waitFor(`${link.what} CSV link answers text/csv with the rows of the JSON answer`, 20_000, async () => {
+        state = await readPage(page);
+        const href = new URL(link.href(state), dashboardUrl).href;
+        const fetchFile = async () => {
+          const response = await fetch(href);
+          const type = response.headers.get('content-type') ?? '';
+          const text = await response.text();
+          return { text, problems: response.ok && type.startsWith('text/csv') ? [] : [`GET ${href}: ${response.status} ${type}`] };
+        };
+        return csvAgainstJson(new URL(link.json(state), dashboardUrl).href, {}, fetchFile,
+          (body, file) => csvDifferences(csvRows(file.text), link.rows(body)));
+      });
+      await waitFor(`clicking ${link.what} CSV link saves that file`, 30_000, async () => {
+        state = await readPage(page);
+        return csvAgainstJson(new URL(link.json(state), dashboardUrl).href, {}, () => download(page, link.selector),
+          (body, file) => fileProblems(file, link.rows(body), link.filename(body)));
+      });
+      pass(`${link.what} CSV link (${link.href(state)}) is text/csv with the rows of ${link.json(state)}, and saves them when clicked`);
+    }
 
     if (state.errors.length > 0) throw new CheckFailed(`the page shows errors: ${state.errors.join('; ')}`);
     if (faults.length > 0) throw new CheckFailed(`the page had faults:\n  ${faults.join('\n  ')}`);
@@ -500,6 +892,57 @@ async function run(browser) {
     // Also when a check failed: the picture usually shows why.
     await page.screenshot({ path: screenshotPath, fullPage: true });
     console.log(`screenshot ${screenshotPath}`);
+  }
+}
+
+// The page of a server that asks for a token: signed in to, its CSV links must still save the
+// server's files. A link cannot send the token, so the page fetches the file with it and hands
+// it to the browser as a blob: URL, which the page's Content-Security-Policy must not block.
+async function runWithToken(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+  const faults = [];
+  let signedIn = false; // before, the page's requests are refused with 401 on purpose
+  page.on('console', (message) => {
+    if (signedIn && message.type() === 'error') faults.push(`console error: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => faults.push(`uncaught exception: ${error.message}`));
+  page.on('response', (response) => {
+    if (signedIn && response.status() >= 400) faults.push(`HTTP ${response.status()} for ${response.url()}`);
+  });
+  try {
+    const response = await page.goto(tokenUrl, { waitUntil: 'load' });
+    if (!response || response.status() !== 200) {
+      throw new CheckFailed(`GET ${tokenUrl} answered ${response && response.status()}`);
+    }
+    await waitFor('the page of a server with a token asks for it', 20_000, async () => (
+      await page.locator('#sign-in').isVisible() ? [] : ['no sign-in form']));
+    signedIn = true;
+    await page.fill('#token', token);
+    await page.click('#token-form button[type="submit"]');
+    let state;
+    await waitFor('signed in, the page shows the first panel\'s load curve and daily bars', 30_000, async () => {
+      state = await readPage(page);
+      return state.curve.panel === expectedPanels[0] && state.curve.bars.length > 0 && state.daily.bars.length > 0
+        ? [] : [`load curve of ${JSON.stringify(state.curve.panel)} with ${state.curve.bars.length} bars, `
+          + `${state.daily.bars.length} daily bars`];
+    });
+    pass(`with a token (${tokenUrl}): signed in, the page shows ${state.curve.panel}'s load curve and daily bars`);
+    const authorization = { Authorization: `Bearer ${token}` };
+    for (const link of csvLinks) {
+      await waitFor(`with a token, clicking ${link.what} CSV link saves the file through a blob: URL`, 30_000, async () => {
+        state = await readPage(page);
+        return csvAgainstJson(new URL(link.json(state), tokenUrl).href, authorization, () => download(page, link.selector),
+          (body, file) => [
+            ...fileProblems(file, link.rows(body), link.filename(body)),
+            ...(file.url.startsWith('blob:') ? [] : [`saved from ${file.url}, not from a blob: URL`]),
+          ]);
+      });
+      pass(`with a token, clicking ${link.what} CSV link saves the server's file (through a blob: URL)`);
+    }
+    if (faults.length > 0) throw new CheckFailed(`the page with a token had faults:\n  ${faults.join('\n  ')}`);
+    pass('with a token: no console error (no Content-Security-Policy violation), exception or refused request');
+  } finally {
+    await page.close();
   }
 }
 
@@ -515,11 +958,12 @@ async function main() {
   } catch {
     throw new CheckFailed(`no Chromium at ${chromiumPath}: install Debian's \`chromium\` package (scripts/install-services.sh --for-tests does) or set CHROMIUM`);
   }
-  const stops = [realtime, todayUsage, monthly].map((history) => history.start());
+  const stops = histories.map((history) => history.start());
   const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS });
   try {
     console.log(`chromium ${browser.version()}, node ${process.version}`);
     await run(browser);
+    if (tokenUrl) await runWithToken(browser);
   } finally {
     await browser.close();
     await Promise.all(stops.map((stop) => stop()));

@@ -1,9 +1,11 @@
 //! The dashboard in a real browser: the whole pipeline with real processes (Mosquitto, influxd,
 //! mqtt-subscriber, sensor-publisher every 2 s, api-server, all private on free loopback ports),
 //! and `tests/browser/dashboard.test.mjs` opening the page in headless Chromium through
-//! playwright-core. The script compares every card, today's figures, the settings and the
-//! monthly chart with what the API answers at the same time, waits for a reading to arrive
-//! through the live stream without a reload, and saves a screenshot.
+//! playwright-core. The script compares every card, today's figures, the settings, each
+//! panel's load curve and daily bars, the monthly chart and the CSV downloads with what the API
+//! answers at the same time, waits for a reading to arrive through the live stream without a
+//! reload, downloads the CSV files again from a second api-server that asks for a token, and
+//! saves a screenshot.
 //!
 //! Needs Node.js, Debian's `chromium` and `npm ci` in `tests/browser`; `scripts/test.sh`
 //! provides all three. Without them the test fails and says what is missing: a browser test
@@ -19,14 +21,22 @@ use std::time::{Duration, Instant};
 use test_support::{find_program, run_to_exit, wait_until, ApiServer, Influx, Mosquitto, Program};
 
 const PANELS: [&str; 3] = ["PANEL_LANTAI_1", "PANEL_LANTAI_2", "PANEL_LANTAI_3"];
-/// History written before the live run, so the monthly chart has bars: most of a year, one
-/// reading per panel every 15 minutes (about 29 000 readings per panel, a few seconds).
+/// History written before the live run, so the charts have bars: most of a year, one reading
+/// per panel every 15 minutes (about 29 000 readings per panel, a few seconds) — except the last
+/// panel, read every 30 minutes. That is longer than `ESTIMATE_AFTER_SECS` (900 s by default),
+/// so its history is estimated and the others' is not: the page has both kinds to show.
 const HISTORY_DAYS: &str = "300";
-const HISTORY_INTERVAL_SECS: &str = "900";
+const HISTORY: [(&[&str], &str); 2] = [
+    (&["PANEL_LANTAI_1", "PANEL_LANTAI_2"], "900"),
+    (&["PANEL_LANTAI_3"], "1800"),
+];
 /// The live publisher's interval: short, so the page sees new readings within the test.
 const LIVE_INTERVAL_SECS: &str = "2";
 /// The script gives up after 150 s by itself; this only catches a script that hangs anyway.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(200);
+/// The token of the second api-server, on which the script checks the downloads that must
+/// carry it.
+const API_TOKEN: &str = "browser-test-token";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -114,21 +124,24 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
     let influx = Influx::start();
 
     // History first, straight into InfluxDB, and the subscriber after it: the subscriber builds
-    // the usage rollup from every reading when it starts and finds none recorded yet.
-    let (code, output) = run_to_exit(
-        "sensor-publisher",
-        &["--backfill", HISTORY_DAYS, "--direct"],
-        &[
-            ("INFLUX_URL", influx.url()),
-            ("PANELS", PANELS.join(",")),
-            ("PUBLISH_INTERVAL_SECS", HISTORY_INTERVAL_SECS.to_owned()),
-            ("STATE_FILE", state_file.display().to_string()),
-            // Never used by --direct; the private broker, never a public one.
-            ("MQTT_URL", broker.url()),
-        ],
-        Duration::from_secs(120),
-    );
-    assert_eq!(code, Some(0), "backfill failed:\n{output}");
+    // the usage rollup from every reading when it starts and finds none recorded yet. Both
+    // backfills keep their registers in the one state file, which holds every panel's.
+    for (panels, interval_secs) in HISTORY {
+        let (code, output) = run_to_exit(
+            "sensor-publisher",
+            &["--backfill", HISTORY_DAYS, "--direct"],
+            &[
+                ("INFLUX_URL", influx.url()),
+                ("PANELS", panels.join(",")),
+                ("PUBLISH_INTERVAL_SECS", interval_secs.to_owned()),
+                ("STATE_FILE", state_file.display().to_string()),
+                // Never used by --direct; the private broker, never a public one.
+                ("MQTT_URL", broker.url()),
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(code, Some(0), "backfill of {panels:?} failed:\n{output}");
+    }
     let subscriber = Program::start(
         "mqtt-subscriber",
         &[
@@ -151,6 +164,7 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
         ],
     );
     let api = ApiServer::start(&influx.url(), "energy", &[]);
+    let guarded = ApiServer::start(&influx.url(), "energy", &[("API_TOKEN", API_TOKEN)]);
     wait_until(
         Duration::from_secs(30),
         "a live reading of every panel",
@@ -177,7 +191,10 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
         .arg(PANELS.join(","))
         .arg("--screenshot")
         .arg(&screenshot)
-        .env("CHROMIUM", &chromium);
+        .arg("--token-url")
+        .arg(guarded.url("/"))
+        .env("CHROMIUM", &chromium)
+        .env("DASHBOARD_TOKEN", API_TOKEN);
     let script_started = Instant::now();
     let (code, output) =
         run_with_timeout(command, &scratch.path().join("script.log"), SCRIPT_TIMEOUT);

@@ -7,7 +7,9 @@
 // Live state comes from /api/panel/stream (Server-Sent Events), read with fetch() rather than
 // EventSource: fetch can send the bearer token and can tell a refused token (401) from a
 // broken connection. While the stream is down the page polls /api/panel/realtime instead, and
-// keeps trying to reconnect. Today's and the monthly figures are fetched every so often.
+// keeps trying to reconnect. Today's figures, the chosen panel's quarter hours of today and its
+// days of this month are fetched a few seconds after a new reading and every minute; the
+// monthly figures every five minutes.
 'use strict';
 
 (() => {
@@ -20,6 +22,8 @@
   const TODAY_AFTER_READING_MS = 5000;
   const MONTHLY_MS = 5 * 60000;
   const YEARS_OFFERED = 10;
+  const QUARTERS_PER_DAY = 96; // 92 or 100 on a day the clocks change
+  const BLOB_KEPT_MS = 60000; // how long a downloaded CSV file's blob: URL stays valid
   const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const MONTH_NAMES = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August',
     'September', 'October', 'November', 'December'];
@@ -31,6 +35,10 @@
     cards: $('#cards'),
     charts: $('#charts'),
     year: $('#year'),
+    panel: $('#panel'),
+    detail: $('#detail-charts'),
+    curve: $('#load-curve'),
+    daily: $('#daily-chart'),
     signIn: $('#sign-in'),
     tokenForm: $('#token-form'),
     token: $('#token'),
@@ -45,6 +53,7 @@
     currency: '',
     charts: new Map(), // id -> figure
     year: null,
+    detailPanel: null, // the panel whose quarter hours and days are shown
     offlineAfter: null,
     stopped: false,
   };
@@ -90,6 +99,28 @@
   function setNumber(element, value, decimals) {
     setText(element, fixed(value, decimals));
     if (element && typeof value === 'number') element.setAttribute('data-value', String(value));
+  }
+
+  // The "of which … estimated" note `name` in `root`: its figure in `<name>_kwh`, the note shown
+  // only when there is something estimated (most of the time there is not).
+  function showEstimated(root, name, value) {
+    setNumber(field(`${name}_kwh`, root), value, 3);
+    field(name, root).hidden = !(value > 0);
+  }
+
+  // A table row: a header cell, then data cells, all as text.
+  function tableRow(header, ...cells) {
+    const row = document.createElement('tr');
+    const name = document.createElement('th');
+    name.scope = 'row';
+    name.textContent = header;
+    row.append(name);
+    for (const text of cells) {
+      const cell = document.createElement('td');
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
   }
 
   // ---- token ----------------------------------------------------------------------------
@@ -415,11 +446,16 @@
       state.today = new Map(body.panels.map((panel) => [panel.panel, panel]));
       for (const id of state.panels.keys()) showToday(id);
       setNumber(field('total_usage_kwh'), body.total.usage_kwh, 3);
+      showEstimated(document, 'total_estimated', body.total.estimated_kwh);
       setText(field('total_cost'), money(body.total.cost));
       setText(field('today_error'), '');
+      offerPanels(body.panels.map((panel) => panel.panel));
     } catch (error) {
       reportError(field('today_error'), "Today's figures", error);
+      return;
     }
+    // The chosen panel's quarter hours and days change with the same readings.
+    refreshDetail();
   }
 
   function showToday(id) {
@@ -427,6 +463,7 @@
     const today = state.today.get(id);
     if (!entry || !today) return;
     setNumber(field('today_usage_kwh', entry.card), today.usage_kwh, 3);
+    showEstimated(entry.card, 'today_estimated', today.estimated_kwh);
     setText(field('today_cost', entry.card), money(today.cost));
   }
 
@@ -436,6 +473,313 @@
     setText(field('currency'), body.currency);
     setText(field('tariff'), `${body.currency} ${fixed(body.tariff_per_kwh, 2)} per kWh`);
   }
+
+  // ---- bar charts -----------------------------------------------------------------------
+
+  // A round number at or above `value` (1, 2 or 5 times a power of ten) for the axis top.
+  function axisTop(value) {
+    if (!(value > 0)) return 1;
+    const power = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 5, 10]) {
+      if (value <= step * power) return step * power;
+    }
+    return 10 * power;
+  }
+
+  let hatches = 0; // hatch patterns made so far: each chart's needs an id of its own
+
+  // What each chart was last drawn from: a chart is drawn again only when that changed, so a
+  // tooltip being read does not vanish with every refresh.
+  const drawnFrom = new WeakMap();
+
+  function changed(figure, source) {
+    const key = JSON.stringify(source);
+    if (drawnFrom.get(figure) === key) return false;
+    drawnFrom.set(figure, key);
+    return true;
+  }
+
+  // Draws a bar chart into `svg` in the SVG's own units (its viewBox; it scales to the figure's
+  // width). `slots` places along the x axis. `bars`: {slot, value, estimated, title, data}, kWh
+  // on the left axis; the estimated part of a bar is hatched at its top; `data` becomes
+  // data-* attributes. `labels`: {slot, text} under the axis, centred on their slot, or on its
+  // left edge with `labelsAtEdge` (a time of day starts its slot). `demand`, if given: a list
+  // of {slot, value, title, data} in kW on a right axis, drawn as dots joined by a line.
+  function drawBarChart(svg, { slots, bars, labels, labelsAtEdge = false, demand = null }) {
+    const namespace = svg.namespaceURI;
+    const draw = (parent, name, attributes, text) => {
+      const element = document.createElementNS(namespace, name);
+      for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
+      if (text !== undefined) element.textContent = text;
+      parent.append(element);
+      return element;
+    };
+    const dataAttributes = (data) => Object.fromEntries(
+      Object.entries(data).map(([key, value]) => [`data-${key}`, value]),
+    );
+    svg.replaceChildren();
+    const width = svg.viewBox.baseVal.width;
+    const left = 52;
+    const right = demand ? 52 : 6;
+    const top = 34; // the axis top; the unit above it
+    const bottom = 226; // the baseline; labels below it
+    const middle = (top + bottom) / 2;
+    const slot = (width - left - right) / slots;
+    const barWidth = slot * 0.7;
+    const max = axisTop(Math.max(0, ...bars.map((bar) => bar.value)));
+    // Anything above zero is at least one unit high, so a small figure is not drawn as none.
+    const heightOf = (value) => (value > 0 ? Math.max(1, (value / max) * (bottom - top)) : 0);
+
+    if (!svg.hasAttribute('data-hatch')) svg.setAttribute('data-hatch', `hatch-${++hatches}`);
+    const hatch = svg.getAttribute('data-hatch');
+    const pattern = draw(draw(svg, 'defs', {}), 'pattern', {
+      id: hatch,
+      patternUnits: 'userSpaceOnUse',
+      width: 6,
+      height: 6,
+      patternTransform: 'rotate(45)',
+    });
+    draw(pattern, 'rect', { width: 6, height: 6, class: 'hatch-fill' });
+    draw(pattern, 'line', { x1: 1, y1: 0, x2: 1, y2: 6, class: 'hatch-line' });
+
+    draw(svg, 'text', { x: 0, y: 16, class: 'unit' }, 'kWh');
+    for (const [y, value] of [[top, max], [middle, max / 2], [bottom, 0]]) {
+      draw(svg, 'line', { x1: left, y1: y, x2: width - right, y2: y, class: y === bottom ? 'axis' : 'grid' });
+      draw(svg, 'text', { x: left - 6, y: y + 6, class: 'tick', 'text-anchor': 'end' }, compact.format(value));
+    }
+    for (const bar of bars) {
+      const x = (left + bar.slot * slot + (slot - barWidth) / 2).toFixed(1);
+      const height = heightOf(bar.value);
+      const attributes = { x, y: (bottom - height).toFixed(1), width: barWidth.toFixed(1), ...dataAttributes(bar.data) };
+      const drawn = draw(svg, 'rect', { ...attributes, height: height.toFixed(1), class: 'bar' });
+      draw(drawn, 'title', {}, bar.title);
+      if (bar.estimated > 0) {
+        const part = Math.min(height, heightOf(bar.estimated));
+        draw(svg, 'rect', { ...attributes, height: part.toFixed(1), class: 'estimated', fill: `url(#${hatch})` });
+      }
+    }
+    for (const label of labels) {
+      const x = left + label.slot * slot + (labelsAtEdge ? 0 : slot / 2);
+      draw(svg, 'text', { x: x.toFixed(1), y: bottom + 26, class: 'label', 'text-anchor': 'middle' }, label.text);
+    }
+    if (demand) {
+      const kwMax = axisTop(Math.max(0, ...demand.map((point) => point.value)));
+      const yOf = (value) => (bottom - (value / kwMax) * (bottom - top)).toFixed(1);
+      const xOf = (index) => (left + index * slot + slot / 2).toFixed(1);
+      draw(svg, 'text', { x: width, y: 16, class: 'unit', 'text-anchor': 'end' }, 'kW');
+      for (const [y, value] of [[top, kwMax], [middle, kwMax / 2], [bottom, 0]]) {
+        draw(svg, 'text', { x: width - right + 6, y: y + 6, class: 'tick' }, compact.format(value));
+      }
+      if (demand.length > 1) {
+        const points = demand.map((point) => `${xOf(point.slot)},${yOf(point.value)}`).join(' ');
+        draw(svg, 'polyline', { points, class: 'demand-line' });
+      }
+      for (const point of demand) {
+        const dot = draw(svg, 'circle', {
+          cx: xOf(point.slot),
+          cy: yOf(point.value),
+          r: 4,
+          class: 'demand',
+          ...dataAttributes(point.data),
+        });
+        draw(dot, 'title', {}, point.title);
+      }
+    }
+  }
+
+  // "Of which … estimated" after a figure in a tooltip or table, when there is any.
+  function estimatedClause(estimated) {
+    return estimated > 0 ? ` (of which ${fixed(estimated, 3)} estimated)` : '';
+  }
+
+  // ---- one panel: today's quarter hours and this month's days ---------------------------
+
+  let detailRequest = 0;
+
+  page.panel.addEventListener('change', () => {
+    state.detailPanel = page.panel.value;
+    refreshDetail();
+  });
+  $('#panel-form').addEventListener('submit', (event) => event.preventDefault());
+
+  // The panels to choose from (every panel with a reading, sorted by id, as today-usage lists
+  // them); the choice stays while its panel is listed, else it is the first.
+  function offerPanels(ids) {
+    const offered = [...page.panel.options].map((option) => option.value);
+    if (JSON.stringify(offered) !== JSON.stringify(ids)) {
+      page.panel.replaceChildren(...ids.map((id) => {
+        const option = document.createElement('option');
+        option.value = id;
+        option.textContent = id;
+        return option;
+      }));
+    }
+    if (!ids.includes(state.detailPanel)) state.detailPanel = ids.length > 0 ? ids[0] : null;
+    if (state.detailPanel !== null) page.panel.value = state.detailPanel;
+    field('detail_empty').hidden = ids.length > 0;
+    page.detail.hidden = ids.length === 0;
+  }
+
+  function intervalsPath(id) {
+    return `/api/panel/${encodeURIComponent(id)}/intervals`;
+  }
+
+  async function refreshDetail() {
+    const id = state.detailPanel;
+    if (id === null) return;
+    const request = ++detailRequest;
+    page.detail.setAttribute('aria-busy', 'true');
+    try {
+      const [curve, daily] = await Promise.all([
+        api(`${intervalsPath(id)}?step=15m`),
+        api('/api/energy/daily'),
+      ]);
+      if (request !== detailRequest) return; // another panel was picked meanwhile
+      showSettings(daily);
+      renderCurve(curve);
+      renderDaily(daily, id);
+      setText(field('detail_error'), '');
+    } catch (error) {
+      if (request === detailRequest) reportError(field('detail_error'), `The figures of ${id}`, error);
+    } finally {
+      if (request === detailRequest) page.detail.removeAttribute('aria-busy');
+    }
+  }
+
+  // "13:15" from "2026-11-27T13:15:00+07:00": the start's own local time, right on a day the
+  // clocks change too.
+  const localTime = (start) => start.slice(11, 16);
+
+  function renderCurve(body) {
+    const figure = page.curve;
+    figure.setAttribute('data-panel', body.panel);
+    figure.setAttribute('data-date', body.date);
+    setText(field('panel', figure), body.panel);
+    setText(field('curve_date', figure), `(${body.date})`);
+    setNumber(field('curve_total_kwh', figure), body.total_kwh, 3);
+    showEstimated(figure, 'curve_estimated', body.total_estimated_kwh);
+    const query = `date=${encodeURIComponent(body.date)}&step=${encodeURIComponent(body.step)}&format=csv`;
+    field('curve_csv', figure).setAttribute('href', `${intervalsPath(body.panel)}?${query}`);
+    if (!changed(figure, body)) return;
+
+    const { intervals } = body;
+    // The whole day along the axis, of which only the quarter hours that have started have
+    // figures.
+    const slots = Math.max(QUARTERS_PER_DAY, intervals.length);
+    const labels = [];
+    // Every three hours; none at the right edge, where it would stick out.
+    for (let slot = 0; slot < slots - 6; slot += 12) {
+      const hour = String(slot / 4).padStart(2, '0');
+      labels.push({ slot, text: slot < intervals.length ? localTime(intervals[slot].start) : `${hour}:00` });
+    }
+    drawBarChart($('svg', figure), {
+      slots,
+      labels,
+      labelsAtEdge: true,
+      bars: intervals.map((interval, index) => ({
+        slot: index,
+        value: interval.usage_kwh,
+        estimated: interval.estimated_kwh,
+        title: `From ${localTime(interval.start)}: ${fixed(interval.usage_kwh, 3)} kWh`
+          + `${estimatedClause(interval.estimated_kwh)}, on average ${fixed(interval.avg_kw, 3)} kW`,
+        data: { start: interval.start, value: interval.usage_kwh, estimated: interval.estimated_kwh },
+      })),
+    });
+    $('tbody', figure).replaceChildren(...intervals.map((interval) => tableRow(
+      localTime(interval.start),
+      fixed(interval.usage_kwh, 3),
+      fixed(interval.estimated_kwh, 3),
+      fixed(interval.avg_kw, 3),
+    )));
+  }
+
+  function renderDaily(body, id) {
+    const figure = page.daily;
+    const panel = body.panels.find((entry) => entry.panel === id);
+    const days = panel ? panel.days : [];
+    const [year, month] = body.month.split('-').map(Number);
+    figure.setAttribute('data-panel', id);
+    figure.setAttribute('data-month', body.month);
+    setText(field('panel', figure), id);
+    setText(field('daily_month', figure), `${MONTH_NAMES[month - 1]} ${year}`);
+    field('daily_csv', figure).setAttribute('href', `/api/energy/daily?month=${encodeURIComponent(body.month)}&format=csv`);
+    // The month's largest demand so far: the first day that reached it.
+    const peak = days.reduce((best, day) => (best === null || day.max_demand_kw > best.max_demand_kw ? day : best), null);
+    field('daily_peak', figure).hidden = !(peak && peak.max_demand_kw > 0);
+    if (peak) {
+      setNumber(field('daily_peak_kw', figure), peak.max_demand_kw, 3);
+      setText(field('daily_peak_date', figure), peak.date);
+    }
+    if (!changed(figure, [id, body.month, body.currency, days])) return;
+
+    const dayName = (day) => `${Number(day.date.slice(8))} ${MONTH_NAMES[month - 1]}`;
+    const slots = new Date(Date.UTC(year, month, 0)).getUTCDate();
+    const labels = [];
+    for (let day = 1; day <= slots; day += 1) {
+      if (day === 1 || day % 5 === 0) labels.push({ slot: day - 1, text: String(day) });
+    }
+    const slotOf = (day) => Number(day.date.slice(8)) - 1;
+    drawBarChart($('svg', figure), {
+      slots,
+      labels,
+      bars: days.map((day) => ({
+        slot: slotOf(day),
+        value: day.usage_kwh,
+        estimated: day.estimated_kwh,
+        title: `${dayName(day)}: ${fixed(day.usage_kwh, 3)} kWh${estimatedClause(day.estimated_kwh)}, `
+          + `${money(day.cost)}, largest demand ${fixed(day.max_demand_kw, 3)} kW`,
+        data: { date: day.date, value: day.usage_kwh, estimated: day.estimated_kwh, demand: day.max_demand_kw },
+      })),
+      demand: days.map((day) => ({
+        slot: slotOf(day),
+        value: day.max_demand_kw,
+        title: `${dayName(day)}: largest 15-minute demand ${fixed(day.max_demand_kw, 3)} kW`,
+        data: { date: day.date, value: day.max_demand_kw },
+      })),
+    });
+    $('tbody', figure).replaceChildren(...days.map((day) => tableRow(
+      dayName(day),
+      fixed(day.usage_kwh, 3),
+      fixed(day.estimated_kwh, 3),
+      fixed(day.max_demand_kw, 3),
+      money(day.cost),
+    )));
+  }
+
+  // ---- CSV downloads --------------------------------------------------------------------
+
+  // Without a token a CSV link is a plain link (`download`): the browser fetches and saves it.
+  // A link cannot send the token, so with one the file is fetched here and handed to the
+  // browser as a blob: URL to save. A download is not a fetch, so the Content-Security-Policy,
+  // which allows no blob: anywhere, need not change for it.
+  async function downloadCsv(event) {
+    const link = event.currentTarget;
+    if (!state.token || !link.href) return;
+    event.preventDefault();
+    try {
+      const response = await fetch(link.href, { headers: headers('text/csv'), cache: 'no-store' });
+      if (response.status === 401) {
+        askForToken();
+        return;
+      }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const blob = await response.blob();
+      const disposition = /filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') || '');
+      const url = URL.createObjectURL(blob);
+      const save = document.createElement('a');
+      save.href = url;
+      save.download = disposition ? disposition[1] : 'energy.csv';
+      save.hidden = true;
+      document.body.append(save);
+      save.click();
+      save.remove();
+      window.setTimeout(() => URL.revokeObjectURL(url), BLOB_KEPT_MS);
+    } catch (error) {
+      setText(field('detail_error'), `The CSV file could not be downloaded: ${error.message}.`);
+    }
+  }
+
+  for (const link of document.querySelectorAll('a.csv')) link.addEventListener('click', downloadCsv);
 
   // ---- monthly --------------------------------------------------------------------------
 
@@ -504,79 +848,30 @@
     field('monthly_empty').hidden = body.panels.length > 0;
   }
 
-  // A round number at or above `value` (1, 2 or 5 times a power of ten) for the axis top.
-  function axisTop(value) {
-    if (!(value > 0)) return 1;
-    const power = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 5, 10]) {
-      if (value <= step * power) return step * power;
-    }
-    return 10 * power;
-  }
-
   function renderChart(figure, panel, year) {
     setNumber(field('year_total_kwh', figure), panel.total_kwh, 3);
+    showEstimated(figure, 'year_estimated', panel.total_estimated_kwh);
     setText(field('year_total_cost', figure), money(panel.total_cost));
     setText(field('year', figure), String(year));
-
-    const svg = $('svg', figure);
-    const svgNamespace = svg.namespaceURI;
-    const draw = (name, attributes, text) => {
-      const element = document.createElementNS(svgNamespace, name);
-      for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
-      if (text !== undefined) element.textContent = text;
-      svg.append(element);
-      return element;
-    };
-    svg.replaceChildren();
-    // Drawn in the SVG's own units (its viewBox is 480 x 270); it scales to the card's width.
-    const width = 480;
-    const left = 52;
-    const right = 6;
-    const top = 34; // the axis top; the unit above it
-    const bottom = 226; // the baseline; month names below it
-    const usage = panel.months.map((month) => month.usage_kwh);
-    const max = axisTop(Math.max(0, ...usage));
-    const slot = (width - left - right) / 12;
-    const barWidth = slot * 0.7;
-    const middle = (top + bottom) / 2;
-
-    draw('text', { x: 0, y: 16, class: 'unit' }, 'kWh');
-    for (const [y, value] of [[top, max], [middle, max / 2], [bottom, 0]]) {
-      draw('line', { x1: left, y1: y, x2: width - right, y2: y, class: y === bottom ? 'axis' : 'grid' });
-      draw('text', { x: left - 6, y: y + 6, class: 'tick', 'text-anchor': 'end' }, compact.format(value));
-    }
-    panel.months.forEach((month, index) => {
-      const height = Math.max(0, (month.usage_kwh / max) * (bottom - top));
-      const x = left + index * slot + (slot - barWidth) / 2;
-      const bar = draw('rect', {
-        x: x.toFixed(1),
-        y: (bottom - height).toFixed(1),
-        width: barWidth.toFixed(1),
-        height: height.toFixed(1),
-        class: 'bar',
-        'data-month': month.month,
-        'data-value': month.usage_kwh,
-      });
-      const title = document.createElementNS(svgNamespace, 'title');
-      title.textContent = `${MONTH_NAMES[index]} ${year}: ${fixed(month.usage_kwh, 3)} kWh, ${money(month.cost)}`;
-      bar.append(title);
-      draw('text', { x: (x + barWidth / 2).toFixed(1), y: bottom + 26, class: 'month', 'text-anchor': 'middle' }, MONTHS[index]);
+    drawBarChart($('svg', figure), {
+      slots: 12,
+      labels: MONTHS.map((text, slot) => ({ slot, text })),
+      bars: panel.months.map((month, index) => ({
+        slot: index,
+        value: month.usage_kwh,
+        estimated: month.estimated_kwh,
+        title: `${MONTH_NAMES[index]} ${year}: ${fixed(month.usage_kwh, 3)} kWh`
+          + `${estimatedClause(month.estimated_kwh)}, ${money(month.cost)}`,
+        data: { month: month.month, value: month.usage_kwh, estimated: month.estimated_kwh },
+      })),
     });
-
-    const rows = panel.months.map((month, index) => {
-      const row = document.createElement('tr');
-      const name = document.createElement('th');
-      name.scope = 'row';
-      name.textContent = MONTH_NAMES[index];
-      const kwh = document.createElement('td');
-      kwh.textContent = fixed(month.usage_kwh, 3);
-      const cost = document.createElement('td');
-      cost.textContent = money(month.cost);
-      row.append(name, kwh, cost);
-      return row;
-    });
-    $('tbody', figure).replaceChildren(...rows);
+    $('tbody', figure).replaceChildren(...panel.months.map((month, index) => tableRow(
+      MONTH_NAMES[index],
+      fixed(month.usage_kwh, 3),
+      fixed(month.estimated_kwh, 3),
+      fixed(month.max_demand_kw, 3),
+      money(month.cost),
+    )));
   }
 
   // ---- start and stop -------------------------------------------------------------------
