@@ -82,6 +82,9 @@ enum Piece {
     /// The part after the rollup, computed from the recent readings (see [`Recent`]): no
     /// statement of its own.
     Tail(Period),
+    /// One local day of a run of whole 24-hour days that the rollup covers, all read by one
+    /// statement that sums each day's buckets (see [`day_runs`]).
+    DayOfRun { run: Period, day: Period },
 }
 
 /// The pieces of one period, each with the statements that read it.
@@ -100,6 +103,9 @@ impl Piece {
             ],
             Piece::Tail(_) | Piece::Ledger(_) => Vec::new(),
             Piece::Rollup(measurement, period) => vec![queries::usage_sums(measurement, period)],
+            Piece::DayOfRun { run, .. } => {
+                vec![queries::usage_sums_by_day(QUARTER_MEASUREMENT, run)]
+            }
             Piece::Less(period) => vec![queries::usage_sums(QUARTER_MEASUREMENT, period)],
         }
     }
@@ -110,6 +116,10 @@ impl Piece {
     fn usage(self, results: &[&StatementResult]) -> ByPanel<Load> {
         match self {
             Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) => ByPanel::new(),
+            Piece::DayOfRun { day, .. } => results
+                .iter()
+                .flat_map(|r| queries::parse_usage_sums_at(r, day.start))
+                .collect(),
             Piece::Rollup(..) | Piece::Less(_) => results
                 .iter()
                 .flat_map(|r| queries::parse_usage_sums(r))
@@ -191,6 +201,44 @@ fn pieces(period: Period, source: Option<Source>) -> Vec<Piece> {
         .chain(months)
         .chain(less)
         .collect()
+}
+
+/// For each of `periods`, the run of days it belongs to, if any: a run is two or more
+/// consecutive periods (each starting where the one before ends) that are 24 hours long, start
+/// on a quarter hour, and end before the rollup's last whole bucket, so that one statement can
+/// sum the buckets of each (`GROUP BY time(1d, offset)`) instead of two statements per day for
+/// the buckets on either side of UTC midnight. Days of 23 or 25 hours end a run.
+fn day_runs(periods: &[Period], coverage: Coverage) -> Vec<Option<Period>> {
+    let covered = rollup::bucket_start(coverage.complete_until);
+    let fits = |p: &Period| {
+        p.end - p.start == chrono::Duration::days(1)
+            && p.start.timestamp().rem_euclid(rollup::GRAIN_SECS) == 0
+            && p.start.timestamp_subsec_nanos() == 0
+            && p.end <= covered
+    };
+    let mut out = vec![None; periods.len()];
+    let mut index = 0;
+    while index < periods.len() {
+        let mut end = index;
+        while fits(&periods[index])
+            && end + 1 < periods.len()
+            && fits(&periods[end + 1])
+            && periods[end + 1].start == periods[end].end
+        {
+            end += 1;
+        }
+        if end > index {
+            let run = Period {
+                start: periods[index].start,
+                end: periods[end].end,
+            };
+            for slot in &mut out[index..=end] {
+                *slot = Some(run);
+            }
+        }
+        index = end + 1;
+    }
+    out
 }
 
 /// The last instant InfluxDB 1.x can store (int64 nanoseconds): periods after it hold no data.
@@ -572,18 +620,27 @@ impl Store {
     fn plan(&self, periods: &[Period], source: Option<Source>) -> Vec<PeriodPlan> {
         let limit = influx_time_limit();
         let future = Utc::now() + chrono::Duration::seconds(FUTURE_MARGIN_SECS);
+        let runs = match source {
+            Some(Source::Rollup(coverage)) => day_runs(periods, coverage),
+            _ => vec![None; periods.len()],
+        };
         periods
             .iter()
+            .zip(runs)
             .enumerate()
-            .filter(|(_, period)| {
+            .filter(|(_, (period, _))| {
                 period.start < limit && period.start < future && period.start < period.end
             })
-            .map(|(index, period)| {
+            .map(|(index, (period, run))| {
                 let period = Period {
                     start: period.start,
                     end: period.end.min(limit),
                 };
-                let pieces = pieces(period, source)
+                let pieces = match run {
+                    Some(run) => vec![Piece::DayOfRun { run, day: period }],
+                    None => pieces(period, source),
+                };
+                let pieces = pieces
                     .into_iter()
                     .map(|piece| (piece, piece.statements()))
                     .collect();
@@ -615,7 +672,9 @@ impl Store {
                     }
                     Piece::Raw(period) => raw_usage(period, piece_results, self.rules, peaks),
                     Piece::Ledger(period) => self.ledger.usage(period, &recent.points),
-                    Piece::Rollup(..) | Piece::Less(_) => piece.usage(piece_results),
+                    Piece::Rollup(..) | Piece::Less(_) | Piece::DayOfRun { .. } => {
+                        piece.usage(piece_results)
+                    }
                 };
                 for (panel, piece_usage) in piece_usage {
                     let load = &mut usage
@@ -760,9 +819,11 @@ fn statements_of(plans: &[PeriodPlan]) -> Batch {
     for (piece, statements) in plans.iter().flat_map(|plan| plan.pieces.iter()) {
         match piece {
             Piece::Raw(_) => batch.raw.push(statements.clone()),
-            Piece::Rollup(..) | Piece::Less(_) | Piece::Tail(_) | Piece::Ledger(_) => {
-                batch.rollup.extend(statements.iter().cloned())
-            }
+            Piece::Rollup(..)
+            | Piece::Less(_)
+            | Piece::Tail(_)
+            | Piece::Ledger(_)
+            | Piece::DayOfRun { .. } => batch.rollup.extend(statements.iter().cloned()),
         }
     }
     batch
@@ -925,6 +986,73 @@ mod tests {
         };
         assert_eq!(added["A"].energy, energy);
         assert_eq!(less["A"].energy, Energy::ZERO - energy);
+    }
+
+    #[test]
+    fn whole_days_the_rollup_covers_are_read_as_runs() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let coverage = Coverage {
+            complete_until: at("2026-11-05T03:20:07Z"),
+            months: true,
+        };
+        // Jakarta's 1 to 5 November: the first four end before the rollup's end, the fifth not.
+        let jakarta: chrono_tz::Tz = "Asia/Jakarta".parse().unwrap();
+        let days: Vec<Period> = (1..=5)
+            .map(|d| {
+                energy_core::period::day(
+                    chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap(),
+                    jakarta,
+                )
+            })
+            .collect();
+        let run = Period {
+            start: at("2026-10-31T17:00:00Z"),
+            end: at("2026-11-04T17:00:00Z"),
+        };
+        assert_eq!(
+            day_runs(&days, coverage),
+            vec![Some(run), Some(run), Some(run), Some(run), None]
+        );
+        let plans = offline_store().plan(&days, Some(Source::Rollup(coverage)));
+        assert_eq!(plans[1].pieces[0].0, Piece::DayOfRun { run, day: days[1] });
+        // One statement for the four days.
+        assert_eq!(plans[0].pieces[0].1, plans[3].pieces[0].1);
+        // A lone day, or days that are not consecutive, are no run.
+        assert_eq!(day_runs(&days[..1], coverage), vec![None]);
+        assert_eq!(day_runs(&[days[0], days[2]], coverage), vec![None, None]);
+        // Berlin's 25-hour day ends the run before it.
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let october: Vec<Period> = (23..=27)
+            .map(|d| {
+                energy_core::period::day(
+                    chrono::NaiveDate::from_ymd_opt(2026, 10, d).unwrap(),
+                    berlin,
+                )
+            })
+            .collect();
+        let runs = day_runs(&october, coverage);
+        assert!(runs[0].is_some() && runs[1].is_some(), "{runs:?}");
+        assert_eq!(runs[2], None, "25 October has 25 hours");
+        assert!(runs[3].is_some() && runs[4].is_some(), "{runs:?}");
+        // A zone whose midnight is not on a quarter hour (Liberia until 1972, −0:44:30).
+        let monrovia: chrono_tz::Tz = "Africa/Monrovia".parse().unwrap();
+        let old: Vec<Period> = (1..=3)
+            .map(|d| {
+                energy_core::period::day(
+                    chrono::NaiveDate::from_ymd_opt(1971, 3, d).unwrap(),
+                    monrovia,
+                )
+            })
+            .collect();
+        assert_eq!(day_runs(&old, coverage), vec![None, None, None]);
+    }
+
+    fn offline_store() -> Store {
+        use clap::Parser;
+        let settings =
+            Settings::try_parse_from(["api-server", "--influx-url", "http://127.0.0.1:9"]).unwrap();
+        let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
+        Store::new(influx, &settings)
     }
 
     fn pieces_of(period: Period, until: DateTime<Utc>) -> Vec<Piece> {

@@ -170,6 +170,19 @@ pub fn usage_sums(measurement: &str, period: Period) -> String {
     )
 }
 
+/// Like [`usage_sums`], per day of `run` (a run of 24-hour days from `run.start`, which lies on
+/// a quarter hour): one row per panel and day with any point, stamped with the day's start;
+/// parse with [`parse_usage_sums_at`]. InfluxDB adds up the integer fields exactly.
+pub fn usage_sums_by_day(measurement: &str, run: Period) -> String {
+    let offset = run.start.timestamp().rem_euclid(86_400);
+    format!(
+        "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
+         max({PEAK_FIELD}) AS peak FROM {measurement} WHERE {} \
+         GROUP BY time(1d, {offset}s), panel fill(none)",
+        time_range(run)
+    )
+}
+
 /// Every reading (energy only) in `period`, per panel: parse with [`parse_raw_readings`].
 pub fn raw_readings(period: Period) -> String {
     format!(
@@ -316,6 +329,30 @@ pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Load> {
             let load = Load {
                 energy: Energy {
                     usage: Usage::from_nano_kwh(series.i64_at(0, "usage")?.into()),
+                    estimated: nano("estimated"),
+                },
+                peak: nano("peak"),
+            };
+            Some((panel_of(series)?.to_owned(), load))
+        })
+        .collect()
+}
+
+/// The rows of a [`usage_sums_by_day`] result stamped `at`: each panel's energy and largest
+/// bucket that day.
+pub fn parse_usage_sums_at(result: &StatementResult, at: DateTime<Utc>) -> BTreeMap<String, Load> {
+    let at_ms = at.timestamp_millis();
+    result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let row =
+                (0..series.values.len()).find(|&row| series.time_ms_at(row) == Some(at_ms))?;
+            let nano =
+                |column| Usage::from_nano_kwh(series.i64_at(row, column).unwrap_or(0).into());
+            let load = Load {
+                energy: Energy {
+                    usage: Usage::from_nano_kwh(series.i64_at(row, "usage")?.into()),
                     estimated: nano("estimated"),
                 },
                 peak: nano("peak"),
