@@ -85,6 +85,9 @@ enum Piece {
     /// One local day of a run of whole 24-hour days that the rollup covers, all read by one
     /// statement that sums each day's buckets (see [`day_runs`]).
     DayOfRun { run: Period, day: Period },
+    /// Whole UTC days of the rollup (`part`), read from the rows of every day in `span`, which
+    /// the day pieces of all the periods of one answer share (see [`share_day_rows`]).
+    DaysWithin { span: Period, part: Period },
 }
 
 /// The pieces of one period, each with the statements that read it.
@@ -106,6 +109,7 @@ impl Piece {
             Piece::DayOfRun { run, .. } => {
                 vec![queries::usage_sums_by_day(QUARTER_MEASUREMENT, run)]
             }
+            Piece::DaysWithin { span, .. } => vec![queries::usage_rows(DAY_MEASUREMENT, span)],
             Piece::Less(period) => vec![queries::usage_sums(QUARTER_MEASUREMENT, period)],
         }
     }
@@ -119,6 +123,10 @@ impl Piece {
             Piece::DayOfRun { day, .. } => results
                 .iter()
                 .flat_map(|r| queries::parse_usage_sums_at(r, day.start))
+                .collect(),
+            Piece::DaysWithin { part, .. } => results
+                .iter()
+                .flat_map(|r| queries::parse_usage_rows_within(r, part))
                 .collect(),
             Piece::Rollup(..) | Piece::Less(_) => results
                 .iter()
@@ -203,12 +211,45 @@ fn pieces(period: Period, source: Option<Source>) -> Vec<Piece> {
         .collect()
 }
 
+/// Makes the day-sum pieces of several periods read one statement: every day row of the span
+/// they cover together. A year of months read with their largest quarter hour (no month sums)
+/// has a run of days per month, and InfluxDB opens every storage shard (a week each, by
+/// default) a statement crosses, for each panel: one statement crosses each shard once.
+fn share_day_rows(plans: &mut [PeriodPlan]) {
+    let parts: Vec<Period> = plans
+        .iter()
+        .flat_map(|plan| plan.pieces.iter())
+        .filter_map(|(piece, _)| match piece {
+            Piece::Rollup(DAY_MEASUREMENT, part) => Some(*part),
+            _ => None,
+        })
+        .collect();
+    let (Some(start), Some(end)) = (
+        parts.iter().map(|p| p.start).min(),
+        parts.iter().map(|p| p.end).max(),
+    ) else {
+        return;
+    };
+    if parts.len() < 2 {
+        return;
+    }
+    let span = Period { start, end };
+    for (piece, _) in plans.iter_mut().flat_map(|plan| plan.pieces.iter_mut()) {
+        if let Piece::Rollup(DAY_MEASUREMENT, part) = *piece {
+            *piece = Piece::DaysWithin { span, part };
+        }
+    }
+}
+
 /// For each of `periods`, the run of days it belongs to, if any: a run is two or more
 /// consecutive periods (each starting where the one before ends) that are 24 hours long, start
 /// on a quarter hour, and end before the rollup's last whole bucket, so that one statement can
 /// sum the buckets of each (`GROUP BY time(1d, offset)`) instead of two statements per day for
 /// the buckets on either side of UTC midnight. Days of 23 or 25 hours end a run.
 fn day_runs(periods: &[Period], coverage: Coverage) -> Vec<Option<Period>> {
+    // A month is cut into a few runs, whose statements InfluxDB runs side by side (one core
+    // each) rather than one after another.
+    const MAX_RUN_DAYS: usize = 8;
     let covered = rollup::bucket_start(coverage.complete_until);
     let fits = |p: &Period| {
         p.end - p.start == chrono::Duration::days(1)
@@ -221,6 +262,7 @@ fn day_runs(periods: &[Period], coverage: Coverage) -> Vec<Option<Period>> {
     while index < periods.len() {
         let mut end = index;
         while fits(&periods[index])
+            && end + 1 - index < MAX_RUN_DAYS
             && end + 1 < periods.len()
             && fits(&periods[end + 1])
             && periods[end + 1].start == periods[end].end
@@ -624,7 +666,7 @@ impl Store {
             Some(Source::Rollup(coverage)) => day_runs(periods, coverage),
             _ => vec![None; periods.len()],
         };
-        periods
+        let mut plans = periods
             .iter()
             .zip(runs)
             .enumerate()
@@ -642,11 +684,16 @@ impl Store {
                 };
                 let pieces = pieces
                     .into_iter()
-                    .map(|piece| (piece, piece.statements()))
+                    .map(|piece| (piece, Vec::new()))
                     .collect();
                 PeriodPlan { index, pieces }
             })
-            .collect()
+            .collect::<Vec<_>>();
+        share_day_rows(&mut plans);
+        for (piece, statements) in plans.iter_mut().flat_map(|plan| plan.pieces.iter_mut()) {
+            *statements = piece.statements();
+        }
+        plans
     }
 
     /// Usage per panel and period from the results of each planned period's statements, with
@@ -672,9 +719,10 @@ impl Store {
                     }
                     Piece::Raw(period) => raw_usage(period, piece_results, self.rules, peaks),
                     Piece::Ledger(period) => self.ledger.usage(period, &recent.points),
-                    Piece::Rollup(..) | Piece::Less(_) | Piece::DayOfRun { .. } => {
-                        piece.usage(piece_results)
-                    }
+                    Piece::Rollup(..)
+                    | Piece::Less(_)
+                    | Piece::DayOfRun { .. }
+                    | Piece::DaysWithin { .. } => piece.usage(piece_results),
                 };
                 for (panel, piece_usage) in piece_usage {
                     let load = &mut usage
@@ -823,7 +871,8 @@ fn statements_of(plans: &[PeriodPlan]) -> Batch {
             | Piece::Less(_)
             | Piece::Tail(_)
             | Piece::Ledger(_)
-            | Piece::DayOfRun { .. } => batch.rollup.extend(statements.iter().cloned()),
+            | Piece::DayOfRun { .. }
+            | Piece::DaysWithin { .. } => batch.rollup.extend(statements.iter().cloned()),
         }
     }
     batch
@@ -1009,6 +1058,26 @@ mod tests {
             start: at("2026-10-31T17:00:00Z"),
             end: at("2026-11-04T17:00:00Z"),
         };
+        // A month is read as runs of at most eight days.
+        let november: Vec<Period> = (1..=30)
+            .map(|d| {
+                energy_core::period::day(
+                    chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap(),
+                    jakarta,
+                )
+            })
+            .collect();
+        let later = Coverage {
+            complete_until: at("2026-12-05T00:00:00Z"),
+            months: true,
+        };
+        let runs: Vec<Period> = day_runs(&november, later).into_iter().flatten().collect();
+        assert_eq!(runs.len(), 30);
+        let distinct: std::collections::BTreeSet<Period> = runs.iter().copied().collect();
+        assert_eq!(distinct.len(), 4, "{distinct:?}");
+        assert!(distinct
+            .iter()
+            .all(|r| r.end - r.start <= chrono::Duration::days(8)));
         assert_eq!(
             day_runs(&days, coverage),
             vec![Some(run), Some(run), Some(run), Some(run), None]

@@ -183,6 +183,17 @@ pub fn usage_sums_by_day(measurement: &str, run: Period) -> String {
     )
 }
 
+/// Every point of the rollup measurement `measurement` in `span`, per panel: parse the part of
+/// it one period needs with [`parse_usage_rows_within`]. One statement read by many periods,
+/// where a statement per period would each open every storage shard they cross.
+pub fn usage_rows(measurement: &str, span: Period) -> String {
+    format!(
+        "SELECT {USAGE_FIELD} AS usage, {ESTIMATED_FIELD} AS estimated, {PEAK_FIELD} AS peak \
+         FROM {measurement} WHERE {} GROUP BY panel",
+        time_range(span)
+    )
+}
+
 /// Every reading (energy only) in `period`, per panel: parse with [`parse_raw_readings`].
 pub fn raw_readings(period: Period) -> String {
     format!(
@@ -336,6 +347,41 @@ pub fn parse_usage_sums(result: &StatementResult) -> BTreeMap<String, Load> {
             Some((panel_of(series)?.to_owned(), load))
         })
         .collect()
+}
+
+/// The points of a [`usage_rows`] result stamped within `part`, per panel: their energy summed
+/// and their largest peak (panels without a point in `part` are left out).
+pub fn parse_usage_rows_within(result: &StatementResult, part: Period) -> BTreeMap<String, Load> {
+    let (from, to) = (part.start.timestamp_millis(), part.end.timestamp_millis());
+    let mut out = BTreeMap::new();
+    for series in &result.series {
+        let Some(panel) = panel_of(series) else {
+            continue;
+        };
+        let mut load: Option<Load> = None;
+        for row in 0..series.values.len() {
+            let Some(time) = series.time_ms_at(row) else {
+                continue;
+            };
+            if time < from || time >= to {
+                continue;
+            }
+            let nano =
+                |column| Usage::from_nano_kwh(series.i64_at(row, column).unwrap_or(0).into());
+            let point = Load {
+                energy: Energy {
+                    usage: nano("usage"),
+                    estimated: nano("estimated"),
+                },
+                peak: nano("peak"),
+            };
+            load = Some(load.map_or(point, |l| l.join(point)));
+        }
+        if let Some(load) = load {
+            out.insert(panel.to_owned(), load);
+        }
+    }
+    out
 }
 
 /// The rows of a [`usage_sums_by_day`] result stamped `at`: each panel's energy and largest
