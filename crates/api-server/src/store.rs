@@ -115,7 +115,7 @@ impl Piece {
     }
 
     /// The usage per panel with rollup sums in the piece (negative for [`Piece::Less`], whose
-    /// peak is meaningless: a period with one is never asked for its peak), from its
+    /// peak is that of the buckets it takes away: see [`Store::combine_usage`]), from its
     /// statement's results.
     fn usage(self, results: &[&StatementResult]) -> ByPanel<Load> {
         match self {
@@ -136,7 +136,7 @@ impl Piece {
                         panel,
                         Load {
                             energy: Energy::ZERO - load.energy,
-                            peak: Usage::ZERO,
+                            peak: load.peak,
                         },
                     ),
                     _ => (panel, load),
@@ -160,11 +160,10 @@ impl Source {
         }
     }
 
-    /// This source without month sums when `peaks` are asked for (see
-    /// [`Store::latest_and_loads`]).
-    fn for_peaks(self, peaks: bool) -> Source {
+    /// This source without month sums (see [`Store::latest_and_loads`]).
+    fn without_months(self) -> Source {
         match self {
-            Source::Rollup(c) if peaks => Source::Rollup(Coverage { months: false, ..c }),
+            Source::Rollup(c) => Source::Rollup(Coverage { months: false, ..c }),
             other => other,
         }
     }
@@ -483,15 +482,38 @@ impl Store {
         peaks: bool,
     ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Load>>), InfluxError> {
         let (source, recent) = self.source(periods).await?;
-        let plans = self.plan(periods, Some(source.for_peaks(peaks)));
+        let plans = self.plan(periods, Some(source));
         let (recent, answers) = futures_util::future::try_join(
             self.recent_after(source, recent),
             self.run_each_once(statements_of(&plans)),
         )
         .await?;
-        let usage = self
+        let (mut usage, unsettled) = self
             .combine_usage(periods.len(), &plans, &answers, &recent, peaks)
             .await?;
+        if peaks && !unsettled.is_empty() {
+            // The few periods whose month sum's largest bucket may lie in the part they take
+            // away: their peaks read again without month sums.
+            let indexes: Vec<usize> = unsettled
+                .iter()
+                .map(|(index, _)| *index)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let again: Vec<Period> = indexes.iter().map(|&i| periods[i]).collect();
+            let plans = self.plan(&again, Some(source.without_months()));
+            let answers = self.run_each_once(statements_of(&plans)).await?;
+            let (loads, _) = self
+                .combine_usage(again.len(), &plans, &answers, &recent, true)
+                .await?;
+            for (index, panel) in unsettled {
+                let position = indexes.binary_search(&index).expect("an unsettled period");
+                let peak = loads.get(&panel).map_or(Usage::ZERO, |l| l[position].peak);
+                if let Some(load) = usage.get_mut(&panel).and_then(|l| l.get_mut(index)) {
+                    load.peak = peak;
+                }
+            }
+        }
         Ok((recent.latest, usage))
     }
 
@@ -535,6 +557,7 @@ impl Store {
         let usage = self
             .combine_usage(1, &plans, &answers, &recent, false)
             .await?
+            .0
             .into_iter()
             .map(|(panel, usage)| (panel, usage[0].energy))
             .collect();
@@ -698,6 +721,12 @@ impl Store {
 
     /// Usage per panel and period from the results of each planned period's statements, with
     /// the largest quarter hour of each when `peaks` is set.
+    ///
+    /// A period read with a month sum takes away the buckets of the month outside it
+    /// ([`Piece::Less`]): the month's largest bucket is the period's own unless it is no larger
+    /// than the largest of those taken away. The periods and panels where it is not (rare: the
+    /// month's peak in its last or first hours) are returned, for their peaks to be read again
+    /// without month sums; every other peak is exact.
     async fn combine_usage(
         &self,
         period_count: usize,
@@ -705,8 +734,10 @@ impl Store {
         answers: &Answers,
         recent: &Recent,
         peaks: bool,
-    ) -> Result<ByPanel<Vec<Load>>, InfluxError> {
+    ) -> Result<(ByPanel<Vec<Load>>, Vec<(usize, String)>), InfluxError> {
         let mut usage: ByPanel<Vec<Load>> = ByPanel::new();
+        let mut month_peaks: BTreeMap<(usize, String), Usage> = BTreeMap::new();
+        let mut less_peaks: BTreeMap<(usize, String), Usage> = BTreeMap::new();
         for plan in plans {
             for (piece, statements) in &plan.pieces {
                 let piece = *piece;
@@ -724,7 +755,18 @@ impl Store {
                     | Piece::DayOfRun { .. }
                     | Piece::DaysWithin { .. } => piece.usage(piece_results),
                 };
-                for (panel, piece_usage) in piece_usage {
+                for (panel, mut piece_usage) in piece_usage {
+                    match piece {
+                        Piece::Rollup(MONTH_MEASUREMENT, _) => {
+                            month_peaks.insert((plan.index, panel.clone()), piece_usage.peak);
+                        }
+                        Piece::Less(_) => {
+                            let less = less_peaks.entry((plan.index, panel.clone())).or_default();
+                            *less = (*less).max(piece_usage.peak);
+                            piece_usage.peak = Usage::ZERO;
+                        }
+                        _ => {}
+                    }
                     let load = &mut usage
                         .entry(panel)
                         .or_insert_with(|| vec![Load::ZERO; period_count])[plan.index];
@@ -732,7 +774,20 @@ impl Store {
                 }
             }
         }
-        Ok(usage)
+        let unsettled = if peaks {
+            less_peaks
+                .into_iter()
+                .filter(|(key, less)| {
+                    month_peaks
+                        .get(key)
+                        .is_some_and(|month| *month > Usage::ZERO && less >= month)
+                })
+                .map(|(key, _)| key)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((usage, unsettled))
     }
 
     /// Usage in `period` (the part of a period after the sums) from each panel's readings

@@ -1357,15 +1357,17 @@ fn random_histories_give_the_reference_figures_for_every_interval_day_and_month_
     }
 
     // The figures of the servers over `energy` really come from the rollup's sums: raise the
-    // stored largest quarter hour of R_A's UTC day 10 August by 1000 kWh. Both servers' August
-    // (each holds that whole UTC day) shows its demand; 10 August (the daily answer reads each
-    // local day's quarter hours) and the ledgers' figures do not move.
-    let day = Utc.with_ymd_and_hms(2026, 8, 10, 0, 0, 0).unwrap();
-    let ns = day.timestamp_nanos_opt().unwrap();
+    // stored largest quarter hour of R_A's UTC month of August by 1000 kWh. Both servers'
+    // August (read from that month sum, with the hours before or after it as buckets) shows its
+    // demand; 10 August (the daily answer reads each local day's quarter hours) and the
+    // ledgers' figures do not move.
+    let month = Utc.with_ymd_and_hms(2026, 8, 1, 0, 0, 0).unwrap();
+    let month_end = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+    let ns = month.timestamp_nanos_opt().unwrap();
     let stored = influx.query(
         "energy",
         &format!(
-            "SELECT usage_nkwh, estimated_nkwh, peak_nkwh, readings FROM energy_usage_1d \
+            "SELECT usage_nkwh, estimated_nkwh, peak_nkwh, readings FROM energy_usage_1mo \
              WHERE panel = 'R_A' AND time = {ns}"
         ),
     );
@@ -1373,19 +1375,19 @@ fn random_histories_give_the_reference_figures_for_every_interval_day_and_month_
     let field = |i: usize| {
         row[i]
             .as_i64()
-            .unwrap_or_else(|| panic!("R_A's rollup day 10 August: {stored}"))
+            .unwrap_or_else(|| panic!("R_A's rollup month August: {stored}"))
     };
     let (usage, estimated, peak, readings) = (field(1), field(2), field(3), field(4));
     assert_eq!(
         i128::from(peak),
-        expected["R_A"].peak(day, day + Span::days(1)),
-        "the rollup's day holds its largest quarter hour"
+        expected["R_A"].peak(month, month_end),
+        "the rollup's month holds its largest quarter hour"
     );
     let raised = peak + 1_000_000_000_000;
     influx.write(
         "energy",
         &format!(
-            "energy_usage_1d,panel=R_A usage_nkwh={usage}i,estimated_nkwh={estimated}i,\
+            "energy_usage_1mo,panel=R_A usage_nkwh={usage}i,estimated_nkwh={estimated}i,\
              peak_nkwh={raised}i,readings={readings}i {ns}\n"
         ),
     );
@@ -1400,8 +1402,6 @@ fn random_histories_give_the_reference_figures_for_every_interval_day_and_month_
             reference.figure(day_start, day_end).max_demand_kw,
             reference.figure(month_start, month_end).max_demand_kw,
         );
-        // The month is read from whole UTC days, so it shows the raised day; the daily answer
-        // sums each local day's buckets (a month's days as one run), so it does not.
         if *source == "rollup" {
             want.1 = raised_kw;
         }
@@ -1409,7 +1409,7 @@ fn random_histories_give_the_reference_figures_for_every_interval_day_and_month_
             (tenth, august),
             want,
             "{} from the {source}: R_A's max demand of 10 August and of August after the \
-             rollup's day was raised",
+             rollup's month was raised",
             tz.name()
         );
     }
@@ -2129,4 +2129,60 @@ fn intervals_of_a_day_with_more_readings_than_influxdbs_row_limit_are_whole() {
     );
     let days = &daily(&api, "2026-06", "Asia/Jakarta")["DENSE"];
     assert_eq!(days[9].1, Figure::by_hand(45.0, 0.0, 1.875));
+}
+
+/// A month read from its UTC month sum takes away the buckets outside it (Jakarta's March ends
+/// at 17:00 UTC on 31 March, so UTC March's last seven hours are April's). When the UTC
+/// month's largest quarter hour lies in those hours, it is not the local month's: the local
+/// month's largest is read again from its days and buckets.
+#[test]
+fn a_months_largest_quarter_hour_in_the_hours_it_gives_away_is_not_its_own() {
+    let influx = Influx::start();
+    influx.create_database("energy");
+    // A reading every quarter hour from 30 March 00:00 to 2 April 00:00 UTC, +1 kWh a quarter
+    // hour (4 kW), except [30 March 10:00, 10:15) UTC: +3 kWh (12 kW, Jakarta's 30 March
+    // 17:00) and [31 March 20:00, 20:15) UTC: +5 kWh (20 kW, Jakarta's 1 April 03:00, still in
+    // UTC March). Every pair lies in one quarter hour, 900 s long: nothing estimated.
+    let start = Utc.with_ymd_and_hms(2026, 3, 30, 0, 0, 0).unwrap();
+    let bump_march = Utc.with_ymd_and_hms(2026, 3, 30, 10, 0, 0).unwrap();
+    let bump_april = Utc.with_ymd_and_hms(2026, 3, 31, 20, 0, 0).unwrap();
+    let mut points: Points = Vec::new();
+    let mut energy = 1000.0;
+    for k in 0..=(3 * 96) {
+        let time = start + Span::minutes(15 * k);
+        points.push((time, energy));
+        energy += if time == bump_march {
+            3.0
+        } else if time == bump_april {
+            5.0
+        } else {
+            1.0
+        };
+    }
+    influx.write("energy", &lines_of([("EVENING", &points)]));
+    // Jakarta's March holds the pairs starting from 30 March 00:00 to 31 March 17:00 UTC:
+    // 41 h = 164 quarter hours, + 2 for its bump: 166 kWh, largest 3 kWh = 12 kW. April holds
+    // the rest to 2 April 00:00: 31 h = 124 quarter hours, + 4: 128 kWh, largest 5 kWh = 20 kW.
+    let march = Figure::by_hand(166.0, 0.0, 12.0);
+    let april = Figure::by_hand(128.0, 0.0, 20.0);
+    let (_broker, _writer) = keep_rollup(&influx);
+    let mut from_rollup = ApiServer::start(&influx.url(), "energy", &[]);
+    // Another estimate threshold: this server cannot use the rollup and reads its ledger.
+    let from_ledger = ApiServer::start(&influx.url(), "energy", &[("ESTIMATE_AFTER_SECS", "1800")]);
+    for (source, api) in [("rollup", &from_rollup), ("ledger", &from_ledger)] {
+        let months = &monthly(api, 2026)["EVENING"].0;
+        assert_eq!((months[2], months[3]), (march, april), "from the {source}");
+    }
+    assert_answered_from_the_rollup(&mut from_rollup);
+    // The rollup's UTC March holds the 20 kW quarter hour, which made this case.
+    let stored = influx.query(
+        "energy",
+        "SELECT peak_nkwh FROM energy_usage_1mo WHERE panel = 'EVENING' \
+         AND time = '2026-03-01T00:00:00Z'",
+    );
+    assert_eq!(
+        stored["results"][0]["series"][0]["values"][0][1].as_i64(),
+        Some(5_000_000_000),
+        "{stored}"
+    );
 }
