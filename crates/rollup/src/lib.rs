@@ -1139,7 +1139,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "series": [{"name": STATE_MEASUREMENT,
                         "columns": ["time", "until", "max_power_kw", "estimate_after", "format", "log_until"],
-                        "values": [[0, 1_795_749_605_000_000_000_i64, max_power_kw, 900, 3, 42]]}]
+                        "values": [[0, 1_795_749_605_000_000_000_i64, max_power_kw, 900, 4, 42]]}]
         }))
         .unwrap()
     }

@@ -500,7 +500,7 @@ mod tests {
             ),
             (
                 usage_sums("energy_usage_15m", period),
-                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated, max(peak_nkwh) AS peak FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-01T00:00:00.000000000Z' GROUP BY panel",
             ),
             (
                 raw_readings(period),
