@@ -83,6 +83,47 @@ impl Csv {
     }
 }
 
+/// The figures of one period of one panel, as the daily and monthly CSV hold them.
+pub(crate) struct PeriodRow<'a> {
+    pub panel: &'a str,
+    pub period: &'a str,
+    pub usage_kwh: f64,
+    pub estimated_kwh: f64,
+    pub cost: f64,
+    pub currency: &'a str,
+    pub max_demand_kw: f64,
+}
+
+impl Csv {
+    /// A document of [`PeriodRow`]s, whose period column is named `period_column`.
+    pub(crate) fn of_periods<'a>(
+        period_column: &str,
+        rows: impl IntoIterator<Item = PeriodRow<'a>>,
+    ) -> Csv {
+        let mut csv = Csv::new(&[
+            "panel",
+            period_column,
+            "usage_kwh",
+            "estimated_kwh",
+            "cost",
+            "currency",
+            "max_demand_kw",
+        ]);
+        for row in rows {
+            csv.row([
+                row.panel,
+                row.period,
+                &number(row.usage_kwh),
+                &number(row.estimated_kwh),
+                &number(row.cost),
+                row.currency,
+                &number(row.max_demand_kw),
+            ]);
+        }
+        csv
+    }
+}
+
 /// A number as CSV writes it: as JSON does (shortest form that reads back the same).
 pub(crate) fn number(value: f64) -> String {
     serde_json::Number::from_f64(value).map_or_else(|| "".into(), |n| n.to_string())

@@ -14,7 +14,7 @@ use energy_core::{period, Energy, Load, PanelId, Period, Usage};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::csv::{number, Csv, Format};
+use crate::csv::{number, Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::query_param;
 use crate::state::AppState;
@@ -292,29 +292,18 @@ pub(crate) async fn daily(
     Ok(match format {
         Format::Json => Json(answer).into_response(),
         Format::Csv => {
-            let mut csv = Csv::new(&[
-                "panel",
-                "date",
-                "usage_kwh",
-                "estimated_kwh",
-                "cost",
-                "currency",
-                "max_demand_kw",
-            ]);
-            for panel in &answer.panels {
-                for day in &panel.days {
-                    csv.row([
-                        panel.panel.as_str(),
-                        &day.date,
-                        &number(day.usage_kwh),
-                        &number(day.estimated_kwh),
-                        &number(day.cost),
-                        &answer.currency,
-                        &number(day.max_demand_kw),
-                    ]);
-                }
-            }
-            csv.into_response(&format!("daily-{}.csv", answer.month))
+            let rows = answer.panels.iter().flat_map(|panel| {
+                panel.days.iter().map(|day| PeriodRow {
+                    panel: &panel.panel,
+                    period: &day.date,
+                    usage_kwh: day.usage_kwh,
+                    estimated_kwh: day.estimated_kwh,
+                    cost: day.cost,
+                    currency: &answer.currency,
+                    max_demand_kw: day.max_demand_kw,
+                })
+            });
+            Csv::of_periods("date", rows).into_response(&format!("daily-{}.csv", answer.month))
         }
     })
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::answers::{rfc3339, status_schema, RealtimePanel};
-use crate::csv::{number, Csv, Format};
+use crate::csv::{Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::intervals::demand_kw;
 use crate::metrics;
@@ -264,29 +264,23 @@ pub(crate) async fn monthly(
     Ok(match format {
         Format::Json => Json(answer).into_response(),
         Format::Csv => {
-            let mut csv = Csv::new(&[
-                "panel",
-                "month",
-                "usage_kwh",
-                "estimated_kwh",
-                "cost",
-                "currency",
-                "max_demand_kw",
-            ]);
-            for panel in &answer.panels {
-                for month in &panel.months {
-                    csv.row([
-                        panel.panel.as_str(),
-                        &format!("{year:04}-{:02}", month.month),
-                        &number(month.figure.usage_kwh),
-                        &number(month.figure.estimated_kwh),
-                        &number(month.figure.cost),
-                        &answer.currency,
-                        &number(month.max_demand_kw),
-                    ]);
-                }
-            }
-            csv.into_response(&format!("monthly-{year:04}.csv"))
+            let labels: Vec<String> = (1..=12).map(|m| format!("{year:04}-{m:02}")).collect();
+            let rows = answer.panels.iter().flat_map(|panel| {
+                panel
+                    .months
+                    .iter()
+                    .zip(&labels)
+                    .map(|(month, label)| PeriodRow {
+                        panel: &panel.panel,
+                        period: label,
+                        usage_kwh: month.figure.usage_kwh,
+                        estimated_kwh: month.figure.estimated_kwh,
+                        cost: month.figure.cost,
+                        currency: &answer.currency,
+                        max_demand_kw: month.max_demand_kw,
+                    })
+            });
+            Csv::of_periods("month", rows).into_response(&format!("monthly-{year:04}.csv"))
         }
     })
 }
