@@ -18,6 +18,9 @@
 //! historical time zone) is computed from raw readings as above. A local month is a UTC month
 //! plus or minus the buckets between their boundaries, so a year is a dozen month sums and one
 //! run of buckets per boundary (shared by the two months it separates), whatever the history.
+//! Many consecutive periods (a month's days, or a month cut into time-of-use windows) are read
+//! in runs of up to eight days instead: one statement per run sums the buckets of each step of
+//! a grid every period of the run starts and ends on (see [`grid_runs`]).
 //! The rollup is used only if it was computed with this server's `MAX_POWER_KW`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,9 +85,9 @@ enum Piece {
     /// The part after the rollup, computed from the recent readings (see [`Recent`]): no
     /// statement of its own.
     Tail(Period),
-    /// One local day of a run of whole 24-hour days that the rollup covers, all read by one
-    /// statement that sums each day's buckets (see [`day_runs`]).
-    DayOfRun { run: Period, day: Period },
+    /// One period (`part`) of a run of consecutive periods that the rollup covers, all read by
+    /// one statement that sums the buckets of each step of the run's grid (see [`grid_runs`]).
+    OfRun { run: GridRun, part: Period },
     /// Whole UTC days of the rollup (`part`), read from the rows of every day in `span`, which
     /// the day pieces of all the periods of one answer share (see [`share_day_rows`]).
     DaysWithin { span: Period, part: Period },
@@ -106,9 +109,11 @@ impl Piece {
             ],
             Piece::Tail(_) | Piece::Ledger(_) => Vec::new(),
             Piece::Rollup(measurement, period) => vec![queries::usage_sums(measurement, period)],
-            Piece::DayOfRun { run, .. } => {
-                vec![queries::usage_sums_by_day(QUARTER_MEASUREMENT, run)]
-            }
+            Piece::OfRun { run, .. } => vec![queries::usage_sums_by_grid(
+                QUARTER_MEASUREMENT,
+                run.span,
+                run.grid_secs,
+            )],
             Piece::DaysWithin { span, .. } => vec![queries::usage_rows(DAY_MEASUREMENT, span)],
             Piece::Less(period) => vec![queries::usage_sums(QUARTER_MEASUREMENT, period)],
         }
@@ -116,14 +121,20 @@ impl Piece {
 
     /// The usage per panel with rollup sums in the piece (negative for [`Piece::Less`], whose
     /// peak is that of the buckets it takes away: see [`Store::combine_usage`]), from its
-    /// statement's results.
-    fn usage(self, results: &[&StatementResult]) -> ByPanel<Load> {
+    /// statement's results. A run's rows are parsed by the first of its periods and kept in
+    /// `runs` for the others.
+    fn usage(self, results: &[&StatementResult], runs: &mut RunRows) -> ByPanel<Load> {
         match self {
             Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) => ByPanel::new(),
-            Piece::DayOfRun { day, .. } => results
-                .iter()
-                .flat_map(|r| queries::parse_usage_sums_at(r, day.start))
-                .collect(),
+            Piece::OfRun { run, part } => runs
+                .entry(run)
+                .or_insert_with(|| {
+                    results
+                        .first()
+                        .map(|r| queries::parse_usage_sums_by_grid(r))
+                        .unwrap_or_default()
+                })
+                .within(part),
             Piece::DaysWithin { part, .. } => results
                 .iter()
                 .flat_map(|r| queries::parse_usage_rows_within(r, part))
@@ -240,39 +251,64 @@ fn share_day_rows(plans: &mut [PeriodPlan]) {
     }
 }
 
-/// For each of `periods`, the run of days it belongs to, if any: a run is two or more
-/// consecutive periods (each starting where the one before ends) that are 24 hours long, start
-/// on a quarter hour, and end before the rollup's last whole bucket, so that one statement can
-/// sum the buckets of each (`GROUP BY time(1d, offset)`) instead of two statements per day for
-/// the buckets on either side of UTC midnight. Days of 23 or 25 hours end a run.
-fn day_runs(periods: &[Period], coverage: Coverage) -> Vec<Option<Period>> {
+/// A run of consecutive periods that the rollup covers, read by one statement: the sums of the
+/// buckets of each step of `grid_secs` seconds from `span.start` (see [`grid_runs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct GridRun {
+    /// From the first period's start to the last one's end.
+    span: Period,
+    /// The greatest common divisor of the periods' lengths, in seconds: every period of the
+    /// run starts and ends on a step, so it is the sum of its steps' rows.
+    grid_secs: i64,
+}
+
+/// The rows of each run's statement, parsed once for all the periods of the run (a month of
+/// hourly time-of-use windows is a few hundred rows per panel and run, read by a few dozen
+/// periods).
+type RunRows = BTreeMap<GridRun, queries::GridSums>;
+
+/// For each of `periods`, the run it belongs to, if any: a run is two or more consecutive
+/// periods (each starting where the one before ends) that start and end on a quarter hour and
+/// end before the rollup's last whole bucket, so that one statement can sum the buckets of each
+/// (`GROUP BY time(grid, offset)`, see [`queries::usage_sums_by_grid`]) instead of one or two
+/// statements per period for the buckets on either side of UTC midnight. The grid is the
+/// greatest common divisor of the periods' lengths: a day for a run of 24-hour days (as the
+/// daily answer asks for), an hour for days cut at local hours into time-of-use windows or for
+/// a run that holds a day of 23 or 25 hours, a quarter hour at the least (every length is a
+/// whole number of quarter hours).
+fn grid_runs(periods: &[Period], coverage: Coverage) -> Vec<Option<GridRun>> {
     // A month is cut into a few runs, whose statements InfluxDB runs side by side (one core
     // each) rather than one after another.
-    const MAX_RUN_DAYS: usize = 8;
+    const MAX_RUN_DAYS: i64 = 8;
+    let max_span = chrono::Duration::days(MAX_RUN_DAYS);
     let covered = rollup::bucket_start(coverage.complete_until);
-    let fits = |p: &Period| {
-        p.end - p.start == chrono::Duration::days(1)
-            && p.start.timestamp().rem_euclid(rollup::GRAIN_SECS) == 0
-            && p.start.timestamp_subsec_nanos() == 0
-            && p.end <= covered
+    let on_grain = |time: DateTime<Utc>| {
+        time.timestamp().rem_euclid(rollup::GRAIN_SECS) == 0 && time.timestamp_subsec_nanos() == 0
     };
+    let fits =
+        |p: &Period| p.start < p.end && on_grain(p.start) && on_grain(p.end) && p.end <= covered;
     let mut out = vec![None; periods.len()];
     let mut index = 0;
     while index < periods.len() {
         let mut end = index;
         while fits(&periods[index])
-            && end + 1 - index < MAX_RUN_DAYS
             && end + 1 < periods.len()
             && fits(&periods[end + 1])
             && periods[end + 1].start == periods[end].end
+            && periods[end + 1].end - periods[index].start <= max_span
         {
             end += 1;
         }
         if end > index {
-            let run = Period {
+            let span = Period {
                 start: periods[index].start,
                 end: periods[end].end,
             };
+            let grid_secs = periods[index..=end]
+                .iter()
+                .map(|p| (p.end - p.start).num_seconds())
+                .fold(0, gcd);
+            let run = GridRun { span, grid_secs };
             for slot in &mut out[index..=end] {
                 *slot = Some(run);
             }
@@ -280,6 +316,16 @@ fn day_runs(periods: &[Period], coverage: Coverage) -> Vec<Option<Period>> {
         index = end + 1;
     }
     out
+}
+
+/// The greatest common divisor of `a` and `b` (`b` when `a` is 0), for lengths, which are
+/// positive.
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// The last instant InfluxDB 1.x can store (int64 nanoseconds): periods after it hold no data.
@@ -686,7 +732,7 @@ impl Store {
         let limit = influx_time_limit();
         let future = Utc::now() + chrono::Duration::seconds(FUTURE_MARGIN_SECS);
         let runs = match source {
-            Some(Source::Rollup(coverage)) => day_runs(periods, coverage),
+            Some(Source::Rollup(coverage)) => grid_runs(periods, coverage),
             _ => vec![None; periods.len()],
         };
         let mut plans = periods
@@ -702,7 +748,7 @@ impl Store {
                     end: period.end.min(limit),
                 };
                 let pieces = match run {
-                    Some(run) => vec![Piece::DayOfRun { run, day: period }],
+                    Some(run) => vec![Piece::OfRun { run, part: period }],
                     None => pieces(period, source),
                 };
                 let pieces = pieces
@@ -738,6 +784,7 @@ impl Store {
         let mut usage: ByPanel<Vec<Load>> = ByPanel::new();
         let mut month_peaks: BTreeMap<(usize, String), Usage> = BTreeMap::new();
         let mut less_peaks: BTreeMap<(usize, String), Usage> = BTreeMap::new();
+        let mut runs = RunRows::new();
         for plan in plans {
             for (piece, statements) in &plan.pieces {
                 let piece = *piece;
@@ -752,8 +799,8 @@ impl Store {
                     Piece::Ledger(period) => self.ledger.usage(period, &recent.points),
                     Piece::Rollup(..)
                     | Piece::Less(_)
-                    | Piece::DayOfRun { .. }
-                    | Piece::DaysWithin { .. } => piece.usage(piece_results),
+                    | Piece::OfRun { .. }
+                    | Piece::DaysWithin { .. } => piece.usage(piece_results, &mut runs),
                 };
                 for (panel, mut piece_usage) in piece_usage {
                     match piece {
@@ -926,7 +973,7 @@ fn statements_of(plans: &[PeriodPlan]) -> Batch {
             | Piece::Less(_)
             | Piece::Tail(_)
             | Piece::Ledger(_)
-            | Piece::DayOfRun { .. }
+            | Piece::OfRun { .. }
             | Piece::DaysWithin { .. } => batch.rollup.extend(statements.iter().cloned()),
         }
     }
@@ -1082,8 +1129,9 @@ mod tests {
                         "values": [[0, 1_500_000_000_i64, 250_000_000_i64]]}]
         }))
         .unwrap();
-        let added = Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result]);
-        let less = Piece::Less(period).usage(&[&result]);
+        let added =
+            Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result], &mut RunRows::new());
+        let less = Piece::Less(period).usage(&[&result], &mut RunRows::new());
         let energy = Energy {
             usage: Usage::from_kwh(1.5),
             estimated: Usage::from_kwh(0.25),
@@ -1109,9 +1157,12 @@ mod tests {
                 )
             })
             .collect();
-        let run = Period {
-            start: at("2026-10-31T17:00:00Z"),
-            end: at("2026-11-04T17:00:00Z"),
+        let run = GridRun {
+            span: Period {
+                start: at("2026-10-31T17:00:00Z"),
+                end: at("2026-11-04T17:00:00Z"),
+            },
+            grid_secs: 86_400,
         };
         // A month is read as runs of at most eight days.
         let november: Vec<Period> = (1..=30)
@@ -1126,25 +1177,29 @@ mod tests {
             complete_until: at("2026-12-05T00:00:00Z"),
             months: true,
         };
-        let runs: Vec<Period> = day_runs(&november, later).into_iter().flatten().collect();
+        let runs: Vec<GridRun> = grid_runs(&november, later).into_iter().flatten().collect();
         assert_eq!(runs.len(), 30);
-        let distinct: std::collections::BTreeSet<Period> = runs.iter().copied().collect();
+        let distinct: std::collections::BTreeSet<GridRun> = runs.iter().copied().collect();
         assert_eq!(distinct.len(), 4, "{distinct:?}");
-        assert!(distinct
-            .iter()
-            .all(|r| r.end - r.start <= chrono::Duration::days(8)));
+        assert!(distinct.iter().all(
+            |r| r.span.end - r.span.start <= chrono::Duration::days(8) && r.grid_secs == 86_400
+        ));
         assert_eq!(
-            day_runs(&days, coverage),
+            grid_runs(&days, coverage),
             vec![Some(run), Some(run), Some(run), Some(run), None]
         );
         let plans = offline_store().plan(&days, Some(Source::Rollup(coverage)));
-        assert_eq!(plans[1].pieces[0].0, Piece::DayOfRun { run, day: days[1] });
-        // One statement for the four days.
+        assert_eq!(plans[1].pieces[0].0, Piece::OfRun { run, part: days[1] });
+        // One statement for the four days, the one a run of days always had.
         assert_eq!(plans[0].pieces[0].1, plans[3].pieces[0].1);
+        assert_eq!(
+            plans[0].pieces[0].1,
+            vec![queries::usage_sums_by_day(QUARTER_MEASUREMENT, run.span)]
+        );
         // A lone day, or days that are not consecutive, are no run.
-        assert_eq!(day_runs(&days[..1], coverage), vec![None]);
-        assert_eq!(day_runs(&[days[0], days[2]], coverage), vec![None, None]);
-        // Berlin's 25-hour day ends the run before it.
+        assert_eq!(grid_runs(&days[..1], coverage), vec![None]);
+        assert_eq!(grid_runs(&[days[0], days[2]], coverage), vec![None, None]);
+        // Berlin's 25-hour day is in the run too, on a grid of an hour.
         let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
         let october: Vec<Period> = (23..=27)
             .map(|d| {
@@ -1154,10 +1209,19 @@ mod tests {
                 )
             })
             .collect();
-        let runs = day_runs(&october, coverage);
-        assert!(runs[0].is_some() && runs[1].is_some(), "{runs:?}");
-        assert_eq!(runs[2], None, "25 October has 25 hours");
-        assert!(runs[3].is_some() && runs[4].is_some(), "{runs:?}");
+        let runs = grid_runs(&october, coverage);
+        let hourly = GridRun {
+            span: Period {
+                start: october[0].start,
+                end: october[4].end,
+            },
+            grid_secs: 3_600,
+        };
+        assert_eq!(
+            october[2].end - october[2].start,
+            chrono::Duration::hours(25)
+        );
+        assert_eq!(runs, vec![Some(hourly); 5]);
         // A zone whose midnight is not on a quarter hour (Liberia until 1972, −0:44:30).
         let monrovia: chrono_tz::Tz = "Africa/Monrovia".parse().unwrap();
         let old: Vec<Period> = (1..=3)
@@ -1168,7 +1232,238 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(day_runs(&old, coverage), vec![None, None, None]);
+        assert_eq!(grid_runs(&old, coverage), vec![None, None, None]);
+    }
+
+    /// Kolkata's (UTC+5:30) days from 1 November 2026, each cut at local `hours` (after
+    /// midnight, in order): the periods in time order.
+    fn kolkata_windows(days: u32, hours: &[(u32, u32)]) -> Vec<Period> {
+        let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+        let mut cuts = Vec::new();
+        for d in 1..=days {
+            let date = chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+            cuts.push(energy_core::period::day(date, kolkata).start);
+            for &(h, m) in hours {
+                let local = date.and_hms_opt(h, m, 0).unwrap();
+                cuts.push(
+                    kolkata
+                        .from_local_datetime(&local)
+                        .unwrap()
+                        .with_timezone(&Utc),
+                );
+            }
+        }
+        let last = chrono::NaiveDate::from_ymd_opt(2026, 11, days).unwrap();
+        cuts.push(energy_core::period::day(last, kolkata).end);
+        cuts.windows(2)
+            .map(|w| Period {
+                start: w[0],
+                end: w[1],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn time_of_use_windows_are_read_as_grid_runs() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let coverage = Coverage {
+            complete_until: at("2026-12-05T00:00:00Z"),
+            months: true,
+        };
+        // November cut at local 17:00 and 22:00: windows of 17, 5 and 2 hours, 90 of them.
+        let windows = kolkata_windows(30, &[(17, 0), (22, 0)]);
+        assert_eq!(windows.len(), 90);
+        let runs = grid_runs(&windows, coverage);
+        assert!(runs.iter().all(Option::is_some), "{runs:?}");
+        let distinct: Vec<GridRun> = runs
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Runs of eight days (24 windows each), the month's rest in the last one.
+        let day = |d: u32| {
+            let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+            energy_core::period::day(
+                chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap(),
+                kolkata,
+            )
+        };
+        let expected: Vec<GridRun> = [(1, 8), (9, 16), (17, 24), (25, 30)]
+            .into_iter()
+            .map(|(first, last)| GridRun {
+                span: Period {
+                    start: day(first).start,
+                    end: day(last).end,
+                },
+                grid_secs: 3_600,
+            })
+            .collect();
+        assert_eq!(distinct, expected);
+        assert_eq!(runs[23], Some(expected[0]));
+        assert_eq!(runs[24], Some(expected[1]));
+        // One statement per run, stepping by the hour from local midnight (18:30 UTC).
+        let plans = offline_store().plan(&windows, Some(Source::Rollup(coverage)));
+        assert_eq!(plans.len(), 90);
+        let statements: std::collections::BTreeSet<&String> = plans
+            .iter()
+            .flat_map(|plan| plan.pieces.iter().flat_map(|(_, s)| s))
+            .collect();
+        assert_eq!(statements.len(), 4, "{statements:?}");
+        assert_eq!(
+            plans[0].pieces,
+            vec![(
+                Piece::OfRun {
+                    run: expected[0],
+                    part: windows[0]
+                },
+                vec![queries::usage_sums_by_grid(
+                    QUARTER_MEASUREMENT,
+                    expected[0].span,
+                    3_600
+                )]
+            )]
+        );
+        assert!(plans[0].pieces[0].1[0].ends_with(
+            "WHERE time >= '2026-10-31T18:30:00.000000000Z' AND time < \
+             '2026-11-08T18:30:00.000000000Z' GROUP BY time(3600s, 1800s), panel fill(none)"
+        ));
+
+        // Windows of 19 and 5 hours (22:00 to 17:00, 17:00 to 22:00) from local 22:00.
+        let alternating: Vec<Period> = windows[2..89]
+            .chunks(3)
+            .flat_map(|c| match c {
+                [night, daytime, evening] => vec![
+                    Period {
+                        start: night.start,
+                        end: daytime.end,
+                    },
+                    *evening,
+                ],
+                _ => c.to_vec(),
+            })
+            .collect();
+        assert!(alternating
+            .iter()
+            .all(|p| [19, 5].contains(&(p.end - p.start).num_hours())));
+        let runs = grid_runs(&alternating, coverage);
+        assert!(runs.iter().all(|r| r.is_some_and(
+            |r| r.grid_secs == 3_600 && r.span.end - r.span.start <= chrono::Duration::days(8)
+        )));
+        assert_eq!(runs[0].unwrap().span.start, at("2026-11-01T16:30:00Z"));
+
+        // Cut at quarter hours (17:15, 22:45): a grid of a quarter hour.
+        let quarters = kolkata_windows(3, &[(17, 15), (22, 45)]);
+        let runs = grid_runs(&quarters, coverage);
+        assert_eq!(runs[0].map(|r| r.grid_secs), Some(900));
+        assert!(runs.iter().all(|r| *r == runs[0]));
+
+        // A cut that is not on a quarter hour breaks the run: the two windows it separates are
+        // read as before, those on either side of them are runs of their own.
+        let mut broken = windows[..9].to_vec();
+        let off = chrono::Duration::minutes(7);
+        broken[4].end += off;
+        broken[5].start += off;
+        let runs = grid_runs(&broken, coverage);
+        assert_eq!(runs[4], None);
+        assert_eq!(runs[5], None);
+        let before = GridRun {
+            span: Period {
+                start: broken[0].start,
+                end: broken[3].end,
+            },
+            grid_secs: 3_600,
+        };
+        assert_eq!(runs[..4], vec![Some(before); 4]);
+        assert!(runs[6..].iter().all(|r| r.is_some_and(|r| r.span
+            == Period {
+                start: broken[6].start,
+                end: broken[8].end
+            })));
+        // So does a sub-second part.
+        let mut broken = windows[..3].to_vec();
+        broken[1].end += chrono::Duration::milliseconds(1);
+        broken[2].start = broken[1].end;
+        assert_eq!(grid_runs(&broken, coverage), vec![None; 3]);
+
+        // Windows past the rollup's last whole bucket are no run: 1 November 19:10 (local
+        // 00:40 on the 2nd) is within the 2nd's first window.
+        let early = Coverage {
+            complete_until: at("2026-11-01T19:10:00Z"),
+            months: true,
+        };
+        let runs = grid_runs(&windows[..6], early);
+        assert_eq!(
+            runs[..3],
+            vec![
+                Some(GridRun {
+                    span: day(1),
+                    grid_secs: 3_600
+                });
+                3
+            ]
+        );
+        assert_eq!(runs[3..], vec![None; 3]);
+        // Ending exactly on that bucket is covered.
+        let exact = Coverage {
+            complete_until: windows[1].end,
+            months: true,
+        };
+        assert!(grid_runs(&windows[..3], exact)[..2]
+            .iter()
+            .all(Option::is_some));
+        // A single window is no run.
+        assert_eq!(grid_runs(&windows[..1], coverage), vec![None]);
+        assert_eq!(grid_runs(&windows[1..2], coverage), vec![None]);
+    }
+
+    /// A run's rows are parsed once: its later periods read them without the statement's
+    /// result (an answer of 100 panels × 8 days of hourly rows is read by every window).
+    #[test]
+    fn the_periods_of_a_run_share_its_parsed_rows() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let run = GridRun {
+            span: Period {
+                start: at("2026-10-31T18:30:00Z"),
+                end: at("2026-11-01T18:30:00Z"),
+            },
+            grid_secs: 3_600,
+        };
+        let ms = |s: &str| at(s).timestamp_millis();
+        let result: StatementResult = serde_json::from_value(serde_json::json!({
+            "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
+                        "columns": ["time", "usage", "estimated", "peak"],
+                        "values": [[ms("2026-10-31T18:30:00Z"), 100, 0, 40],
+                                   [ms("2026-11-01T10:30:00Z"), 200, 50, 90],
+                                   [ms("2026-11-01T11:30:00Z"), 300, 0, 80],
+                                   [ms("2026-11-01T16:30:00Z"), 400, 0, 100]]}]
+        }))
+        .unwrap();
+        let part = |start: &str, end: &str| Piece::OfRun {
+            run,
+            part: Period {
+                start: at(start),
+                end: at(end),
+            },
+        };
+        let load = |usage: i64, estimated: i64, peak: i64| Load {
+            energy: Energy {
+                usage: Usage::from_nano_kwh(usage.into()),
+                estimated: Usage::from_nano_kwh(estimated.into()),
+            },
+            peak: Usage::from_nano_kwh(peak.into()),
+        };
+        let mut runs = RunRows::new();
+        // 00:00 to 17:00 local, 17:00 to 22:00, 22:00 to midnight.
+        let first =
+            part("2026-10-31T18:30:00Z", "2026-11-01T11:30:00Z").usage(&[&result], &mut runs);
+        assert_eq!(first["A"], load(300, 50, 90));
+        let evening = part("2026-11-01T11:30:00Z", "2026-11-01T16:30:00Z").usage(&[], &mut runs);
+        assert_eq!(evening["A"], load(300, 0, 80));
+        let night = part("2026-11-01T16:30:00Z", "2026-11-01T18:30:00Z").usage(&[], &mut runs);
+        assert_eq!(night["A"], load(400, 0, 100));
+        assert_eq!(runs.len(), 1);
     }
 
     fn offline_store() -> Store {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
-use energy_core::rollup::{ESTIMATED_FIELD, PEAK_FIELD, USAGE_FIELD};
+use energy_core::rollup::{DAY_SECS, ESTIMATED_FIELD, PEAK_FIELD, USAGE_FIELD};
 use energy_core::{Energy, EnergyPoint, Load, PanelId, Period, Usage, MEASUREMENT};
 use energy_influx::{Series, StatementResult};
 
@@ -172,13 +172,33 @@ pub fn usage_sums(measurement: &str, period: Period) -> String {
 
 /// Like [`usage_sums`], per day of `run` (a run of 24-hour days from `run.start`, which lies on
 /// a quarter hour): one row per panel and day with any point, stamped with the day's start;
-/// parse with [`parse_usage_sums_at`]. InfluxDB adds up the integer fields exactly.
+/// parse with [`parse_usage_sums_at`] or [`parse_usage_sums_by_grid`]. InfluxDB adds up the
+/// integer fields exactly. The same statement as [`usage_sums_by_grid`] with a grid of a day.
 pub fn usage_sums_by_day(measurement: &str, run: Period) -> String {
-    let offset = run.start.timestamp().rem_euclid(86_400);
+    usage_sums_by_grid(measurement, run, DAY_SECS)
+}
+
+/// Like [`usage_sums`], per step of `grid_secs` seconds (above 0) from `run.start`: one row per
+/// panel and step with any point, stamped with the step's start; parse with
+/// [`parse_usage_sums_by_grid`]. Any period of the run that starts and ends on the grid is the
+/// sum of the rows stamped within it, so one statement serves every period of a run of
+/// consecutive periods whose lengths are multiples of the grid (time-of-use windows, days of
+/// 23, 24 or 25 hours). InfluxDB places its windows at multiples of the interval from the epoch
+/// plus the offset, so the offset is `run.start`'s remainder.
+///
+/// A grid of one day is written `1d`, as the statement of a run of days always was: the text
+/// is the api-server's cache key.
+pub fn usage_sums_by_grid(measurement: &str, run: Period, grid_secs: i64) -> String {
+    let offset = run.start.timestamp().rem_euclid(grid_secs);
+    let interval = if grid_secs == DAY_SECS {
+        "1d".to_owned()
+    } else {
+        format!("{grid_secs}s")
+    };
     format!(
         "SELECT sum({USAGE_FIELD}) AS usage, sum({ESTIMATED_FIELD}) AS estimated, \
          max({PEAK_FIELD}) AS peak FROM {measurement} WHERE {} \
-         GROUP BY time(1d, {offset}s), panel fill(none)",
+         GROUP BY time({interval}, {offset}s), panel fill(none)",
         time_range(run)
     )
 }
@@ -408,6 +428,68 @@ pub fn parse_usage_sums_at(result: &StatementResult, at: DateTime<Utc>) -> BTree
         .collect()
 }
 
+/// The rows of a [`usage_sums_by_grid`] (or [`usage_sums_by_day`]) result, per panel in time
+/// order: read once, then each period of the run with [`GridSums::within`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GridSums {
+    /// Each panel's rows: the step's start (epoch milliseconds) and its sums.
+    by_panel: BTreeMap<String, Vec<(i64, Load)>>,
+}
+
+impl GridSums {
+    /// Each panel's energy and largest bucket in `part`: its rows stamped within `part` added
+    /// up (panels without one are left out). Two binary searches per panel find the rows, and
+    /// only those are read: the periods of a run do not overlap, so reading all of them reads
+    /// each row once, however many periods the run has.
+    pub fn within(&self, part: Period) -> BTreeMap<String, Load> {
+        let (from, to) = (part.start.timestamp_millis(), part.end.timestamp_millis());
+        self.by_panel
+            .iter()
+            .filter_map(|(panel, rows)| {
+                let first = rows.partition_point(|(time, _)| *time < from);
+                let end = rows.partition_point(|(time, _)| *time < to);
+                let rows = rows.get(first..end).filter(|rows| !rows.is_empty())?;
+                let load = rows
+                    .iter()
+                    .fold(Load::ZERO, |load, (_, row)| load.join(*row));
+                Some((panel.clone(), load))
+            })
+            .collect()
+    }
+}
+
+/// The result of [`usage_sums_by_grid`] or [`usage_sums_by_day`], every row (a row without a
+/// usage is skipped, as in [`parse_usage_sums_at`]).
+pub fn parse_usage_sums_by_grid(result: &StatementResult) -> GridSums {
+    let mut sums = GridSums::default();
+    for series in &result.series {
+        let Some(panel) = panel_of(series) else {
+            continue;
+        };
+        let rows = (0..series.values.len()).filter_map(|row| {
+            let nano =
+                |column| Usage::from_nano_kwh(series.i64_at(row, column).unwrap_or(0).into());
+            let load = Load {
+                energy: Energy {
+                    usage: Usage::from_nano_kwh(series.i64_at(row, "usage")?.into()),
+                    estimated: nano("estimated"),
+                },
+                peak: nano("peak"),
+            };
+            Some((series.time_ms_at(row)?, load))
+        });
+        sums.by_panel
+            .entry(panel.to_owned())
+            .or_default()
+            .extend(rows);
+    }
+    // InfluxDB sends each series in time order; the binary searches must be able to rely on it.
+    for rows in sums.by_panel.values_mut() {
+        rows.sort_by_key(|(time, _)| *time);
+    }
+    sums
+}
+
 /// Every row of every series of the result of [`raw_readings`] as points per panel, in time
 /// order.
 pub fn parse_raw_readings(result: &StatementResult) -> BTreeMap<String, Vec<EnergyPoint>> {
@@ -469,6 +551,15 @@ mod tests {
             end: at("2026-11-01T00:00:00Z"),
         };
         let start = at("2026-11-27T05:15:00Z");
+        // Eight Jakarta days, and a Kolkata day.
+        let run = Period {
+            start: at("2026-10-31T17:00:00Z"),
+            end: at("2026-11-08T17:00:00Z"),
+        };
+        let kolkata = Period {
+            start: at("2026-10-31T18:30:00Z"),
+            end: at("2026-11-01T18:30:00Z"),
+        };
         let cases = [
             (
                 recent_readings(start),
@@ -529,6 +620,26 @@ mod tests {
             (
                 every_reading_before(start),
                 "SELECT energy_kwh FROM energy_data WHERE time < '2026-11-27T05:15:00.000000000Z' GROUP BY panel ORDER BY time DESC LIMIT 1",
+            ),
+            (
+                usage_sums_by_day("energy_usage_15m", run),
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated, max(peak_nkwh) AS peak FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-08T17:00:00.000000000Z' GROUP BY time(1d, 61200s), panel fill(none)",
+            ),
+            (
+                usage_sums_by_grid("energy_usage_15m", run, 86_400),
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated, max(peak_nkwh) AS peak FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-08T17:00:00.000000000Z' GROUP BY time(1d, 61200s), panel fill(none)",
+            ),
+            (
+                usage_sums_by_grid("energy_usage_15m", run, 3_600),
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated, max(peak_nkwh) AS peak FROM energy_usage_15m WHERE time >= '2026-10-31T17:00:00.000000000Z' AND time < '2026-11-08T17:00:00.000000000Z' GROUP BY time(3600s, 0s), panel fill(none)",
+            ),
+            (
+                usage_sums_by_grid("energy_usage_15m", kolkata, 3_600),
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated, max(peak_nkwh) AS peak FROM energy_usage_15m WHERE time >= '2026-10-31T18:30:00.000000000Z' AND time < '2026-11-01T18:30:00.000000000Z' GROUP BY time(3600s, 1800s), panel fill(none)",
+            ),
+            (
+                usage_sums_by_grid("energy_usage_15m", kolkata, 900),
+                "SELECT sum(usage_nkwh) AS usage, sum(estimated_nkwh) AS estimated, max(peak_nkwh) AS peak FROM energy_usage_15m WHERE time >= '2026-10-31T18:30:00.000000000Z' AND time < '2026-11-01T18:30:00.000000000Z' GROUP BY time(900s, 0s), panel fill(none)",
             ),
         ];
         for (statement, expected) in cases {
@@ -614,5 +725,66 @@ mod tests {
         // A sum without an estimated part or a peak has none.
         assert_eq!(parse_usage_sums(&sums)["B"].energy.estimated, Usage::ZERO);
         assert_eq!(parse_usage_sums(&sums)["B"].peak, Usage::ZERO);
+    }
+
+    #[test]
+    fn a_grid_result_is_read_once_and_summed_per_period() {
+        let hour = |h: i64| h * 3_600_000;
+        let row = |h: i64, usage: i64, estimated: i64, peak: i64| {
+            serde_json::json!([hour(h), usage, estimated, peak])
+        };
+        // Hourly rows, the second series sent out of order, one row without a usage.
+        let grid = result(serde_json::json!({
+            "series": [
+                {"name": "energy_usage_15m", "tags": {"panel": "A"},
+                 "columns": ["time", "usage", "estimated", "peak"],
+                 "values": [row(0, 10, 1, 4), row(1, 20, 0, 9), row(2, 30, 3, 8),
+                            [hour(3), null, 5, 50], row(4, 40, 0, 12)]},
+                {"name": "energy_usage_15m", "tags": {"panel": "B"},
+                 "columns": ["time", "usage", "estimated", "peak"],
+                 "values": [row(4, 7, 7, 7), row(1, 5, 0, 2)]},
+                {"name": "energy_usage_15m", "tags": {"panel": ""},
+                 "columns": ["time", "usage", "estimated", "peak"],
+                 "values": [row(0, 1, 1, 1)]}
+            ]
+        }));
+        let sums = parse_usage_sums_by_grid(&grid);
+        let hours = |from: i64, to: i64| Period {
+            start: Utc.timestamp_millis_opt(hour(from)).unwrap(),
+            end: Utc.timestamp_millis_opt(hour(to)).unwrap(),
+        };
+        let load = |usage: i64, estimated: i64, peak: i64| Load {
+            energy: Energy {
+                usage: Usage::from_nano_kwh(usage.into()),
+                estimated: Usage::from_nano_kwh(estimated.into()),
+            },
+            peak: Usage::from_nano_kwh(peak.into()),
+        };
+        // Rows stamped within the period, its end excluded.
+        assert_eq!(
+            sums.within(hours(0, 2)),
+            BTreeMap::from([
+                ("A".to_owned(), load(30, 1, 9)),
+                ("B".to_owned(), load(5, 0, 2)),
+            ])
+        );
+        // The row without a usage counts for nothing; a panel without a row is left out.
+        assert_eq!(
+            sums.within(hours(2, 4)),
+            BTreeMap::from([("A".to_owned(), load(30, 3, 8))])
+        );
+        assert_eq!(
+            sums.within(hours(3, 5))["B"],
+            load(7, 7, 7),
+            "B's rows read in time order"
+        );
+        assert_eq!(sums.within(hours(5, 9)), BTreeMap::new());
+        // A day's row is the day's sum, as parse_usage_sums_at reads it.
+        for at in [0, 1, 4] {
+            assert_eq!(
+                sums.within(hours(at, at + 1)),
+                parse_usage_sums_at(&grid, Utc.timestamp_millis_opt(hour(at)).unwrap())
+            );
+        }
     }
 }
