@@ -130,6 +130,77 @@ impl U256 {
     }
 }
 
+/// An amount of money from exact factors: `Π ints × Π prices × 10^exponent / divisor`, rounded
+/// once, half away from zero, to `decimals` places (0, 1 or 2: the tariff file's rounding),
+/// held as hundredths. Every line of a bill is one such product (docs/tariffs.md): energy is
+/// nano-kWh × rate × 10^−9, a monthly charge rate × days in force / days in the month, a tax
+/// base × percent / 100. A product too large for 128 bits (far beyond any bill: 10^21 nano-kWh
+/// at a rate of 10^7 for 31 days is 3 × 10^29) saturates at [`Cost::MAX`] / [`Cost::MIN`]; a
+/// zero `divisor` gives zero.
+pub fn amount(
+    ints: &[i128],
+    prices: &[Price],
+    exponent: i32,
+    divisor: u128,
+    decimals: u32,
+) -> Cost {
+    let decimals = decimals.min(MINOR_UNIT_DECIMALS);
+    let negative = ints.iter().filter(|i| **i < 0).count() % 2 == 1;
+    let saturated = if negative { Cost::MIN } else { Cost::MAX };
+    if divisor == 0 {
+        return Cost::ZERO;
+    }
+    let mut magnitude: u128 = 1;
+    let mut shift = i64::from(exponent) + i64::from(decimals);
+    for factor in ints
+        .iter()
+        .map(|i| i.unsigned_abs())
+        .chain(prices.iter().map(|p| p.mantissa))
+    {
+        match magnitude.checked_mul(factor) {
+            Some(m) => magnitude = m,
+            None => return saturated,
+        }
+    }
+    if magnitude == 0 {
+        return Cost::ZERO;
+    }
+    for price in prices {
+        shift += i64::from(price.exponent);
+    }
+    let units = if shift >= 0 {
+        let scaled = u32::try_from(shift)
+            .ok()
+            .and_then(|shift| 10u128.checked_pow(shift))
+            .and_then(|scale| magnitude.checked_mul(scale));
+        let Some(scaled) = scaled else {
+            return saturated;
+        };
+        let (quotient, remainder) = (scaled / divisor, scaled % divisor);
+        quotient + u128::from(remainder >= divisor - remainder)
+    } else {
+        // floor(10 × value) by nested floor divisions (which are one floor division), then
+        // the last digit rounds: floor(x + 1/2) = floor((floor(10x) + 5) / 10).
+        let mut tenths = magnitude / divisor;
+        let mut left = shift.unsigned_abs() - 1;
+        while left > 0 && tenths > 0 {
+            let step = left.min(38);
+            tenths /= 10u128.pow(step as u32);
+            left -= step;
+        }
+        (tenths + 5) / 10
+    };
+    let hundredths = 10u128
+        .pow(MINOR_UNIT_DECIMALS - decimals)
+        .checked_mul(units)
+        .and_then(|h| i128::try_from(h).ok());
+    match hundredths {
+        Some(h) if negative => Cost::from_minor_units(-h),
+        Some(h) => Cost::from_minor_units(h),
+        None => saturated,
+    }
+}
+
 /// An exact, non-negative decimal amount of money: `mantissa × 10^exponent`.
 ///
 /// Kept normalised (a mantissa without trailing zeros; zero is `0 × 10^0`) so that equal
@@ -345,6 +416,33 @@ impl Cost {
                 .parse()
                 .unwrap_or(f64::MAX)
         }
+    }
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    /// Saturating, like every cost here.
+    fn add(self, other: Cost) -> Cost {
+        Cost::from_minor_units(self.minor_units.saturating_add(other.minor_units))
+    }
+}
+
+impl std::ops::Sub for Cost {
+    type Output = Cost;
+    fn sub(self, other: Cost) -> Cost {
+        Cost::from_minor_units(self.minor_units.saturating_sub(other.minor_units))
+    }
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        *self = *self + other;
+    }
+}
+
+impl std::iter::Sum for Cost {
+    fn sum<I: Iterator<Item = Cost>>(iter: I) -> Cost {
+        iter.fold(Cost::ZERO, |a, b| a + b)
     }
 }
 
@@ -609,6 +707,44 @@ mod tests {
         assert_eq!(Cost::from_minor_units(6_318_750).to_string(), "63187.50");
         assert_eq!(Cost::from_minor_units(15).to_f64(), 0.15);
         assert_eq!(Cost::from_minor_units(i128::MIN), Cost::MIN);
+    }
+
+    #[test]
+    fn amounts_are_exact_products_rounded_once() {
+        let p = price;
+        // 0.58 kWh (in nano-kWh) at 0.25: 0.145 → 0.15, as Tariff::cost.
+        assert_eq!(
+            amount(&[580_000_000], &[p("0.25")], -9, 1, 2).to_string(),
+            "0.15"
+        );
+        assert_eq!(
+            amount(&[-580_000_000], &[p("0.25")], -9, 1, 2).to_string(),
+            "-0.15"
+        );
+        // A fixed 35 000 for 14 of 30 days: 16 333.333… → 16 333.33; whole units: 16 333.
+        assert_eq!(
+            amount(&[14], &[p("35000")], 0, 30, 2).to_string(),
+            "16333.33"
+        );
+        assert_eq!(
+            amount(&[14], &[p("35000")], 0, 30, 0).to_string(),
+            "16333.00"
+        );
+        // 1/2 a unit rounds away from zero at every precision.
+        assert_eq!(amount(&[1], &[p("1")], 0, 2, 0).to_string(), "1.00");
+        assert_eq!(amount(&[1], &[p("1")], 0, 200, 2).to_string(), "0.01");
+        assert_eq!(amount(&[1], &[p("1")], 0, 201, 2).to_string(), "0.00");
+        // 40 h × 197 kVA × 1035.78 = 7 880 × 1035.78 = 8 161 946.4 → 8 161 946 in whole units.
+        assert_eq!(
+            amount(&[1], &[p("40"), p("197"), p("1035.78")], 0, 1, 0).to_string(),
+            "8161946.00"
+        );
+        // 3 % of 1 234.56 (as hundredths): 37.0368 → 37.04.
+        assert_eq!(amount(&[123_456], &[p("3")], -4, 1, 2).to_string(), "37.04");
+        assert_eq!(amount(&[1], &[p("1")], 0, 0, 2), Cost::ZERO);
+        assert_eq!(amount(&[i128::MAX, i128::MAX], &[], 0, 1, 2), Cost::MAX);
+        assert_eq!(amount(&[1], &[p("1e-400")], 0, 1, 2), Cost::ZERO);
+        assert_eq!(amount(&[1], &[p("1e300")], 0, 1, 2), Cost::MAX);
     }
 
     #[test]

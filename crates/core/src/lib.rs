@@ -8,6 +8,7 @@
 //! per local-time [`period::Period`], priced by a [`cost::Tariff`].
 
 pub mod apportion;
+pub mod bill;
 pub mod cost;
 pub mod influxql;
 pub mod invalidation;
@@ -17,6 +18,7 @@ pub mod period;
 pub mod reading;
 pub mod rollup;
 pub mod status;
+pub mod tariff;
 pub mod usage;
 
 pub use cost::{Cost, Price, Tariff};
@@ -24,6 +26,7 @@ pub use panel::PanelId;
 pub use period::Period;
 pub use reading::{Reading, Rejection};
 pub use status::Status;
+pub use tariff::Tariffs;
 pub use usage::{Energy, EnergyPoint, EstimateAfter, Load, MaxPower, Rules, Usage};
 
 /// The InfluxDB measurement every reading is written to (README, "Which InfluxDB versions, and why").
