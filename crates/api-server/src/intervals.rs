@@ -10,12 +10,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use energy_core::{period, Energy, Load, PanelId, Period, Usage};
+use energy_core::tariff::PriceKey;
+use energy_core::{period, Load, PanelId, Period, Usage};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::csv::{number, Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
+use crate::pricing::{self, load_of, Parts, UsageFigure};
 use crate::routes::query_param;
 use crate::state::AppState;
 
@@ -64,6 +66,12 @@ struct Interval {
     avg_kw: f64,
     /// The part of `usage_kwh` spread over gaps longer than `ESTIMATE_AFTER_SECS`.
     estimated_kwh: f64,
+    /// The tariff window(s) the interval lies in, joined by `+` when it spans several.
+    window: String,
+    /// The interval's cost: its usage in each window × the window's rate, each rounded once.
+    cost: f64,
+    /// The estimated part of `cost`.
+    estimated_cost: f64,
 }
 
 /// The answer of `GET /api/panel/{panel}/intervals`.
@@ -83,6 +91,12 @@ pub(crate) struct Intervals {
     /// The sum of the intervals, rounded once to 3 decimals.
     total_kwh: f64,
     total_estimated_kwh: f64,
+    /// The tariff the panel pays.
+    tariff: String,
+    currency: String,
+    /// The day so far priced window by window (each window's exact usage × its rate, rounded
+    /// once).
+    total: UsageFigure,
 }
 
 /// One panel's usage per quarter hour or hour of a local day.
@@ -132,34 +146,76 @@ pub(crate) async fn intervals(
         .into_iter()
         .filter(|interval| interval.start <= now)
         .collect();
+    // The intervals cut again where the panel's price changes (an hour can straddle a
+    // window's quarter-hour boundary): each piece lies in one interval and one window.
+    let tariffs = &state.tariffs;
+    let plan = tariffs.plan_of(&panel);
+    let prices = tariffs.cut(day, state.timezone, &[plan]);
+    let pieces = refine(&cut, &prices.pieces, &prices.keys[0]);
+    let piece_periods: Vec<Period> = pieces.iter().map(|p| p.period).collect();
     let energies = state
         .store
-        .panel_intervals(&panel, day, &cut)
+        .panel_intervals(&panel, day, &piece_periods)
         .await?
         .ok_or_else(unknown)?;
-    let total: Energy = energies.iter().copied().sum();
+    let mut per_interval: Vec<Parts> = vec![Vec::new(); cut.len()];
+    for (piece, energy) in pieces.iter().zip(&energies) {
+        per_interval[piece.interval].push((piece.key, Load::quarter(*energy)));
+    }
+    let all: Parts = per_interval.iter().flatten().copied().collect();
+    let total = load_of(&all).energy;
+    let plan_ref = &tariffs.plans[plan];
     let answer = Intervals {
         date: date.to_string(),
         timezone: state.timezone.name(),
         step: step.name(),
         intervals: cut
             .iter()
-            .zip(&energies)
-            .map(|(interval, energy)| Interval {
-                start: local_rfc3339(interval.start, state.timezone),
-                usage_kwh: energy.usage.kwh_rounded(),
-                avg_kw: average_kw(energy.usage, *interval),
-                estimated_kwh: energy.estimated.kwh_rounded(),
+            .zip(&per_interval)
+            .map(|(interval, parts)| {
+                let energy = load_of(parts).energy;
+                let figure = UsageFigure::new(tariffs, plan, parts);
+                let mut windows: Vec<&str> = Vec::new();
+                for (key, _) in parts {
+                    let name = plan_ref.versions[key.version].windows[key.window]
+                        .name
+                        .as_str();
+                    if !windows.contains(&name) {
+                        windows.push(name);
+                    }
+                }
+                Interval {
+                    start: local_rfc3339(interval.start, state.timezone),
+                    usage_kwh: energy.usage.kwh_rounded(),
+                    avg_kw: average_kw(energy.usage, *interval),
+                    estimated_kwh: energy.estimated.kwh_rounded(),
+                    window: windows.join("+"),
+                    cost: figure.cost,
+                    estimated_cost: figure.estimated_cost,
+                }
             })
             .collect(),
         total_kwh: total.usage.kwh_rounded(),
         total_estimated_kwh: total.estimated.kwh_rounded(),
+        tariff: plan_ref.name.clone(),
+        currency: tariffs.currency.clone(),
+        total: UsageFigure::new(tariffs, plan, &all),
         panel,
     };
     Ok(match format {
         Format::Json => Json(answer).into_response(),
         Format::Csv => {
-            let mut csv = Csv::new(&["panel", "start", "usage_kwh", "avg_kw", "estimated_kwh"]);
+            let mut csv = Csv::new(&[
+                "panel",
+                "start",
+                "usage_kwh",
+                "avg_kw",
+                "estimated_kwh",
+                "window",
+                "cost",
+                "estimated_cost",
+                "currency",
+            ]);
             for interval in &answer.intervals {
                 csv.row([
                     answer.panel.as_str(),
@@ -167,6 +223,10 @@ pub(crate) async fn intervals(
                     &number(interval.usage_kwh),
                     &number(interval.avg_kw),
                     &number(interval.estimated_kwh),
+                    &interval.window,
+                    &number(interval.cost),
+                    &number(interval.estimated_cost),
+                    &answer.currency,
                 ]);
             }
             csv.into_response(&format!(
@@ -184,12 +244,8 @@ pub(crate) async fn intervals(
 struct DayUsage {
     #[schema(format = Date)]
     date: String,
-    /// kWh, rounded to 3 decimals.
-    usage_kwh: f64,
-    /// The part of `usage_kwh` spread over gaps longer than `ESTIMATE_AFTER_SECS`.
-    estimated_kwh: f64,
-    /// `usage × tariff_per_kwh`, from the exact usage, rounded once to 2 decimals.
-    cost: f64,
+    #[serde(flatten)]
+    figure: UsageFigure,
     /// The day's largest quarter-hour usage × 4 (kW), rounded to 3 decimals.
     max_demand_kw: f64,
 }
@@ -197,6 +253,8 @@ struct DayUsage {
 #[derive(Serialize, ToSchema)]
 struct PanelDays {
     panel: String,
+    /// The tariff the panel pays.
+    tariff: String,
     /// The month's days that have started, in order.
     days: Vec<DayUsage>,
 }
@@ -207,7 +265,8 @@ pub(crate) struct Daily {
     /// The month, `YYYY-MM`, in `timezone`.
     month: String,
     timezone: &'static str,
-    tariff_per_kwh: f64,
+    /// The price of one kWh when every panel pays one price at all times; null otherwise.
+    tariff_per_kwh: Option<f64>,
     currency: String,
     /// Every panel that has ever written a reading, sorted by id.
     panels: Vec<PanelDays>,
@@ -258,26 +317,24 @@ pub(crate) async fn daily(
         .filter(|(_, day)| day.start <= now)
         .collect();
     let periods: Vec<Period> = days.iter().map(|(_, day)| *day).collect();
-    let (latest, loads) = state.store.latest_and_loads(&periods, true).await?;
-    let panels: Vec<PanelDays> = latest
-        .into_keys()
-        .map(|panel| {
-            let loads = loads.get(&panel);
+    let tariffs = &state.tariffs;
+    let (_, parts) =
+        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &periods, true).await?;
+    let panels: Vec<PanelDays> = parts
+        .into_iter()
+        .map(|(panel, per_day)| {
+            let plan = tariffs.plan_of(&panel);
             PanelDays {
                 days: days
                     .iter()
-                    .enumerate()
-                    .map(|(index, (date, _))| {
-                        let load = loads.map_or(Load::ZERO, |l| l[index]);
-                        DayUsage {
-                            date: date.to_string(),
-                            usage_kwh: load.energy.usage.kwh_rounded(),
-                            estimated_kwh: load.energy.estimated.kwh_rounded(),
-                            cost: state.tariff.cost(load.energy.usage).to_f64(),
-                            max_demand_kw: demand_kw(load.peak),
-                        }
+                    .zip(&per_day)
+                    .map(|((date, _), parts)| DayUsage {
+                        date: date.to_string(),
+                        figure: UsageFigure::new(tariffs, plan, parts),
+                        max_demand_kw: demand_kw(load_of(parts).peak),
                     })
                     .collect(),
+                tariff: tariffs.plans[plan].name.clone(),
                 panel,
             }
         })
@@ -285,8 +342,8 @@ pub(crate) async fn daily(
     let answer = Daily {
         month: format!("{year:04}-{month:02}"),
         timezone: state.timezone.name(),
-        tariff_per_kwh: state.tariff.per_kwh.to_f64(),
-        currency: state.tariff.currency.clone(),
+        tariff_per_kwh: pricing::flat_rate(tariffs),
+        currency: tariffs.currency.clone(),
         panels,
     };
     Ok(match format {
@@ -296,9 +353,9 @@ pub(crate) async fn daily(
                 panel.days.iter().map(|day| PeriodRow {
                     panel: &panel.panel,
                     period: &day.date,
-                    usage_kwh: day.usage_kwh,
-                    estimated_kwh: day.estimated_kwh,
-                    cost: day.cost,
+                    usage_kwh: day.figure.usage_kwh,
+                    estimated_kwh: day.figure.estimated_kwh,
+                    cost: day.figure.cost,
                     currency: &answer.currency,
                     max_demand_kw: day.max_demand_kw,
                 })
@@ -306,6 +363,39 @@ pub(crate) async fn daily(
             Csv::of_periods("date", rows).into_response(&format!("daily-{}.csv", answer.month))
         }
     })
+}
+
+/// A piece of a day that lies in one interval (an index into the intervals) and one price.
+struct IntervalPiece {
+    period: Period,
+    interval: usize,
+    key: PriceKey,
+}
+
+/// `intervals` (consecutive) cut again at every start of `prices` (consecutive pieces, with
+/// their keys, covering at least the intervals).
+fn refine(intervals: &[Period], prices: &[Period], keys: &[PriceKey]) -> Vec<IntervalPiece> {
+    let mut out = Vec::with_capacity(intervals.len() + prices.len());
+    let mut price = 0;
+    for (index, interval) in intervals.iter().enumerate() {
+        let mut start = interval.start;
+        while start < interval.end {
+            while price + 1 < prices.len() && prices[price].end <= start {
+                price += 1;
+            }
+            let end = match prices.get(price) {
+                Some(p) if p.end > start => p.end.min(interval.end),
+                _ => interval.end,
+            };
+            out.push(IntervalPiece {
+                period: Period { start, end },
+                interval: index,
+                key: keys.get(price).copied().unwrap_or_default(),
+            });
+            start = end;
+        }
+    }
+    out
 }
 
 /// The kW of a quarter hour's usage: four times its kWh, rounded to 3 decimals.
@@ -343,7 +433,7 @@ fn parse_date(raw: &str) -> Result<NaiveDate, ApiError> {
 }
 
 /// A `YYYY-MM` month between 1970 and 9999.
-fn parse_month(raw: &str) -> Result<(i32, u32), ApiError> {
+pub(crate) fn parse_month(raw: &str) -> Result<(i32, u32), ApiError> {
     let bad = || ApiError::BadRequest("month must be YYYY-MM between 1970-01 and 9999-12".into());
     let (year, month) = raw.split_once('-').ok_or_else(bad)?;
     if year.len() != 4

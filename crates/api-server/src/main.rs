@@ -4,6 +4,7 @@
 mod access_log;
 mod answers;
 mod auth;
+mod billing;
 mod cache;
 mod cors;
 mod csv;
@@ -15,6 +16,7 @@ mod limits;
 mod live;
 mod metrics;
 mod openapi;
+mod pricing;
 mod routes;
 mod server;
 mod settings;
@@ -75,7 +77,7 @@ async fn main() -> std::process::ExitCode {
     let state = Arc::new(AppState {
         store: Store::new(influx, &settings),
         timezone: settings.timezone,
-        tariff: settings.tariff(),
+        tariffs: settings.tariffs(),
         offline_after_secs: settings.offline_after_secs,
         live: LiveFeed::new(),
         metrics,
@@ -88,6 +90,8 @@ async fn main() -> std::process::ExitCode {
         influx = %settings.influx.influx_url,
         database = %settings.influx.influx_database,
         timezone = %settings.timezone,
+        tariffs = %state.tariffs.plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
+        tariff_file = %settings.tariff_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         authentication = if policy.api_token.is_some() { "bearer token" } else { "none" },
         cors = ?policy.cors_origins,
         "listening"

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, NaiveDate, Utc};
 use energy_core::status::status;
-use energy_core::{period, Energy, Load, Status, Tariff};
+use energy_core::{period, Status, Usage};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -24,6 +24,7 @@ use crate::csv::{Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::intervals::demand_kw;
 use crate::metrics;
+use crate::pricing::{self, flat_rate, load_of, CutPeriods, Tally, UsageFigure, WindowCost};
 use crate::state::AppState;
 
 type Shared = State<Arc<AppState>>;
@@ -68,34 +69,82 @@ pub(crate) const UNAVAILABLE: &str =
     "InfluxDB failed or did not answer within `INFLUX_TIMEOUT_MS` \
      (`influxdb_unavailable`), or the whole request took longer than that plus 1 s (`timeout`)";
 
-/// An amount of energy and what it costs.
-#[derive(Serialize, ToSchema)]
-struct UsageFigure {
-    /// kWh, rounded to 3 decimals.
-    usage_kwh: f64,
-    /// The part of `usage_kwh` spread over gaps between readings longer than
-    /// `ESTIMATE_AFTER_SECS` (estimated), rounded to 3 decimals.
-    estimated_kwh: f64,
-    /// `usage × tariff_per_kwh`, from the exact usage and the tariff as written, rounded once to
-    /// 2 decimals, half away from zero.
-    cost: f64,
-}
-
-impl UsageFigure {
-    fn new(energy: Energy, tariff: &Tariff) -> Self {
-        Self {
-            usage_kwh: energy.usage.kwh_rounded(),
-            estimated_kwh: energy.estimated.kwh_rounded(),
-            cost: tariff.cost(energy.usage).to_f64(),
-        }
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 struct PanelUsage {
     panel: String,
+    /// The tariff the panel pays (`flat` for `TARIFF_PER_KWH`).
+    tariff: String,
     #[serde(flatten)]
     figure: UsageFigure,
+}
+
+/// A window's rate.
+#[derive(Serialize, ToSchema)]
+struct WindowRate {
+    window: String,
+    rate: f64,
+}
+
+/// The next dated version of a tariff.
+#[derive(Serialize, ToSchema)]
+struct NextVersion {
+    #[schema(format = Date)]
+    valid_from: String,
+    windows: Vec<WindowRate>,
+}
+
+/// What a tariff charges now, and its next change.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TariffNow {
+    tariff: String,
+    /// The version in force (its `valid_from`; `always` for `TARIFF_PER_KWH`).
+    version: String,
+    /// The window in force now.
+    window: String,
+    /// Its price of one kWh.
+    rate: f64,
+    /// When the price next changes (another window or version), within the week ahead;
+    /// null when it does not.
+    #[schema(format = DateTime)]
+    window_until: Option<String>,
+    /// The next dated version, if the file has one.
+    next_version: Option<NextVersion>,
+}
+
+/// What every tariff charges at `now`.
+pub(crate) fn tariffs_now(state: &AppState, now: chrono::DateTime<Utc>) -> Vec<TariffNow> {
+    let tariffs = &state.tariffs;
+    tariffs
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(plan, p)| {
+            let current = tariffs.now(plan, now, state.timezone);
+            let version = &p.versions[current.version];
+            let window = &version.windows[current.window];
+            TariffNow {
+                tariff: p.name.clone(),
+                version: version.label(),
+                window: window.name.clone(),
+                rate: window.rate.to_f64(),
+                window_until: current.until.map(rfc3339),
+                next_version: current.next_version.map(|next| {
+                    let next = &p.versions[next];
+                    NextVersion {
+                        valid_from: next.label(),
+                        windows: next
+                            .windows
+                            .iter()
+                            .map(|w| WindowRate {
+                                window: w.name.clone(),
+                                rate: w.rate.to_f64(),
+                            })
+                            .collect(),
+                    }
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The answer of `GET /api/panel/today-usage`.
@@ -106,14 +155,17 @@ pub(crate) struct TodayUsage {
     date: String,
     /// The IANA time zone that defines "today".
     timezone: &'static str,
-    /// `TARIFF_PER_KWH`, the price of one kWh.
-    tariff_per_kwh: f64,
+    /// The price of one kWh when every panel pays one price at all times
+    /// (`TARIFF_PER_KWH`); null under time-of-use or several tariffs (see `tariffs`).
+    tariff_per_kwh: Option<f64>,
     currency: String,
+    /// What each tariff charges now and its next change.
+    tariffs: Vec<TariffNow>,
     /// Every panel that has ever written a reading, sorted by id; 0 for one without a reading
     /// today.
     panels: Vec<PanelUsage>,
-    /// All panels together: the cost is that of their exact total usage, so it can differ by a
-    /// cent from the sum of the panels' rounded costs.
+    /// All panels together: each window's cost is that of the panels' exact total usage in it,
+    /// so it can differ by a cent from the sum of the panels' rounded costs.
     total: UsageFigure,
 }
 
@@ -128,27 +180,32 @@ pub(crate) struct TodayUsage {
     )
 )]
 pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError> {
-    let (date, today) = period::today(Utc::now(), state.timezone);
-    let (latest, usage) = state.store.latest_and_usage(&[today]).await?;
-    let mut total = Energy::ZERO;
-    let panels: Vec<_> = latest
-        .into_keys()
-        .map(|panel| {
-            let used = usage.get(&panel).map_or(Energy::ZERO, |u| u[0]);
-            total += used;
+    let now = Utc::now();
+    let (date, today) = period::today(now, state.timezone);
+    let tariffs = &state.tariffs;
+    let (_, parts) =
+        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &[today], false).await?;
+    let mut total = Tally::default();
+    let panels: Vec<_> = parts
+        .into_iter()
+        .map(|(panel, parts)| {
+            let plan = tariffs.plan_of(&panel);
+            total.add(plan, &parts[0]);
             PanelUsage {
+                tariff: tariffs.plans[plan].name.clone(),
+                figure: UsageFigure::new(tariffs, plan, &parts[0]),
                 panel,
-                figure: UsageFigure::new(used, &state.tariff),
             }
         })
         .collect();
     Ok(Json(TodayUsage {
         date: date.to_string(),
         timezone: state.timezone.name(),
-        tariff_per_kwh: state.tariff.per_kwh.to_f64(),
-        currency: state.tariff.currency.clone(),
+        tariff_per_kwh: flat_rate(tariffs),
+        currency: tariffs.currency.clone(),
+        tariffs: tariffs_now(&state, now),
         panels,
-        total: UsageFigure::new(total, &state.tariff),
+        total: total.figure(tariffs),
     }))
 }
 
@@ -165,13 +222,19 @@ struct MonthUsage {
 #[derive(Serialize, ToSchema)]
 struct PanelYear {
     panel: String,
+    /// The tariff the panel pays.
+    tariff: String,
     /// The year's usage, rounded to 3 decimals.
     total_kwh: f64,
     /// The estimated part of the year's usage, rounded to 3 decimals.
     total_estimated_kwh: f64,
-    /// The cost of the year's exact usage, rounded once to 2 decimals (not the sum of the
-    /// months' rounded costs).
+    /// The cost of the year's exact usage in each window, each rounded once (not the sum of
+    /// the months' rounded costs).
     total_cost: f64,
+    /// The estimated part of `total_cost`.
+    total_estimated_cost: f64,
+    /// The year's cost per window.
+    by_window: Vec<WindowCost>,
     /// The year's largest quarter-hour usage × 4 (kW), rounded to 3 decimals.
     max_demand_kw: f64,
     /// January to December, 0 for a month without data.
@@ -186,8 +249,8 @@ pub(crate) struct MonthlyUsage {
     year: i32,
     /// The IANA time zone whose calendar months these are.
     timezone: &'static str,
-    /// `TARIFF_PER_KWH`, the price of one kWh.
-    tariff_per_kwh: f64,
+    /// The price of one kWh when every panel pays one price at all times; null otherwise.
+    tariff_per_kwh: Option<f64>,
     currency: String,
     /// Every panel that has ever written a reading, sorted by id.
     panels: Vec<PanelYear>,
@@ -225,30 +288,36 @@ pub(crate) async fn monthly(
     let format = Format::parse(query_param(query.as_deref(), "format").as_deref())?;
     let months = period::months_of_year(year, state.timezone)
         .ok_or_else(|| ApiError::BadRequest(format!("year {year} has no calendar")))?;
-    let (latest, loads) = state.store.latest_and_loads(&months, true).await?;
-    let panels: Vec<_> = latest
-        .into_keys()
-        .map(|panel| {
-            let loads = loads
-                .get(&panel)
-                .cloned()
-                .unwrap_or_else(|| vec![Load::ZERO; 12]);
-            let year = loads
-                .iter()
-                .fold(Load::ZERO, |year, month| year.join(*month));
+    let tariffs = &state.tariffs;
+    let (_, parts) =
+        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &months, true).await?;
+    let panels: Vec<_> = parts
+        .into_iter()
+        .map(|(panel, months)| {
+            let plan = tariffs.plan_of(&panel);
+            let mut tally = Tally::default();
+            let mut peak = Usage::ZERO;
+            for month in &months {
+                tally.add(plan, month);
+                peak = peak.max(load_of(month).peak);
+            }
+            let year = tally.figure(tariffs);
             PanelYear {
+                tariff: tariffs.plans[plan].name.clone(),
                 panel,
-                total_kwh: year.energy.usage.kwh_rounded(),
-                total_estimated_kwh: year.energy.estimated.kwh_rounded(),
-                total_cost: state.tariff.cost(year.energy.usage).to_f64(),
-                max_demand_kw: demand_kw(year.peak),
-                months: loads
-                    .into_iter()
+                total_kwh: year.usage_kwh,
+                total_estimated_kwh: year.estimated_kwh,
+                total_cost: year.cost,
+                total_estimated_cost: year.estimated_cost,
+                by_window: year.by_window,
+                max_demand_kw: demand_kw(peak),
+                months: months
+                    .iter()
                     .zip(1..)
-                    .map(|(load, month)| MonthUsage {
+                    .map(|(parts, month)| MonthUsage {
                         month,
-                        figure: UsageFigure::new(load.energy, &state.tariff),
-                        max_demand_kw: demand_kw(load.peak),
+                        figure: UsageFigure::new(tariffs, plan, parts),
+                        max_demand_kw: demand_kw(load_of(parts).peak),
                     })
                     .collect(),
             }
@@ -257,8 +326,8 @@ pub(crate) async fn monthly(
     let answer = MonthlyUsage {
         year,
         timezone: state.timezone.name(),
-        tariff_per_kwh: state.tariff.per_kwh.to_f64(),
-        currency: state.tariff.currency.clone(),
+        tariff_per_kwh: flat_rate(tariffs),
+        currency: tariffs.currency.clone(),
         panels,
     };
     Ok(match format {
@@ -316,8 +385,12 @@ struct SummaryPanel {
     today_usage_kwh: f64,
     /// The estimated part of today's usage (spread over gaps), rounded to 3 decimals.
     today_estimated_kwh: f64,
-    /// Today's cost, from the exact usage, rounded once to 2 decimals.
+    /// Today's cost: the sum of `today_by_window`'s costs.
     today_cost: f64,
+    /// The estimated part of `today_cost`.
+    today_estimated_cost: f64,
+    /// Today's cost per tariff window.
+    today_by_window: Vec<WindowCost>,
     /// The largest `power_kw` of today's readings.
     today_peak_power_kw: f64,
     /// The mean `power_kw` of today's readings, rounded to 3 decimals.
@@ -350,11 +423,16 @@ pub(crate) struct Summary {
 pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiError> {
     let now = Utc::now();
     let (date, today): (NaiveDate, _) = period::today(now, state.timezone);
-    let (stats, usage) = state.store.day_summary(today).await?;
+    let tariffs = &state.tariffs;
+    let cut = CutPeriods::new(tariffs, &[today], state.timezone);
+    let (stats, usage) = state.store.day_summary(today, cut.pieces()).await?;
     let panels: Vec<_> = stats
         .into_iter()
         .map(|(panel, day)| {
-            let used = usage.get(&panel).copied().unwrap_or(Energy::ZERO);
+            let plan = tariffs.plan_of(&panel);
+            let parts = cut.parts(plan, usage.get(&panel)).remove(0);
+            let figure = UsageFigure::new(tariffs, plan, &parts);
+            let used = load_of(&parts).energy;
             SummaryPanel {
                 status: status(day.latest.time, now, state.offline_after_secs),
                 power_kw: day.latest.power_kw,
@@ -362,7 +440,9 @@ pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiEr
                 last_seen: rfc3339(day.latest.time),
                 today_usage_kwh: used.usage.kwh_rounded(),
                 today_estimated_kwh: used.estimated.kwh_rounded(),
-                today_cost: state.tariff.cost(used.usage).to_f64(),
+                today_cost: figure.cost,
+                today_estimated_cost: figure.estimated_cost,
+                today_by_window: figure.by_window,
                 today_peak_power_kw: day.peak_power_kw,
                 today_avg_power_kw: energy_core::cost::round_to(day.avg_power_kw, 3),
                 panel,
@@ -372,7 +452,7 @@ pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiEr
     Ok(Json(Summary {
         date: date.to_string(),
         timezone: state.timezone.name(),
-        currency: state.tariff.currency.clone(),
+        currency: tariffs.currency.clone(),
         panels,
     }))
 }

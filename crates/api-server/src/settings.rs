@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use energy_core::{EstimateAfter, MaxPower, Price, Rules, Tariff};
+use energy_core::{EstimateAfter, MaxPower, Price, Rules, Tariffs};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::Secret;
@@ -31,6 +31,17 @@ pub struct Settings {
     /// Currency shown next to every cost.
     #[arg(long, env = "CURRENCY", default_value = "IDR", value_parser = parse_currency)]
     pub currency: String,
+
+    /// A tariff file (TOML, see docs/tariffs.md): time-of-use windows, dated versions, demand,
+    /// fixed and minimum charges, taxes, and which panel pays which tariff. When set, it
+    /// replaces `TARIFF_PER_KWH` and `CURRENCY`; a file that is not valid stops the server at
+    /// start, naming its line and field.
+    #[arg(long, env = "TARIFF_FILE")]
+    pub tariff_file: Option<std::path::PathBuf>,
+
+    /// The tariffs `load` read (from `TARIFF_FILE`, or the flat shortcut).
+    #[arg(skip)]
+    loaded_tariffs: Option<Tariffs>,
 
     /// A panel is ONLINE while its last reading is at most this many seconds old.
     #[arg(long, env = "OFFLINE_AFTER_SECS", default_value_t = 300)]
@@ -94,13 +105,41 @@ impl Settings {
     /// Parses the command line and the environment, and exits with status 2 and a message
     /// naming the setting when a value is unusable (as clap does for the others).
     pub fn load() -> Self {
-        let settings = <Self as clap::Parser>::parse();
-        if let Err(message) = settings.check_api_token() {
-            <Self as clap::CommandFactory>::command()
+        let mut settings = <Self as clap::Parser>::parse();
+        let checked = settings
+            .check_api_token()
+            .and_then(|()| settings.read_tariffs());
+        match checked {
+            Ok(tariffs) => settings.loaded_tariffs = Some(tariffs),
+            Err(message) => <Self as clap::CommandFactory>::command()
                 .error(clap::error::ErrorKind::ValueValidation, message)
-                .exit();
+                .exit(),
         }
         settings
+    }
+
+    /// The tariffs of `TARIFF_FILE`, or `TARIFF_PER_KWH` in `CURRENCY` for every kWh.
+    fn read_tariffs(&self) -> Result<Tariffs, String> {
+        let Some(path) = &self.tariff_file else {
+            return Ok(Tariffs::flat(self.tariff_per_kwh, &self.currency));
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("invalid value for '--tariff-file <TARIFF_FILE>': cannot read {shown}: {e}")
+        })?;
+        Tariffs::parse(&text, &shown)
+            .map_err(|e| format!("invalid value for '--tariff-file <TARIFF_FILE>': {e}"))
+    }
+
+    /// What every cost is priced by: what [`Settings::load`] read, or (settings parsed
+    /// otherwise, as in tests) read now.
+    pub fn tariffs(&self) -> Tariffs {
+        match &self.loaded_tariffs {
+            Some(tariffs) => tariffs.clone(),
+            None => self
+                .read_tariffs()
+                .unwrap_or_else(|_| Tariffs::flat(self.tariff_per_kwh, &self.currency)),
+        }
     }
 
     /// The token is checked here and not by a clap value parser, because clap quotes the
@@ -114,13 +153,6 @@ impl Settings {
                     .into(),
             ),
             _ => Ok(()),
-        }
-    }
-
-    pub fn tariff(&self) -> Tariff {
-        Tariff {
-            per_kwh: self.tariff_per_kwh,
-            currency: self.currency.clone(),
         }
     }
 
@@ -234,7 +266,7 @@ mod tests {
             let arg = format!("--tariff-per-kwh={value}");
             let s = Settings::try_parse_from(["api-server", arg.as_str()]).unwrap();
             assert_eq!(
-                s.tariff().per_kwh,
+                s.tariffs().plans[0].versions[0].windows[0].rate,
                 Price::new(mantissa, exponent),
                 "{value}"
             );

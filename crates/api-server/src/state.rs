@@ -2,7 +2,7 @@
 //! `openapi::app`), made once in `main`.
 
 use chrono_tz::Tz;
-use energy_core::Tariff;
+use energy_core::Tariffs;
 
 use crate::live::LiveFeed;
 use crate::store::Store;
@@ -10,7 +10,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub timezone: Tz,
-    pub tariff: Tariff,
+    /// Every cost is priced by these (`TARIFF_FILE`, or `TARIFF_PER_KWH` for every kWh).
+    pub tariffs: Tariffs,
     pub offline_after_secs: u64,
     /// The panels' live state for `/api/panel/stream`.
     pub live: LiveFeed,
@@ -37,7 +38,7 @@ pub(crate) mod tests {
         Arc::new(AppState {
             store: Store::new(influx, &settings),
             timezone: settings.timezone,
-            tariff: settings.tariff(),
+            tariffs: settings.tariffs(),
             offline_after_secs: settings.offline_after_secs,
             live: LiveFeed::new(),
             metrics: crate::metrics::install(),

@@ -506,22 +506,10 @@ impl Store {
         Ok(recent)
     }
 
-    /// Every panel's latest reading, and the usage of the panels with data in each period.
-    pub async fn latest_and_usage(
-        &self,
-        periods: &[Period],
-    ) -> Result<(ByPanel<Latest>, ByPanel<Vec<Energy>>), InfluxError> {
-        let (latest, loads) = self.latest_and_loads(periods, false).await?;
-        let usage = loads
-            .into_iter()
-            .map(|(panel, loads)| (panel, loads.into_iter().map(|l| l.energy).collect()))
-            .collect();
-        Ok((latest, usage))
-    }
-
-    /// Like [`Store::latest_and_usage`], with each period's largest quarter-hour usage when
-    /// `peaks` is set (zero otherwise). A period's peak needs the largest bucket of each of its
-    /// parts, so month sums (which are corrected by subtracting buckets) are not used then.
+    /// Every panel's latest reading, and the usage of the panels with data in each period,
+    /// with each period's largest quarter-hour usage when `peaks` is set (zero otherwise). A
+    /// period's peak needs the largest bucket of each of its parts, so month sums (which are
+    /// corrected by subtracting buckets) are not used then.
     pub async fn latest_and_loads(
         &self,
         periods: &[Period],
@@ -563,14 +551,16 @@ impl Store {
         Ok((recent.latest, usage))
     }
 
-    /// Usage and statistics of the panels that have readings in `day`.
+    /// Statistics of the panels that have readings in `day`, and their usage in each of
+    /// `pieces` (consecutive, covering the day: cut where prices change).
     pub async fn day_summary(
         &self,
         day: Period,
-    ) -> Result<(ByPanel<DayStats>, ByPanel<Energy>), InfluxError> {
+        pieces: &[Period],
+    ) -> Result<(ByPanel<DayStats>, ByPanel<Vec<Load>>), InfluxError> {
         let power_statement = queries::day_power(day);
-        let (source, recent) = self.source(&[day]).await?;
-        let plans = self.plan(&[day], Some(source));
+        let (source, recent) = self.source(pieces).await?;
+        let plans = self.plan(pieces, Some(source));
         let mut batch = statements_of(&plans);
         batch.raw.push(vec![power_statement.clone()]);
         let (recent, answers) = futures_util::future::try_join(
@@ -601,12 +591,9 @@ impl Store {
             );
         }
         let usage = self
-            .combine_usage(1, &plans, &answers, &recent, false)
+            .combine_usage(pieces.len(), &plans, &answers, &recent, false)
             .await?
-            .0
-            .into_iter()
-            .map(|(panel, usage)| (panel, usage[0].energy))
-            .collect();
+            .0;
         Ok((stats, usage))
     }
 

@@ -249,10 +249,15 @@ fn today_usage_and_summary_split_pairs_at_local_midnight() {
         assert_eq!(p["estimated_kwh"], estimated, "{id}: {p}");
         assert_eq!(p["cost"], cost, "{id}: {p}");
     }
-    // 4.5 + 1.0 + 0.5 + 0 + 1.25 = 7.25 kWh, 1.0 of it estimated; 7.25 × 1500 = 10 875.
+    // 4.5 + 1.0 + 0.5 + 0 + 1.25 = 7.25 kWh, 1.0 of it estimated; 7.25 × 1500 = 10 875,
+    // 1.0 × 1500 = 1 500 of it estimated; all in the flat tariff's one window.
+    let window = json!({"tariff": "flat", "version": "always", "window": "all day",
+        "rate": 1500.0, "usage_kwh": 7.25, "estimated_kwh": 1.0, "cost": 10875.0,
+        "estimated_cost": 1500.0});
     assert_eq!(
         today["total"],
-        json!({"usage_kwh": 7.25, "estimated_kwh": 1.0, "cost": 10875.0})
+        json!({"usage_kwh": 7.25, "estimated_kwh": 1.0, "cost": 10875.0,
+            "estimated_cost": 1500.0, "by_window": [window]})
     );
 
     let summary = api.ok("/api/panel/summary");
@@ -339,9 +344,13 @@ fn costs_are_exact_and_round_half_a_cent_away_from_zero() {
     assert_eq!(panel(&today, "F")["estimated_kwh"], 0.0);
     assert_eq!(panel(&today, "F")["cost"], 0.01, "{today}");
     // The total is the cost of the total usage: 0.60 × 0.25 = 0.15 (not 0.15 + 0.01).
+    let window = json!({"tariff": "flat", "version": "always", "window": "all day",
+        "rate": 0.25, "usage_kwh": 0.6, "estimated_kwh": 0.0, "cost": 0.15,
+        "estimated_cost": 0.0});
     assert_eq!(
         today["total"],
-        json!({"usage_kwh": 0.6, "estimated_kwh": 0.0, "cost": 0.15})
+        json!({"usage_kwh": 0.6, "estimated_kwh": 0.0, "cost": 0.15, "estimated_cost": 0.0,
+            "by_window": [window]})
     );
 
     let summary = api.ok("/api/panel/summary");
@@ -726,7 +735,8 @@ fn an_empty_or_missing_database_is_not_an_error() {
     }
     assert_eq!(
         api.ok("/api/panel/today-usage")["total"],
-        json!({"usage_kwh": 0.0, "estimated_kwh": 0.0, "cost": 0.0})
+        json!({"usage_kwh": 0.0, "estimated_kwh": 0.0, "cost": 0.0, "estimated_cost": 0.0,
+            "by_window": []})
     );
 }
 

@@ -1532,7 +1532,17 @@ fn csv_answers_hold_the_json_figures_row_by_row() {
         let (records, _) = csv_of(&api, &path);
         assert_eq!(
             records[0],
-            ["panel", "start", "usage_kwh", "avg_kw", "estimated_kwh"],
+            [
+                "panel",
+                "start",
+                "usage_kwh",
+                "avg_kw",
+                "estimated_kwh",
+                "window",
+                "cost",
+                "estimated_cost",
+                "currency"
+            ],
             "{path}"
         );
         let rows: Vec<Vec<String>> = json["intervals"]
@@ -1546,19 +1556,36 @@ fn csv_answers_hold_the_json_figures_row_by_row() {
                     field(&i["usage_kwh"]),
                     field(&i["avg_kw"]),
                     field(&i["estimated_kwh"]),
+                    field(&i["window"]),
+                    field(&i["cost"]),
+                    field(&i["estimated_cost"]),
+                    field(&json["currency"]),
                 ]
             })
             .collect();
         assert_eq!(rows.len(), if step == "15m" { 96 } else { 24 });
         assert_eq!(records[1..], rows, "{path}");
     }
-    // By hand: BURST's quarter hour from 07:00 on 10 March, 2.5 kWh at 10 kW.
+    // By hand: BURST's quarter hour from 07:00 on 10 March, 2.5 kWh at 10 kW, which cost
+    // 2.5 × 0.25 = 0.625 → 0.63 in the flat tariff's one window.
     let (records, text) = csv_of(&api, "/api/panel/BURST/intervals?date=2026-03-10");
     assert_eq!(
         records[1 + 28],
-        ["BURST", "2026-03-10T07:00:00+07:00", "2.5", "10.0", "0.0"]
+        [
+            "BURST",
+            "2026-03-10T07:00:00+07:00",
+            "2.5",
+            "10.0",
+            "0.0",
+            "all day",
+            "0.63",
+            "0.0",
+            currency
+        ]
     );
-    assert!(text.starts_with("panel,start,usage_kwh,avg_kw,estimated_kwh\r\n"));
+    assert!(text.starts_with(
+        "panel,start,usage_kwh,avg_kw,estimated_kwh,window,cost,estimated_cost,currency\r\n"
+    ));
 
     for month in ["2026-03", "2026-05"] {
         let path = format!("/api/energy/daily?month={month}");
@@ -1751,7 +1778,10 @@ fn unknown_panels_and_bad_parameters_get_json_errors() {
     assert!(got.is_empty(), "{got:?}");
     assert_eq!(totals, (0.0, 0.0));
     let future = api.ok("/api/energy/daily?month=2030-01");
-    assert_eq!(future["panels"], json!([{"panel": "A", "days": []}]));
+    assert_eq!(
+        future["panels"],
+        json!([{"panel": "A", "tariff": "flat", "days": []}])
+    );
     // Days past what InfluxDB can store (its last instant is in April 2262) as well.
     for day in ["2262-04-11", "2262-04-12", "9999-12-31"] {
         let (got, totals) = intervals(&api, "A", day, "1h", "Asia/Jakarta");
@@ -1764,7 +1794,10 @@ fn unknown_panels_and_bad_parameters_get_json_errors() {
         "{body}"
     );
     let future = api.ok("/api/energy/daily?month=9999-12");
-    assert_eq!(future["panels"], json!([{"panel": "A", "days": []}]));
+    assert_eq!(
+        future["panels"],
+        json!([{"panel": "A", "tariff": "flat", "days": []}])
+    );
     // The earliest month there is: 31 days of nothing (the ledger reaches back that far).
     let past = daily(&api, "1970-01", "Asia/Jakarta");
     assert_eq!(past["A"].len(), 31);

@@ -669,6 +669,31 @@ windows = [{ name = "all day", rate = 1444.70, every_day = ["00:00-24:00"] }]
     }
 
     #[test]
+    fn the_example_files_are_valid() {
+        let pln = parse(
+            include_str!("../../../../docs/tariffs/pln-example.toml"),
+            "pln",
+        )
+        .unwrap();
+        assert_eq!(pln.decimals, 0);
+        assert_eq!(pln.plans[0].versions.len(), 2);
+        assert_eq!(
+            pln.plans[0].versions[0].windows[1].rate,
+            Price::new(155367, -2)
+        );
+        assert_eq!(
+            pln.panels["PANEL_LANTAI_1"].contracted_kva,
+            Some(Price::new(197, 0))
+        );
+        let flat = parse(
+            include_str!("../../../../docs/tariffs/flat-example.toml"),
+            "f",
+        )
+        .unwrap();
+        assert!(flat.is_flat());
+    }
+
+    #[test]
     fn a_good_file_is_read_exactly() {
         let t = parse(GOOD, "t.toml").unwrap();
         assert_eq!(t.currency, "IDR");
