@@ -6,8 +6,8 @@
 #
 # Starts its own influxd on free loopback ports with its data in a temporary directory (never
 # 8086), writes two days of history for three panels (with meter resets), builds the usage
-# rollup from it with a short run of mqtt-subscriber, starts the api-server on a free port and
-# runs schemathesis against it. Stops only the processes it started and removes the directory,
+# rollup from it with a short run of mqtt-subscriber, starts the api-server on a free port with
+# the example time-of-use tariff file and runs schemathesis against it. Stops only the processes it started and removes the directory,
 # also when interrupted. Exits non-zero when schemathesis reports a failure.
 #
 # Needs the debug binaries (cargo build), influxd, curl and python3 with venv. schemathesis is
@@ -133,7 +133,10 @@ kill "$subscriber_pid"
 wait "$subscriber_pid" 2>/dev/null || true
 subscriber_pid=""
 
-API_ADDR="127.0.0.1:$api_port" "$BIN/api-server" > api-server.log 2>&1 &
+# The example time-of-use tariff (two windows, two versions, a minimum, PPJ), so that every
+# answer's costs by window and the bills are fuzzed as a TARIFF_FILE makes them.
+TARIFF_FILE="$ROOT/docs/tariffs/pln-example.toml" API_ADDR="127.0.0.1:$api_port" \
+    "$BIN/api-server" > api-server.log 2>&1 &
 api_pid=$!
 wait_for "http://127.0.0.1:$api_port/health" "$api_pid" api-server.log
 say "set up in $((SECONDS - started_at)) s; running schemathesis"
