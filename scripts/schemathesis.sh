@@ -7,8 +7,8 @@
 # Starts its own influxd on free loopback ports with its data in a temporary directory (never
 # 8086), writes two days of history for three panels (with meter resets), builds the usage
 # rollup from it with a short run of mqtt-subscriber, starts the api-server on a free port with
-# the example time-of-use tariff file and runs schemathesis against it. Stops only the processes it started and removes the directory,
-# also when interrupted. Exits non-zero when schemathesis reports a failure.
+# the example time-of-use tariff file and runs schemathesis against it. Stops only the
+# processes it started and removes the directory, also when interrupted. Exits non-zero when schemathesis reports a failure.
 #
 # Needs the debug binaries (cargo build), influxd, curl and python3 with venv. schemathesis is
 # installed with pip into .run/schemathesis-<version>/ on the first run and reused after.
