@@ -103,7 +103,7 @@ fn window_in_spec(version: &VersionSpec, day_type: usize, minute: u16) -> usize 
 }
 
 /// The spec of the version in force on `date`: the latest first day not after it.
-fn spec_on<'a>(versions: &'a [VersionSpec], date: NaiveDate) -> &'a VersionSpec {
+fn spec_on(versions: &[VersionSpec], date: NaiveDate) -> &VersionSpec {
     let mut chosen = &versions[0];
     let mut chosen_from = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
     let mut used = std::collections::BTreeSet::new();
