@@ -2,10 +2,12 @@
 // what a person would see against what the JSON API answers at about the same time.
 //
 //   node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png>
+//       [--bill-pdf <file.pdf>]
 //       [--token-url <url of an api-server with API_TOKEN set>]   (the token in $DASHBOARD_TOKEN)
 //
 // Chromium is `$CHROMIUM` (default /usr/bin/chromium), driven by playwright-core (`npm ci` in
-// this directory installs it; it never downloads a browser). Started by
+// this directory installs it; it never downloads a browser); the printed bill is read back with
+// pdfjs-dist. Started by
 // crates/api-server/tests/browser.rs, which runs the pipeline behind the URL; it can also be
 // pointed at any running api-server whose publisher sends a reading every few seconds.
 //
@@ -18,14 +20,21 @@
 // compared with the JSON answer read just before and just after it, and read again when those
 // two differ (a reading arrived meanwhile).
 //
+// What each tariff charges now and each cost's split by tariff window are compared with
+// /api/panel/today-usage like the other figures of today. The bill page is opened through the
+// navigation: it must show the last whole month's bills of /api/bill, line by line, download
+// its CSV file, hide everything but the bills in print media, and print (page.pdf(), in the
+// dark colour scheme, to show that printing ignores it) one panel per page, with every panel's
+// total and the grand total in the PDF's text (--bill-pdf keeps the file).
+//
 // With --token-url, the page of a server that asks for a token is signed in to, and its CSV
-// links must download (through a blob: URL, as a link cannot carry the token) the same rows
-// as that server's JSON.
+// links, the bill's included, must download (through a blob: URL, as a link cannot carry the
+// token) the same rows as that server's JSON.
 //
 // Prints one line per check; exits 0 when all pass, 1 at the first failure (after saving a
 // screenshot of the page as it was), 2 on bad arguments.
 
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
@@ -42,7 +51,7 @@ const RUN_TIMEOUT_MS = 150_000;
 
 function usage(message) {
   console.error(`${message}\nusage: node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png> `
-    + '[--token-url <url>] (the token in $DASHBOARD_TOKEN)');
+    + '[--bill-pdf <file.pdf>] [--token-url <url>] (the token in $DASHBOARD_TOKEN)');
   process.exit(2);
 }
 
@@ -50,7 +59,12 @@ let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { panels: { type: 'string' }, screenshot: { type: 'string' }, 'token-url': { type: 'string' } },
+    options: {
+      panels: { type: 'string' },
+      screenshot: { type: 'string' },
+      'bill-pdf': { type: 'string' },
+      'token-url': { type: 'string' },
+    },
   });
 } catch (error) {
   usage(error.message);
@@ -61,6 +75,7 @@ if (!parsed.values.panels) usage('--panels is required');
 if (!parsed.values.screenshot) usage('--screenshot is required');
 const expectedPanels = parsed.values.panels.split(',').filter(Boolean).sort();
 const screenshotPath = parsed.values.screenshot;
+const billPdfPath = parsed.values['bill-pdf'];
 const tokenUrl = parsed.values['token-url'];
 const token = process.env.DASHBOARD_TOKEN;
 if (tokenUrl && !token) usage('--token-url needs the token in DASHBOARD_TOKEN');
@@ -80,6 +95,78 @@ function fixed(value, decimals) {
   return formats.get(decimals).format(value);
 }
 const money = (currency, value) => `${currency} ${fixed(value, 2)}`;
+// A price: as many decimals as it has, at least two.
+const rateFormat = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 6 });
+const rate = (currency, value) => `${currency} ${rateFormat.format(value)}`;
+
+// A cost's split by tariff window, shown under time of use (or whenever it has several
+// windows): "LWBP 12,345.00 · WBP 6,789.00", a window named with its tariff when the figure
+// spans several tariffs and with its version when it spans several versions.
+function expectedSplit(figure, timeOfUse) {
+  const windows = figure.by_window ?? [];
+  if (!(windows.length > 1 || (timeOfUse && windows.length > 0))) return { shown: false };
+  const tariffs = new Set(windows.map((w) => w.tariff));
+  const versions = new Set(windows.map((w) => `${w.tariff} ${w.version}`));
+  const label = (w) => `${tariffs.size > 1 ? `${w.tariff} ` : ''}${w.window}${versions.size > tariffs.size ? ` (${w.version})` : ''}`;
+  return { shown: true, text: windows.map((w) => `${label(w)} ${fixed(w.cost, 2)}`).join(' · ') };
+}
+
+// The local date and HH:MM of an instant in `zone`.
+function localParts(instant, zone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+    timeZone: zone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(new Date(instant)).map((part) => [part.type, part.value]));
+  return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}` };
+}
+
+// What the page says each tariff of a today-usage answer charges now: "B-3: WBP, IDR 1,553.67
+// per kWh, until 22:00; new rates from 2027-01-01: LWBP IDR 1,200.00, WBP IDR 1,800.50".
+function expectedTariffs(body) {
+  return Object.fromEntries((body.tariffs ?? []).map((tariff) => {
+    let text = `${tariff.tariff}: ${tariff.window}, ${rate(body.currency, tariff.rate)} per kWh`;
+    if (tariff.window_until) {
+      const local = localParts(tariff.window_until, body.timezone);
+      text += `, until ${local.date === body.date ? local.time : `${local.time} on ${local.date}`}`;
+    }
+    const next = tariff.next_version;
+    if (next) {
+      text += `; new rates from ${next.valid_from}: `
+        + `${next.windows.map((w) => `${w.window} ${rate(body.currency, w.rate)}`).join(', ')}`;
+    }
+    return [tariff.tariff, {
+      window: tariff.window,
+      version: tariff.version,
+      rate: tariff.rate,
+      until: tariff.window_until ?? null,
+      next: next?.valid_from ?? null,
+      text,
+    }];
+  }));
+}
+
+function tariffsOf(state) {
+  return Object.fromEntries(state.tariffsNow.map((tariff) => [tariff.tariff, {
+    window: tariff.window,
+    version: tariff.version,
+    rate: tariff.rate,
+    until: tariff.until,
+    next: tariff.next,
+    text: tariff.text,
+  }]));
+}
+
+// The footer's tariff: the one price, or "time of use" and the tariffs' names.
+function expectedTariffSetting(today) {
+  return typeof today.tariff_per_kwh === 'number'
+    ? `${today.currency} ${fixed(today.tariff_per_kwh, 2)} per kWh`
+    : `time of use (${(today.tariffs ?? []).map((tariff) => tariff.tariff).join(', ')})`;
+}
 
 // An "of which … estimated" note: shown only when something is estimated.
 const estimatedNote = (value) => ({ shown: value > 0, text: fixed(value, 3), value });
@@ -149,17 +236,24 @@ function realtimeOf(card) {
 
 // Today's part of the page as one today-usage answer would draw it.
 function expectedToday(body) {
+  const timeOfUse = typeof body.tariff_per_kwh !== 'number';
+  // An "of which … estimated" note after a cost.
+  const estimatedCost = (figure) => ({ shown: figure.estimated_cost > 0, text: money(body.currency, figure.estimated_cost) });
   return {
     date: `(${body.date})`,
     totalUsage: fixed(body.total.usage_kwh, 3),
     totalUsageValue: body.total.usage_kwh,
     totalEstimated: estimatedNote(body.total.estimated_kwh),
     totalCost: money(body.currency, body.total.cost),
+    totalEstimatedCost: estimatedCost(body.total),
+    totalWindows: expectedSplit(body.total, timeOfUse),
     cards: Object.fromEntries(body.panels.map((panel) => [panel.panel, {
       todayUsage: fixed(panel.usage_kwh, 3),
       todayUsageValue: panel.usage_kwh,
       todayEstimated: estimatedNote(panel.estimated_kwh),
       todayCost: money(body.currency, panel.cost),
+      todayEstimatedCost: estimatedCost(panel),
+      todayWindows: expectedSplit(panel, timeOfUse),
     }])),
   };
 }
@@ -171,11 +265,15 @@ function todayOf(state) {
     totalUsageValue: state.totalUsageValue,
     totalEstimated: state.totalEstimated,
     totalCost: state.totalCost,
+    totalEstimatedCost: state.totalEstimatedCost,
+    totalWindows: state.totalWindows,
     cards: Object.fromEntries(state.cards.map((card) => [card.panel, {
       todayUsage: card.todayUsage,
       todayUsageValue: card.todayUsageValue,
       todayEstimated: card.todayEstimated,
       todayCost: card.todayCost,
+      todayEstimatedCost: card.todayEstimatedCost,
+      todayWindows: card.todayWindows,
     }])),
   };
 }
@@ -407,8 +505,10 @@ function csvDifferences(rows, expected) {
 // What the CSV of an intervals answer and of a daily answer hold.
 function intervalsCsv(body) {
   return [
-    ['panel', 'start', 'usage_kwh', 'avg_kw', 'estimated_kwh'],
-    ...body.intervals.map((i) => [body.panel, i.start, i.usage_kwh, i.avg_kw, i.estimated_kwh]),
+    ['panel', 'start', 'usage_kwh', 'avg_kw', 'estimated_kwh', 'window', 'cost', 'estimated_cost', 'currency'],
+    ...body.intervals.map((i) => [
+      body.panel, i.start, i.usage_kwh, i.avg_kw, i.estimated_kwh, i.window, i.cost, i.estimated_cost, body.currency,
+    ]),
   ];
 }
 
@@ -485,6 +585,240 @@ const csvLinks = [
   },
 ];
 
+// ---- the bill page --------------------------------------------------------------------------
+
+// The month before the one of `date` (YYYY-MM-DD): the last whole month.
+function lastWholeMonth(date) {
+  const [year, month] = date.split('-').map(Number);
+  return month === 1 ? `${year - 1}-12` : `${year}-${String(month - 1).padStart(2, '0')}`;
+}
+
+function billQuery(month, panel) {
+  const query = new URLSearchParams({ month });
+  if (panel) query.set('panel', panel);
+  return query.toString();
+}
+
+const days = (n) => `${n} ${n === 1 ? 'day' : 'days'}`;
+
+// A bill line's cells as the page writes them: item, version, quantity, rate, amount.
+function lineCells(line, currency, amount) {
+  const item = { energy: `Energy, ${line.name}`, tax: `Tax, ${line.name}` }[line.kind]
+    ?? line.name.charAt(0).toUpperCase() + line.name.slice(1);
+  const quantity = {
+    kWh: `${fixed(line.quantity, 3)} kWh${line.estimated_kwh > 0 ? ` of which ${fixed(line.estimated_kwh, 3)} estimated` : ''}`,
+    kW: `${fixed(line.quantity, 3)} kW`,
+    days: days(line.quantity),
+    base: amount(line.quantity),
+  }[line.unit];
+  const per = { energy: '/kWh', minimum_top_up: '/kWh', demand: '/kW', fixed: '/month' }[line.kind];
+  const price = line.kind === 'tax' ? `${line.rate} %` : `${rate(currency, line.rate)}${per}`;
+  return [item, line.version, quantity, price, amount(line.amount)];
+}
+
+// The bill page as one /api/bill answer (of `panel`, or '' for all) would draw it.
+function expectedBills(body, panel) {
+  const amount = (value) => `${body.currency} ${fixed(value, body.decimals)}`;
+  const query = billQuery(body.month, panel);
+  const row = (cells, value) => ({ cells: cells.join(' | '), value });
+  return {
+    hash: `#bill?${query}`,
+    title: `Bill, ${monthName(body.month)}${panel ? `, ${panel}` : ''} – Energy monitor`,
+    month: body.month,
+    panel,
+    monthInput: body.month,
+    panelSelect: panel,
+    csv: `/api/bill?${query}&format=csv`,
+    error: '',
+    order: body.panels.map((bill) => bill.panel).join(' '),
+    sheets: Object.fromEntries(body.panels.map((bill) => {
+      const charges = bill.lines.filter((line) => line.kind !== 'tax');
+      const taxes = bill.lines.filter((line) => line.kind === 'tax');
+      const sums = [
+        row(['Subtotal', '', '', '', amount(bill.subtotal)], bill.subtotal),
+        ...taxes.map((line) => row(lineCells(line, body.currency, amount), line.amount)),
+        row(['Total', '', '', '', amount(bill.total)], bill.total),
+      ];
+      return [bill.panel, {
+        visible: true,
+        title: bill.panel,
+        month: monthName(body.month),
+        tariff: bill.tariff,
+        versions: bill.versions.map((v) => `${v.valid_from} (${days(v.days)})`).join(', '),
+        kva: typeof bill.contracted_kva === 'number' ? `${fixed(bill.contracted_kva, 0)} kVA` : null,
+        usage: fixed(bill.usage_kwh, 3),
+        demand: fixed(bill.max_demand_kw, 3),
+        lineCount: charges.length,
+        lines: Object.fromEntries(charges.map((line, index) => [index, row(lineCells(line, body.currency, amount), line.amount)])),
+        sumCount: sums.length,
+        sums: Object.fromEntries(sums.map((sum, index) => [index, sum])),
+        total: amount(bill.total),
+        totalValue: bill.total,
+        estimated: `${fixed(bill.estimated_kwh, 3)} kWh, ${amount(bill.estimated_amount)}`,
+        notes: bill.notes.join(' | '),
+      }];
+    })),
+    summary: body.panels.length > 1
+      ? {
+        shown: true,
+        rows: body.panels.map((bill) => [bill.panel, bill.tariff, fixed(bill.usage_kwh, 3), amount(bill.total)].join(' | ')).join(' / '),
+        total: amount(body.total),
+        totalValue: body.total,
+      }
+      : { shown: false },
+  };
+}
+
+// The bill page, in the shape of expectedBills.
+function readBills(page) {
+  return page.evaluate(() => {
+    const field = (name, root = document) => root.querySelector(`[data-field="${name}"]`);
+    const text = (element) => (element ? element.innerText.replace(/\s+/g, ' ').trim() : null);
+    const cells = (row) => [...row.cells].map(text).join(' | ');
+    const row = (tr) => ({ cells: cells(tr), value: Number(tr.lastElementChild.getAttribute('data-value')) });
+    const bills = document.querySelector('#bills');
+    const sheets = [...bills.querySelectorAll(':scope > .bill-sheet')];
+    const summary = bills.querySelector(':scope > .bill-summary');
+    const panelSelect = document.querySelector('#bill-panel');
+    return {
+      view: document.querySelector('#bill').checkVisibility() && !document.querySelector('#dashboard').checkVisibility(),
+      busy: bills.hasAttribute('aria-busy'),
+      hash: window.location.hash,
+      title: document.title,
+      month: bills.getAttribute('data-month'),
+      panel: bills.getAttribute('data-panel'),
+      monthInput: document.querySelector('#bill-month').value,
+      panelSelect: panelSelect.value,
+      panelOptions: [...panelSelect.options].map((option) => option.value),
+      csv: field('bill_csv').getAttribute('href'),
+      error: text(field('bill_error')),
+      order: sheets.map((sheet) => sheet.getAttribute('data-panel')).join(' '),
+      sheets: Object.fromEntries(sheets.map((sheet) => {
+        const lines = [...field('bill_lines', sheet).rows].map(row);
+        const sums = [...field('bill_sums', sheet).rows].map(row);
+        const total = field('bill_total', sheet);
+        return [sheet.getAttribute('data-panel'), {
+          visible: sheet.checkVisibility(),
+          title: text(field('panel', sheet)),
+          month: text(field('bill_month', sheet)),
+          tariff: text(field('bill_tariff', sheet)),
+          versions: text(field('bill_versions', sheet)),
+          kva: field('bill_kva_row', sheet).checkVisibility() ? text(field('bill_kva_row', sheet).querySelector('dd')) : null,
+          usage: text(field('bill_usage_kwh', sheet)),
+          demand: text(field('bill_max_demand_kw', sheet)),
+          lineCount: lines.length,
+          lines: Object.fromEntries(lines.map((line, index) => [index, line])),
+          sumCount: sums.length,
+          sums: Object.fromEntries(sums.map((sum, index) => [index, sum])),
+          total: text(total),
+          totalValue: total ? Number(total.getAttribute('data-value')) : null,
+          estimated: `${text(field('bill_estimated_kwh', sheet))} kWh, ${text(field('bill_estimated_amount', sheet))}`,
+          notes: field('bill_notes_block', sheet).checkVisibility()
+            ? [...field('bill_notes', sheet).children].map(text).join(' | ') : '',
+        }];
+      })),
+      summary: summary
+        ? {
+          shown: summary.checkVisibility(),
+          rows: [...summary.querySelectorAll('tbody tr')].map(cells).join(' / '),
+          total: text(field('bills_total', summary)),
+          totalValue: Number(field('bills_total', summary).getAttribute('data-value')),
+        }
+        : { shown: false },
+    };
+  });
+}
+
+// What the bill page shows against what it should show for `body`.
+function billProblems(shown, body, panel) {
+  const problems = [];
+  if (!shown.view) problems.push('the bill view is not the one shown');
+  if (shown.busy) problems.push('the bill is still loading');
+  return [...problems, ...differences(shown, expectedBills(body, panel))];
+}
+
+// What the print style sheet leaves visible, and how.
+function readPrinted(page) {
+  return page.evaluate(() => {
+    const visible = (selector) => [...document.querySelectorAll(selector)].filter((e) => e.checkVisibility()).length;
+    const style = (element) => getComputedStyle(element);
+    return {
+      nav: visible('nav'),
+      header: visible('.site-header'),
+      footer: visible('.site-footer'),
+      controls: visible('#bill-form, #bill-form button, #bill-form select, #bill-form input'),
+      dashboard: visible('#dashboard, #cards, #charts, svg'),
+      sheets: [...document.querySelectorAll('#bills > .bill-sheet')].map((sheet) => ({
+        panel: sheet.getAttribute('data-panel'),
+        visible: sheet.checkVisibility(),
+        breakAfter: style(sheet).breakAfter,
+      })),
+      color: style(document.body).color,
+      background: style(document.documentElement).backgroundColor,
+      sheetBackground: [...document.querySelectorAll('#bills > *')].map((e) => style(e).backgroundColor),
+    };
+  });
+}
+
+// The text of each page of a PDF, read with pdfjs-dist.
+async function pdfPages(pdf) {
+  let pdfjs;
+  try {
+    pdfjs = await import('pdfjs-dist/legacy/build/pdf.mjs');
+  } catch (error) {
+    throw new CheckFailed(`pdfjs-dist is not installed (${error.code ?? error.message}): run \`npm ci\` in tests/browser (scripts/test.sh does)`);
+  }
+  const pdfDocument = await pdfjs.getDocument({ data: new Uint8Array(pdf), verbosity: 0, isEvalSupported: false }).promise;
+  try {
+    const pages = [];
+    for (let number = 1; number <= pdfDocument.numPages; number += 1) {
+      const content = await (await pdfDocument.getPage(number)).getTextContent();
+      pages.push(content.items.map((item) => item.str ?? '').join(' '));
+    }
+    return pages;
+  } finally {
+    await pdfDocument.destroy();
+  }
+}
+
+// Text without any white space, so that how the PDF splits its text runs does not matter.
+const squash = (text) => text.replace(/\s+/g, '');
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+// Whether `amount` ("IDR 1,234") is in `text` as a whole figure, not the start of a longer one.
+const hasAmount = (text, amount) => new RegExp(`${escapeRegExp(squash(amount))}(?![0-9])`).test(squash(text));
+
+// The printed bills: at least a page per panel (and one for all panels' totals), each panel's
+// bill starting on a page of its own with its total on it, and the grand total.
+function pdfProblems(pages, body) {
+  const amount = (value) => `${body.currency} ${fixed(value, body.decimals)}`;
+  const month = monthName(body.month);
+  const problems = [];
+  const summary = body.panels.length > 1 ? 1 : 0;
+  if (pages.length < body.panels.length + summary) {
+    problems.push(`${pages.length} pages for ${body.panels.length} panels${summary ? ' and their totals' : ''}`);
+  }
+  const headings = body.panels.map((bill) => squash(`${bill.panel}, ${month}`));
+  pages.forEach((text, index) => {
+    const on = headings.filter((heading) => squash(text).includes(heading));
+    if (on.length > 1) problems.push(`page ${index + 1} starts the bills of several panels: ${on.join(', ')}`);
+  });
+  for (const bill of body.panels) {
+    const first = pages.findIndex((text) => squash(text).includes(squash(`${bill.panel}, ${month}`)));
+    if (first < 0) {
+      problems.push(`no page has the bill of ${bill.panel}`);
+      continue;
+    }
+    if (!hasAmount(pages[first], amount(bill.total))) {
+      problems.push(`page ${first + 1}, the bill of ${bill.panel}, lacks its total ${amount(bill.total)}: `
+        + `${JSON.stringify(pages[first].slice(0, 400))}…`);
+    }
+  }
+  if (!pages.some((text) => hasAmount(text, amount(body.total)))) {
+    problems.push(`no page has the grand total ${amount(body.total)}`);
+  }
+  return problems;
+}
+
 // ---- running the checks ---------------------------------------------------------------------
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -523,6 +857,15 @@ function readPage(page) {
       const figure = field(`${name}_kwh`, root);
       return wrapper ? { shown: wrapper.checkVisibility(), text: text(figure), value: value(figure) } : null;
     };
+    // The same after a cost, and a cost's split by window.
+    const costNote = (name, root = document) => {
+      const wrapper = field(name, root);
+      return wrapper ? { shown: wrapper.checkVisibility(), text: text(field(`${name}_amount`, root)) } : null;
+    };
+    const split = (name, root = document) => {
+      const element = field(name, root);
+      return element ? { shown: element.checkVisibility(), text: text(element) } : null;
+    };
     // A chart's bars, each by its `data-<key>`, with the height of its hatched (estimated) part.
     const barsOf = (figure, key) => {
       const hatches = new Map([...figure.querySelectorAll('svg rect.estimated')]
@@ -560,12 +903,29 @@ function readPage(page) {
         todayUsageValue: value(field('today_usage_kwh', card)),
         todayEstimated: note('today_estimated', card),
         todayCost: text(field('today_cost', card)),
+        todayEstimatedCost: costNote('today_estimated_cost', card),
+        todayWindows: split('today_windows', card),
       })),
       todayDate: text(field('today_date')),
       totalUsage: text(field('total_usage_kwh')),
       totalUsageValue: value(field('total_usage_kwh')),
       totalEstimated: note('total_estimated'),
       totalCost: text(field('total_cost')),
+      totalEstimatedCost: costNote('total_estimated_cost'),
+      totalWindows: split('total_windows'),
+      tariffsNow: [...document.querySelectorAll('#tariffs-now > li')].map((item) => ({
+        tariff: item.getAttribute('data-tariff'),
+        window: item.getAttribute('data-window'),
+        version: item.getAttribute('data-version'),
+        rate: Number(item.getAttribute('data-rate')),
+        until: field('tariff_until_clause', item).checkVisibility()
+          ? field('tariff_until', item).getAttribute('datetime') : null,
+        next: field('tariff_next_clause', item).checkVisibility()
+          ? field('tariff_next', item).getAttribute('datetime') : null,
+        // What a person reads: the hidden parts left out.
+        text: item.innerText.replace(/\s+/g, ' ').trim(),
+        visible: item.checkVisibility(),
+      })),
       timezone: text(field('timezone')),
       tariff: text(field('tariff')),
       currency: text(field('currency')),
@@ -767,7 +1127,25 @@ async function run(browser) {
       if (answers.length === 0) return [`no today-usage answer from the API yet (${todayUsage.lastError})`];
       return closest(todayOf(state), answers.map(expectedToday));
     });
-    pass("every card's usage and cost today and the totals are those of /api/panel/today-usage");
+    pass("every card's usage and cost today (its estimated part and split by tariff window) and the totals are "
+      + 'those of /api/panel/today-usage');
+    const split = state.cards.find((card) => card.todayWindows?.shown);
+    if (split) pass(`e.g. ${split.panel}'s cost today by window: ${split.todayWindows.text}`);
+
+    await waitFor('what each tariff charges now and its next change are those of /api/panel/today-usage', 20_000, async () => {
+      state = await readPage(page);
+      const answers = todayUsage.recent(API_HISTORY_MS);
+      if (answers.length === 0) return [`no today-usage answer from the API yet (${todayUsage.lastError})`];
+      if ((answers[0].tariffs ?? []).length === 0) return ['the API lists no tariff in today-usage'];
+      const problems = closest(tariffsOf(state), answers.map(expectedTariffs));
+      const shown = state.tariffsNow.map((tariff) => tariff.tariff);
+      const listed = answers[0].tariffs.map((tariff) => tariff.tariff);
+      if (JSON.stringify(shown) !== JSON.stringify(listed)) problems.push(`tariffs ${JSON.stringify(shown)}, API ${JSON.stringify(listed)}`);
+      const hidden = state.tariffsNow.filter((tariff) => !tariff.visible).map((tariff) => tariff.tariff);
+      if (hidden.length > 0) problems.push(`hidden: ${hidden.join(', ')}`);
+      return problems;
+    });
+    for (const tariff of state.tariffsNow) pass(`tariff now: ${tariff.text}`);
 
     await waitFor('the footer shows the time zone, tariff, currency and offline rule', 10_000, async () => {
       state = await readPage(page);
@@ -776,7 +1154,7 @@ async function run(browser) {
       return differences(state, {
         timezone: today.timezone,
         currency: today.currency,
-        tariff: `${today.currency} ${fixed(today.tariff_per_kwh, 2)} per kWh`,
+        tariff: expectedTariffSetting(today),
         offlineAfter: offline % 60 === 0 ? `${offline / 60} min without a reading` : `${offline} s without a reading`,
       });
     });
@@ -895,6 +1273,129 @@ async function run(browser) {
   }
 }
 
+// The bill page: opened through the navigation on the last whole month, all panels; its CSV
+// file; one panel; then printed to PDF.
+async function runBill(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+  const faults = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') faults.push(`console error: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => faults.push(`uncaught exception: ${error.message}`));
+  page.on('requestfailed', (request) => {
+    if (!request.url().endsWith('/api/panel/stream')) {
+      faults.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
+    }
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400) faults.push(`HTTP ${response.status()} for ${response.url()}`);
+  });
+  try {
+    await page.goto(dashboardUrl, { waitUntil: 'load' });
+    await waitFor('the navigation shows a link to the bill', 20_000, async () => (
+      await page.locator('nav a[href="#bill"]').isVisible() ? [] : ['no visible link to #bill in the navigation']));
+    await page.click('nav a[href="#bill"]');
+    const today = await todayUsage.fetch();
+    const month = lastWholeMonth(today.date);
+    const billUrl = (panel) => new URL(`/api/bill?${billQuery(month, panel)}`, dashboardUrl).href;
+    const all = await getJson(billUrl(''));
+    if (all.panels.length !== expectedPanels.length) {
+      throw new CheckFailed(`/api/bill?month=${month} bills ${all.panels.length} panels, not ${expectedPanels.length}`);
+    }
+    let shown;
+    await waitFor(`the bill page shows /api/bill of ${month}, the last whole month, for all panels`, 30_000, async () => {
+      shown = await readBills(page);
+      const offered = JSON.stringify(shown.panelOptions);
+      return [
+        ...billProblems(shown, all, ''),
+        ...(offered === JSON.stringify(['', ...expectedPanels]) ? [] : [`the panel picker offers ${offered}`]),
+      ];
+    });
+    const lines = Object.values(shown.sheets).reduce((sum, sheet) => sum + sheet.lineCount + sheet.sumCount, 0);
+    pass(`the bill page (${shown.hash}) shows the bills of ${all.panels.length} panels for ${monthName(month)}, `
+      + `${lines} lines in all, as /api/bill does; total ${shown.summary.total}`);
+    const kinds = new Set(all.panels.flatMap((bill) => bill.lines.map((line) => line.kind)));
+    pass(`its lines: ${[...kinds].join(', ')}; versions ${[...new Set(all.panels.flatMap((bill) => bill.versions.map((v) => v.valid_from)))].join(', ')}; `
+      + `${all.panels.reduce((sum, bill) => sum + bill.notes.length, 0)} notes`);
+
+    await waitFor("the bill's CSV link saves the server's CSV file", 20_000, async () => {
+      const response = await fetch(new URL(shown.csv, dashboardUrl));
+      const text = await response.text();
+      const type = response.headers.get('content-type') ?? '';
+      if (!response.ok || !type.startsWith('text/csv')) return [`GET ${shown.csv}: ${response.status} ${type}`];
+      const file = await download(page, '[data-field="bill_csv"]');
+      if (file.problems.length > 0) return file.problems;
+      const problems = [];
+      if (file.text !== text) problems.push(`the saved file differs from GET ${shown.csv}`);
+      if (file.filename !== `bill-${month}.csv`) problems.push(`saved as ${file.filename}`);
+      return problems;
+    });
+    pass(`the bill's CSV link (${shown.csv}) saves the server's file bill-${month}.csv`);
+
+    // One panel, picked.
+    const one = expectedPanels[0];
+    await page.selectOption('#bill-panel', one);
+    const single = await getJson(billUrl(one));
+    await waitFor(`picked, ${one}: the bill page shows its bill only`, 30_000, async () => {
+      shown = await readBills(page);
+      return billProblems(shown, single, one);
+    });
+    pass(`picked, ${one}: its bill alone (${shown.hash}), total ${shown.sheets[one].total}`);
+    await page.selectOption('#bill-panel', '');
+    await waitFor('all panels again', 30_000, async () => {
+      shown = await readBills(page);
+      return billProblems(shown, all, '');
+    });
+
+    // Printing: the button calls window.print() (replaced here: headless Chromium has no print
+    // dialog), and the print style sheet leaves the bills alone, black on white, even in the
+    // dark colour scheme.
+    await page.evaluate(() => {
+      window.__printed = 0;
+      window.print = () => { window.__printed += 1; };
+    });
+    await page.click('#bill-print');
+    const printed = await page.evaluate(() => window.__printed);
+    if (printed !== 1) throw new CheckFailed(`the Print button called window.print() ${printed} times`);
+    pass('the Print button calls window.print()');
+    if ((await readPrinted(page)).nav === 0) throw new CheckFailed('the navigation is hidden on screen');
+    await page.emulateMedia({ media: 'print', colorScheme: 'dark' });
+    const media = await readPrinted(page);
+    const problems = [];
+    for (const what of ['nav', 'header', 'footer', 'controls', 'dashboard']) {
+      if (media[what] > 0) problems.push(`${media[what]} ${what} element(s) visible in print`);
+    }
+    for (const sheet of media.sheets) {
+      if (!sheet.visible) problems.push(`the bill of ${sheet.panel} is hidden in print`);
+      if (sheet.breakAfter !== 'page') problems.push(`the bill of ${sheet.panel} has break-after: ${sheet.breakAfter}`);
+    }
+    if (media.sheets.length !== expectedPanels.length) problems.push(`${media.sheets.length} bills in print`);
+    if (media.color !== 'rgb(0, 0, 0)') problems.push(`text colour ${media.color} in print`);
+    if (media.background !== 'rgb(255, 255, 255)') problems.push(`page background ${media.background} in print`);
+    const coloured = media.sheetBackground.filter((colour) => !['rgb(255, 255, 255)', 'rgba(0, 0, 0, 0)'].includes(colour));
+    if (coloured.length > 0) problems.push(`bill backgrounds ${coloured.join(', ')} in print`);
+    if (problems.length > 0) throw new CheckFailed(`the print style sheet:\n  ${problems.join('\n  ')}`);
+    pass('in print media (dark colour scheme): no navigation, header, footer, controls or charts; '
+      + 'the bills black on white, each followed by a page break');
+
+    const pdf = await page.pdf({ format: 'A4', printBackground: true });
+    if (billPdfPath) await writeFile(billPdfPath, pdf);
+    const pages = await pdfPages(pdf);
+    const pdfIssues = pdfProblems(pages, all);
+    if (pdfIssues.length > 0) throw new CheckFailed(`the printed bill (PDF):\n  ${pdfIssues.join('\n  ')}`);
+    const amount = (value) => `${all.currency} ${fixed(value, all.decimals)}`;
+    pass(`printed to PDF (${pdf.length} bytes, ${pages.length} pages for ${all.panels.length} panels): each panel's bill `
+      + `on its own page with its total (${all.panels.map((bill) => `${bill.panel} ${amount(bill.total)}`).join(', ')}), `
+      + `and the grand total ${amount(all.total)}`);
+    await page.emulateMedia({ media: 'screen', colorScheme: 'light' });
+
+    if (faults.length > 0) throw new CheckFailed(`the bill page had faults:\n  ${faults.join('\n  ')}`);
+    pass('the bill page: no console error, uncaught exception or failed request');
+  } finally {
+    await page.close();
+  }
+}
+
 // The page of a server that asks for a token: signed in to, its CSV links must still save the
 // server's files. A link cannot send the token, so the page fetches the file with it and hands
 // it to the browser as a blob: URL, which the page's Content-Security-Policy must not block.
@@ -939,6 +1440,26 @@ async function runWithToken(browser) {
       });
       pass(`with a token, clicking ${link.what} CSV link saves the server's file (through a blob: URL)`);
     }
+    // The bill's CSV link too.
+    await page.click('nav a[href="#bill"]');
+    await waitFor('with a token, the bill page shows the last whole month', 30_000, async () => {
+      state = await readBills(page);
+      return state.view && !state.busy && state.month && state.order === expectedPanels.join(' ')
+        ? [] : [`bills of ${JSON.stringify(state.month)} for ${JSON.stringify(state.order)}; error ${JSON.stringify(state.error)}`];
+    });
+    await waitFor("with a token, clicking the bill's CSV link saves the file through a blob: URL", 30_000, async () => {
+      const response = await fetch(new URL(state.csv, tokenUrl), { headers: authorization });
+      const text = await response.text();
+      if (!response.ok) return [`GET ${state.csv}: ${response.status}`];
+      const file = await download(page, '[data-field="bill_csv"]');
+      if (file.problems.length > 0) return file.problems;
+      return [
+        ...(file.text === text ? [] : [`the saved file differs from GET ${state.csv}`]),
+        ...(file.filename === `bill-${state.month}.csv` ? [] : [`saved as ${file.filename}`]),
+        ...(file.url.startsWith('blob:') ? [] : [`saved from ${file.url}, not from a blob: URL`]),
+      ];
+    });
+    pass(`with a token, the bill page of ${state.month} saves its CSV file (through a blob: URL)`);
     if (faults.length > 0) throw new CheckFailed(`the page with a token had faults:\n  ${faults.join('\n  ')}`);
     pass('with a token: no console error (no Content-Security-Policy violation), exception or refused request');
   } finally {
@@ -963,6 +1484,7 @@ async function main() {
   try {
     console.log(`chromium ${browser.version()}, node ${process.version}`);
     await run(browser);
+    await runBill(browser);
     if (tokenUrl) await runWithToken(browser);
   } finally {
     await browser.close();

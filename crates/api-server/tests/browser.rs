@@ -7,9 +7,15 @@
 //! reload, downloads the CSV files again from a second api-server that asks for a token, and
 //! saves a screenshot.
 //!
-//! Needs Node.js, Debian's `chromium` and `npm ci` in `tests/browser`; `scripts/test.sh`
-//! provides all three. Without them the test fails and says what is missing: a browser test
-//! that skips itself would pass in CI without ever having run.
+//! Both api-servers price with a time-of-use tariff file written here (see [`tariff_file`]):
+//! the script checks what the page says each tariff charges now and each cost's split by
+//! window, then opens the bill page of the last whole month, prints it to PDF and finds every
+//! panel's total and the grand total of `/api/bill` in the PDF's text, one panel per page.
+//!
+//! Needs Node.js, Debian's `chromium` and `npm ci` in `tests/browser` (playwright-core, and
+//! pdfjs-dist to read the PDF); `scripts/test.sh` provides all three. Without them the test
+//! fails and says what is missing: a browser test that skips itself would pass in CI without
+//! ever having run.
 //!
 //! `SCREENSHOT_OUT=<path.png>` also copies the screenshot there (a relative path is taken from
 //! the workspace root); `docs/dashboard.png` is made that way.
@@ -18,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{Datelike, Days, NaiveDate, Utc};
 use test_support::{find_program, run_to_exit, wait_until, ApiServer, Influx, Mosquitto, Program};
 
 const PANELS: [&str; 3] = ["PANEL_LANTAI_1", "PANEL_LANTAI_2", "PANEL_LANTAI_3"];
@@ -67,14 +74,92 @@ fn browser_tools(project: &Path) -> (PathBuf, PathBuf) {
             )
         }),
     };
-    let package = project.join("node_modules/playwright-core/package.json");
-    assert!(
-        package.is_file(),
-        "the browser test needs playwright-core in {}: run `npm ci` there \
-         (./scripts/test.sh does)",
-        project.display()
-    );
+    for package in ["playwright-core", "pdfjs-dist"] {
+        assert!(
+            project
+                .join("node_modules")
+                .join(package)
+                .join("package.json")
+                .is_file(),
+            "the browser test needs {package} in {}: run `npm ci` there \
+             (./scripts/test.sh does)",
+            project.display()
+        );
+    }
     (node, chromium)
+}
+
+/// The time zone of both api-servers, named explicitly: the tariff's dates are local dates.
+const TIMEZONE: &str = "Asia/Jakarta";
+
+/// A time-of-use tariff file whose dates follow today (in [`TIMEZONE`]), so that the last
+/// whole month, which the bill page shows first, has two versions (a new one from its 15th,
+/// with a demand and a fixed charge and a compound tax) and a holiday, and today's tariff has
+/// a next version (the first of next month). `PANEL_LANTAI_1` has a contracted power (its
+/// minimum is below its usage), `PANEL_LANTAI_2` none (its bill notes that it has no minimum),
+/// and `PANEL_LANTAI_3` pays a second, one-window tariff with a minimum above its usage (a
+/// top-up line). The rates are example values, like those of docs/tariffs/pln-example.toml.
+fn tariff_file(today: NaiveDate) -> String {
+    let this_month = today.with_day(1).expect("day 1 exists");
+    let last_month = (this_month - Days::new(1))
+        .with_day(1)
+        .expect("day 1 exists");
+    let new_version = last_month.with_day(15).expect("day 15 exists");
+    let holiday = last_month.with_day(10).expect("day 10 exists");
+    let next_version = (this_month + Days::new(32))
+        .with_day(1)
+        .expect("day 1 exists");
+    let windows = |lwbp: &str, wbp: &str| {
+        format!(
+            r#"windows = [
+  {{ name = "LWBP", rate = {lwbp}, weekdays = ["00:00-17:00", "22:00-24:00"], saturdays = ["00:00-17:00", "22:00-24:00"], sundays = ["00:00-17:00", "22:00-24:00"], holidays = ["00:00-24:00"] }},
+  {{ name = "WBP", rate = {wbp}, weekdays = ["17:00-22:00"], saturdays = ["17:00-22:00"], sundays = ["17:00-22:00"] }},
+]"#
+        )
+    };
+    format!(
+        r#"currency = "IDR"
+decimals = 0
+holidays = ["{holiday}"]
+default_tariff = "B-3"
+
+[panels.PANEL_LANTAI_1]
+contracted_kva = 197
+
+[panels.PANEL_LANTAI_3]
+tariff = "S-2"
+contracted_kva = 1000
+
+[[tariffs.B-3.versions]]
+valid_from = "2020-01-01"
+minimum = {{ hours = 40, rate = 1035.78 }}
+taxes = [{{ name = "PPJ", percent = 3 }}]
+{first}
+
+[[tariffs.B-3.versions]]
+valid_from = "{new_version}"
+demand_charge_per_kw = 35000
+fixed_monthly = 50000
+minimum = {{ hours = 40, rate = 1114.74 }}
+taxes = [{{ name = "PPJ", percent = 3 }}, {{ name = "VAT", percent = 11, compound = true }}]
+{second}
+
+[[tariffs.B-3.versions]]
+valid_from = "{next_version}"
+minimum = {{ hours = 40, rate = 1200 }}
+taxes = [{{ name = "PPJ", percent = 3 }}]
+{third}
+
+[[tariffs.S-2.versions]]
+valid_from = "2020-01-01"
+fixed_monthly = 25000
+minimum = {{ hours = 40, rate = 1444.7 }}
+windows = [{{ name = "all day", rate = 1444.7, every_day = ["00:00-24:00"] }}]
+"#,
+        first = windows("1035.78", "1553.67"),
+        second = windows("1114.74", "1672.11"),
+        third = windows("1200", "1800.5"),
+    )
 }
 
 /// Runs `command` to its end or until `timeout`; its exit code (`None` if it was killed) and
@@ -119,6 +204,10 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
         .tempdir()
         .expect("create a temp dir");
     let state_file = scratch.path().join("sensor-publisher-state.json");
+    let tariffs = scratch.path().join("tariffs.toml");
+    let zone: chrono_tz::Tz = TIMEZONE.parse().expect("a time zone");
+    let today = Utc::now().with_timezone(&zone).date_naive();
+    std::fs::write(&tariffs, tariff_file(today)).expect("write the tariff file");
 
     let broker = Mosquitto::start();
     let influx = Influx::start();
@@ -163,8 +252,14 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
             ("STATE_FILE", state_file.display().to_string()),
         ],
     );
-    let api = ApiServer::start(&influx.url(), "energy", &[]);
-    let guarded = ApiServer::start(&influx.url(), "energy", &[("API_TOKEN", API_TOKEN)]);
+    let tariffs = tariffs.display().to_string();
+    let priced = [("TARIFF_FILE", tariffs.as_str()), ("TIMEZONE", TIMEZONE)];
+    let api = ApiServer::start(&influx.url(), "energy", &priced);
+    let guarded = ApiServer::start(
+        &influx.url(),
+        "energy",
+        &[priced[0], priced[1], ("API_TOKEN", API_TOKEN)],
+    );
     wait_until(
         Duration::from_secs(30),
         "a live reading of every panel",
@@ -182,6 +277,7 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
     let services_ready = started.elapsed();
 
     let screenshot = scratch.path().join("dashboard.png");
+    let bill_pdf = scratch.path().join("bill.pdf");
     let mut command = Command::new(&node);
     command
         .current_dir(&project)
@@ -191,6 +287,8 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
         .arg(PANELS.join(","))
         .arg("--screenshot")
         .arg(&screenshot)
+        .arg("--bill-pdf")
+        .arg(&bill_pdf)
         .arg("--token-url")
         .arg(guarded.url("/"))
         .env("CHROMIUM", &chromium)
@@ -202,7 +300,7 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
         // Kept, so the screenshot of the failing page can be looked at.
         let kept = scratch.keep();
         panic!(
-            "the browser test failed ({}; screenshot and output kept in {}):\n{output}",
+            "the browser test failed ({}; screenshot, bill PDF and output kept in {}):\n{output}",
             match code {
                 Some(code) => format!("exit code {code}"),
                 None => format!("killed after {SCRIPT_TIMEOUT:?}"),
@@ -218,6 +316,13 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
         "{} is not a PNG of the page ({} bytes)",
         screenshot.display(),
         png.len()
+    );
+    let pdf = std::fs::read(&bill_pdf).expect("the script saved the bill as PDF");
+    assert!(
+        pdf.starts_with(b"%PDF-") && pdf.len() > 5_000,
+        "{} is not a PDF of the bill ({} bytes)",
+        bill_pdf.display(),
+        pdf.len()
     );
     if let Some(out) = std::env::var_os("SCREENSHOT_OUT") {
         let out = root.join(out);

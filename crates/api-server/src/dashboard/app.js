@@ -10,6 +10,10 @@
 // keeps trying to reconnect. Today's figures, the chosen panel's quarter hours of today and its
 // days of this month are fetched a few seconds after a new reading and every minute; the
 // monthly figures every five minutes.
+//
+// Two views, chosen by the URL's fragment: the dashboard (#dashboard, or none) and the bill
+// (#bill?month=YYYY-MM&panel=ID), a printable bill per panel from /api/bill; its print style
+// sheet prints the bills alone, one panel per page.
 'use strict';
 
 (() => {
@@ -44,12 +48,26 @@
     token: $('#token'),
     cardTemplate: $('#card-template'),
     chartTemplate: $('#chart-template'),
+    tariffsNow: $('#tariffs-now'),
+    tariffTemplate: $('#tariff-template'),
+    views: [...document.querySelectorAll('main > .view')],
+    navLinks: [...document.querySelectorAll('.site-nav a[data-view]')],
+    billForm: $('#bill-form'),
+    billMonth: $('#bill-month'),
+    billPanel: $('#bill-panel'),
+    bills: $('#bills'),
+    billTemplate: $('#bill-template'),
+    billSummaryTemplate: $('#bill-summary-template'),
   };
 
   const state = {
     token: readToken(),
     panels: new Map(), // id -> {card, data, receivedAt}
-    today: new Map(), // id -> {usage_kwh, cost}
+    today: new Map(), // id -> a panel of /api/panel/today-usage
+    todayDate: null, // today in the server's time zone, YYYY-MM-DD
+    tariffNames: [], // the tariffs of /api/panel/today-usage, in its order
+    timeOfUse: false, // whether a kWh has more than one price (tariff_per_kwh is null)
+    panelIds: [], // every panel with a reading, sorted by id
     currency: '',
     charts: new Map(), // id -> figure
     year: null,
@@ -80,6 +98,45 @@
   function money(value) {
     const amount = fixed(value, 2);
     return amount === '–' || !state.currency ? amount : `${state.currency} ${amount}`;
+  }
+
+  // A price of one kWh (or kW, or month): as many decimals as it has, at least two.
+  const rateFormat = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 6 });
+  function rate(value, currency = state.currency) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) return '–';
+    return currency ? `${currency} ${rateFormat.format(value)}` : rateFormat.format(value);
+  }
+
+  // "November 2026" from "2026-11".
+  function monthText(month) {
+    const [year, number] = month.split('-').map(Number);
+    return `${MONTH_NAMES[number - 1]} ${year}`;
+  }
+
+  // The local date (YYYY-MM-DD) and time (HH:MM) of an RFC 3339 instant in time zone `zone`.
+  const localFormats = new Map();
+  function localParts(instant, zone) {
+    const date = new Date(instant);
+    let format = localFormats.get(zone);
+    if (!format) {
+      try {
+        format = new Intl.DateTimeFormat('en-US', {
+          timeZone: zone || 'UTC',
+          year: 'numeric',
+          month: '2-digit',
+          day: '2-digit',
+          hour: '2-digit',
+          minute: '2-digit',
+          hourCycle: 'h23',
+        });
+      } catch {
+        // A zone this browser does not know: UTC, and said so.
+        return { date: instant.slice(0, 10), time: `${instant.slice(11, 16)} UTC` };
+      }
+      localFormats.set(zone, format);
+    }
+    const parts = Object.fromEntries(format.formatToParts(date).map((part) => [part.type, part.value]));
+    return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}` };
   }
 
   function age(seconds) {
@@ -441,13 +498,19 @@
     todaySoon = 0;
     try {
       const body = await api('/api/panel/today-usage');
+      state.todayDate = body.date;
+      state.timeOfUse = typeof body.tariff_per_kwh !== 'number';
+      state.tariffNames = (body.tariffs || []).map((tariff) => tariff.tariff);
       showSettings(body);
       setText(field('today_date'), `(${body.date})`);
+      page.billMonth.max = body.date.slice(0, 7);
       state.today = new Map(body.panels.map((panel) => [panel.panel, panel]));
       for (const id of state.panels.keys()) showToday(id);
       setNumber(field('total_usage_kwh'), body.total.usage_kwh, 3);
       showEstimated(document, 'total_estimated', body.total.estimated_kwh);
       setText(field('total_cost'), money(body.total.cost));
+      showCostParts(document, 'total', body.total);
+      renderTariffsNow(body);
       setText(field('today_error'), '');
       offerPanels(body.panels.map((panel) => panel.panel));
     } catch (error) {
@@ -465,13 +528,72 @@
     setNumber(field('today_usage_kwh', entry.card), today.usage_kwh, 3);
     showEstimated(entry.card, 'today_estimated', today.estimated_kwh);
     setText(field('today_cost', entry.card), money(today.cost));
+    showCostParts(entry.card, 'today', today);
+  }
+
+  // After a cost (`<name>_cost`): its estimated part when there is one, and under time of use
+  // its split by tariff window ("LWBP 12,345.00 · WBP 6,789.00", each window's kWh and rate in
+  // the tooltip).
+  function showCostParts(root, name, figure) {
+    const estimated = field(`${name}_estimated_cost`, root);
+    setText(field(`${name}_estimated_cost_amount`, root), money(figure.estimated_cost));
+    estimated.hidden = !(figure.estimated_cost > 0);
+    const split = field(`${name}_windows`, root);
+    const windows = figure.by_window || [];
+    const shown = windows.length > 1 || (state.timeOfUse && windows.length > 0);
+    split.hidden = !shown;
+    if (!shown) return;
+    // A window's name, with its tariff when the figure spans several tariffs and its version
+    // when it spans several versions.
+    const tariffs = new Set(windows.map((w) => w.tariff));
+    const versions = new Set(windows.map((w) => `${w.tariff} ${w.version}`));
+    const label = (w) => `${tariffs.size > 1 ? `${w.tariff} ` : ''}${w.window}${versions.size > tariffs.size ? ` (${w.version})` : ''}`;
+    setText(split, windows.map((w) => `${label(w)} ${fixed(w.cost, 2)}`).join(' · '));
+    split.setAttribute('title', windows.map((w) => `${label(w)}: ${fixed(w.usage_kwh, 3)} kWh`
+      + `${estimatedClause(w.estimated_kwh)} at ${rate(w.rate)} per kWh = ${money(w.cost)}`).join('\n'));
+  }
+
+  // What each tariff charges now and its next change.
+  function renderTariffsNow(body) {
+    const tariffs = body.tariffs || [];
+    if (!changed(page.tariffsNow, [tariffs, body.currency, body.timezone, body.date])) return;
+    page.tariffsNow.replaceChildren(...tariffs.map((tariff) => {
+      const item = page.tariffTemplate.content.firstElementChild.cloneNode(true);
+      item.setAttribute('data-tariff', tariff.tariff);
+      item.setAttribute('data-window', tariff.window);
+      item.setAttribute('data-version', tariff.version);
+      item.setAttribute('data-rate', String(tariff.rate));
+      item.setAttribute('title', `${tariff.tariff}, version ${tariff.version}`);
+      setText(field('tariff_name', item), tariff.tariff);
+      setText(field('tariff_window', item), tariff.window);
+      setText(field('tariff_rate', item), rate(tariff.rate, body.currency));
+      field('tariff_until_clause', item).hidden = !tariff.window_until;
+      if (tariff.window_until) {
+        const until = field('tariff_until', item);
+        const local = localParts(tariff.window_until, body.timezone);
+        until.setAttribute('datetime', tariff.window_until);
+        setText(until, local.date === body.date ? local.time : `${local.time} on ${local.date}`);
+      }
+      const next = tariff.next_version;
+      field('tariff_next_clause', item).hidden = !next;
+      if (next) {
+        const date = field('tariff_next', item);
+        date.setAttribute('datetime', next.valid_from);
+        setText(date, next.valid_from);
+        setText(field('tariff_next_rates', item), next.windows
+          .map((w) => `${w.window} ${rate(w.rate, body.currency)}`).join(', '));
+      }
+      return item;
+    }));
   }
 
   function showSettings(body) {
     state.currency = body.currency;
     setText(field('timezone'), body.timezone);
     setText(field('currency'), body.currency);
-    setText(field('tariff'), `${body.currency} ${fixed(body.tariff_per_kwh, 2)} per kWh`);
+    setText(field('tariff'), typeof body.tariff_per_kwh === 'number'
+      ? `${body.currency} ${fixed(body.tariff_per_kwh, 2)} per kWh`
+      : `time of use${state.tariffNames.length > 0 ? ` (${state.tariffNames.join(', ')})` : ''}`);
   }
 
   // ---- bar charts -----------------------------------------------------------------------
@@ -618,6 +740,8 @@
     if (state.detailPanel !== null) page.panel.value = state.detailPanel;
     field('detail_empty').hidden = ids.length > 0;
     page.detail.hidden = ids.length === 0;
+    state.panelIds = ids;
+    offerBillPanels(page.billPanel.value);
   }
 
   function intervalsPath(id) {
@@ -681,7 +805,8 @@
         value: interval.usage_kwh,
         estimated: interval.estimated_kwh,
         title: `From ${localTime(interval.start)}: ${fixed(interval.usage_kwh, 3)} kWh`
-          + `${estimatedClause(interval.estimated_kwh)}, on average ${fixed(interval.avg_kw, 3)} kW`,
+          + `${estimatedClause(interval.estimated_kwh)}, on average ${fixed(interval.avg_kw, 3)} kW, `
+          + `${interval.window}, ${money(interval.cost)}`,
         data: { start: interval.start, value: interval.usage_kwh, estimated: interval.estimated_kwh },
       })),
     });
@@ -690,6 +815,8 @@
       fixed(interval.usage_kwh, 3),
       fixed(interval.estimated_kwh, 3),
       fixed(interval.avg_kw, 3),
+      interval.window,
+      money(interval.cost),
     )));
   }
 
@@ -775,7 +902,7 @@
       save.remove();
       window.setTimeout(() => URL.revokeObjectURL(url), BLOB_KEPT_MS);
     } catch (error) {
-      setText(field('detail_error'), `The CSV file could not be downloaded: ${error.message}.`);
+      setText(field(link.getAttribute('data-errors') || 'detail_error'), `The CSV file could not be downloaded: ${error.message}.`);
     }
   }
 
@@ -874,11 +1001,254 @@
     )));
   }
 
+  // ---- views: the dashboard and the bill ------------------------------------------------
+
+  // The view the URL's fragment names: #bill or #bill?month=…&panel=… the bill, #dashboard or
+  // none the dashboard. Any other fragment (#main, of the skip link) leaves the view as it is.
+  function route() {
+    const hash = window.location.hash;
+    if (hash === '#bill' || hash.startsWith('#bill?')) {
+      showView('bill');
+      const query = hash.indexOf('?') < 0 ? '' : hash.slice(hash.indexOf('?') + 1);
+      openBill(new URLSearchParams(query));
+    } else if (hash === '' || hash === '#' || hash === '#dashboard') {
+      showView('dashboard');
+    }
+  }
+
+  function showView(name) {
+    for (const view of page.views) view.hidden = view.id !== name;
+    for (const link of page.navLinks) {
+      if (link.getAttribute('data-view') === name) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    if (name !== 'bill') document.title = 'Energy monitor';
+  }
+
+  window.addEventListener('hashchange', route);
+
+  // ---- the bill -------------------------------------------------------------------------
+
+  let billRequest = 0;
+  const MONTH_PATTERN = /^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$/;
+
+  // The query of a month's bill, of one panel or (panel '') of all.
+  function billQuery(month, panel) {
+    const query = new URLSearchParams({ month });
+    if (panel) query.set('panel', panel);
+    return query.toString();
+  }
+
+  // "All panels" and every panel with a reading; `chosen` stays chosen, listed or not (a panel
+  // named in the URL before the panels are known).
+  function offerBillPanels(chosen) {
+    const ids = [...state.panelIds];
+    if (chosen && !ids.includes(chosen)) ids.push(chosen);
+    const offered = [...page.billPanel.options].map((option) => option.value);
+    if (JSON.stringify(offered) !== JSON.stringify(['', ...ids])) {
+      const all = document.createElement('option');
+      all.value = '';
+      all.textContent = 'All panels';
+      page.billPanel.replaceChildren(all, ...ids.map((id) => {
+        const option = document.createElement('option');
+        option.value = id;
+        option.textContent = id;
+        return option;
+      }));
+    }
+    page.billPanel.value = chosen || '';
+  }
+
+  // The last whole month in the server's time zone, from today's date there.
+  async function lastWholeMonth() {
+    if (!state.todayDate) state.todayDate = (await api('/api/panel/today-usage')).date;
+    const [year, month] = state.todayDate.split('-').map(Number);
+    return month === 1 ? `${year - 1}-12` : `${year}-${String(month - 1).padStart(2, '0')}`;
+  }
+
+  // Shows the bill the form asks for, through the URL (so it can be bookmarked and reloaded).
+  function askForBill() {
+    const month = page.billMonth.value;
+    if (!MONTH_PATTERN.test(month)) {
+      setText(field('bill_error'), 'Choose a month (YYYY-MM) first.');
+      page.billMonth.focus();
+      return;
+    }
+    const hash = `#bill?${billQuery(month, page.billPanel.value)}`;
+    if (window.location.hash === hash) route();
+    else window.location.hash = hash;
+  }
+
+  page.billForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    askForBill();
+  });
+  page.billMonth.addEventListener('change', () => {
+    if (MONTH_PATTERN.test(page.billMonth.value)) askForBill();
+  });
+  page.billPanel.addEventListener('change', askForBill);
+  $('#bill-print').addEventListener('click', () => window.print());
+
+  async function openBill(params) {
+    const request = ++billRequest;
+    const panel = params.get('panel') || '';
+    let month = params.get('month') || '';
+    page.bills.setAttribute('aria-busy', 'true');
+    try {
+      if (!MONTH_PATTERN.test(month)) {
+        // No month (or none that is one): the last whole month, written into the URL.
+        month = await lastWholeMonth();
+        if (request !== billRequest) return;
+        window.history.replaceState(null, '', `#bill?${billQuery(month, panel)}`);
+      }
+      page.billMonth.value = month;
+      offerBillPanels(panel);
+      const query = billQuery(month, panel);
+      field('bill_csv').setAttribute('href', `/api/bill?${query}&format=csv`);
+      document.title = `Bill, ${monthText(month)}${panel ? `, ${panel}` : ''} – Energy monitor`;
+      const body = await api(`/api/bill?${query}`);
+      if (request !== billRequest) return; // another bill was asked for meanwhile
+      renderBills(body, panel);
+      setText(field('bill_error'), '');
+    } catch (error) {
+      if (request !== billRequest || error instanceof TokenNeeded) return;
+      page.bills.replaceChildren();
+      page.bills.setAttribute('data-month', '');
+      setText(field('bill_error'), `The bill could not be loaded: ${error.message}.`);
+    } finally {
+      if (request === billRequest) page.bills.removeAttribute('aria-busy');
+    }
+  }
+
+  function renderBills(body, panel) {
+    const amount = (value) => `${body.currency} ${fixed(value, body.decimals)}`;
+    const sheets = body.panels.map((bill) => billSheet(body, bill, amount));
+    if (body.panels.length > 1) sheets.push(billSummary(body, amount));
+    page.bills.replaceChildren(...sheets);
+    page.bills.setAttribute('data-month', body.month);
+    page.bills.setAttribute('data-panel', panel);
+    field('bill_empty').hidden = body.panels.length > 0;
+  }
+
+  // A line's quantity and rate as a person reads them.
+  function lineQuantity(line, amount) {
+    switch (line.unit) {
+      case 'kWh':
+        return `${fixed(line.quantity, 3)} kWh`;
+      case 'kW':
+        return `${fixed(line.quantity, 3)} kW`;
+      case 'days':
+        return `${line.quantity} ${line.quantity === 1 ? 'day' : 'days'}`;
+      case 'base':
+        return `${amount(line.quantity)}`;
+      default:
+        return `${line.quantity} ${line.unit}`;
+    }
+  }
+
+  function lineRate(line, currency) {
+    switch (line.kind) {
+      case 'energy':
+      case 'minimum_top_up':
+        return `${rate(line.rate, currency)}/kWh`;
+      case 'demand':
+        return `${rate(line.rate, currency)}/kW`;
+      case 'fixed':
+        return `${rate(line.rate, currency)}/month`;
+      case 'tax':
+        return `${line.rate} %`;
+      default:
+        return rate(line.rate, currency);
+    }
+  }
+
+  function lineName(line) {
+    if (line.kind === 'energy') return `Energy, ${line.name}`;
+    if (line.kind === 'tax') return `Tax, ${line.name}`;
+    return line.name.charAt(0).toUpperCase() + line.name.slice(1);
+  }
+
+  // A row of a bill's table whose last cell is an amount: `value` in its data-value, and
+  // `name` in its data-field, if given.
+  function billRow(className, cells, value, name) {
+    const row = tableRow(...cells);
+    if (className) row.className = className;
+    const last = row.lastElementChild;
+    last.setAttribute('data-value', String(value));
+    if (name) last.setAttribute('data-field', name);
+    return row;
+  }
+
+  function billSheet(body, bill, amount) {
+    const sheet = page.billTemplate.content.firstElementChild.cloneNode(true);
+    sheet.setAttribute('data-panel', bill.panel);
+    setText(field('panel', sheet), bill.panel);
+    setText(field('bill_month', sheet), monthText(body.month));
+    setText(field('bill_tariff', sheet), bill.tariff);
+    setText(field('bill_versions', sheet), bill.versions
+      .map((v) => `${v.valid_from} (${v.days} ${v.days === 1 ? 'day' : 'days'})`).join(', '));
+    field('bill_kva_row', sheet).hidden = typeof bill.contracted_kva !== 'number';
+    setNumber(field('bill_kva', sheet), bill.contracted_kva, 0);
+    setNumber(field('bill_usage_kwh', sheet), bill.usage_kwh, 3);
+    setNumber(field('bill_max_demand_kw', sheet), bill.max_demand_kw, 3);
+    setText(field('bill_timezone', sheet), body.timezone);
+    const charges = bill.lines.filter((line) => line.kind !== 'tax');
+    const taxes = bill.lines.filter((line) => line.kind === 'tax');
+    const row = (line) => {
+      const drawn = billRow(`bill-line bill-${line.kind.replace(/_/g, '-')}`, [
+        lineName(line),
+        line.version,
+        lineQuantity(line, amount),
+        lineRate(line, body.currency),
+        amount(line.amount),
+      ], line.amount);
+      drawn.setAttribute('data-kind', line.kind);
+      if (line.estimated_kwh > 0) {
+        const note = document.createElement('small');
+        note.className = 'estimated-note';
+        note.textContent = `of which ${fixed(line.estimated_kwh, 3)} estimated`;
+        drawn.children[2].append(' ', note);
+      }
+      return drawn;
+    };
+    field('bill_lines', sheet).replaceChildren(...charges.map(row));
+    // The taxes come after the subtotal they are charged on.
+    field('bill_sums', sheet).replaceChildren(
+      billRow('bill-subtotal', ['Subtotal', '', '', '', amount(bill.subtotal)], bill.subtotal, 'bill_subtotal'),
+      ...taxes.map(row),
+      billRow('bill-total', ['Total', '', '', '', amount(bill.total)], bill.total, 'bill_total'),
+    );
+    setNumber(field('bill_estimated_kwh', sheet), bill.estimated_kwh, 3);
+    setText(field('bill_estimated_amount', sheet), amount(bill.estimated_amount));
+    field('bill_estimated_amount', sheet).setAttribute('data-value', String(bill.estimated_amount));
+    field('bill_notes_block', sheet).hidden = bill.notes.length === 0;
+    field('bill_notes', sheet).replaceChildren(...bill.notes.map((note) => {
+      const item = document.createElement('li');
+      item.textContent = note;
+      return item;
+    }));
+    return sheet;
+  }
+
+  // All panels' totals and their sum, after the panels' bills.
+  function billSummary(body, amount) {
+    const summary = page.billSummaryTemplate.content.firstElementChild.cloneNode(true);
+    setText(field('bill_month', summary), monthText(body.month));
+    $('tbody', summary).replaceChildren(...body.panels.map((bill) => billRow('', [
+      bill.panel, bill.tariff, fixed(bill.usage_kwh, 3), amount(bill.total),
+    ], bill.total)));
+    const total = field('bills_total', summary);
+    setText(total, amount(body.total));
+    total.setAttribute('data-value', String(body.total));
+    return summary;
+  }
+
   // ---- start and stop -------------------------------------------------------------------
 
   function start() {
     state.stopped = false;
     setConnection('connecting', 'Connecting…');
+    route();
     connect();
     refreshToday();
     refreshMonthly();
