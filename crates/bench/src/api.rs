@@ -3,6 +3,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -13,14 +14,28 @@ use crate::history::{tail, Binaries, Stack};
 use crate::DATABASE;
 
 /// The names of the endpoints measured, in order (see [`endpoints`]).
-pub const ENDPOINT_NAMES: [&str; 7] = [
+pub const ENDPOINT_NAMES: [&str; 8] = [
     "realtime",
     "today-usage",
     "summary",
     "monthly",
     "daily",
+    "bill",
     "intervals",
     "health",
+];
+
+/// What ends the name of an endpoint measured on an api-server with a time-of-use tariff
+/// (`TARIFF_FILE`) rather than the flat one (`TARIFF_PER_KWH`, the default).
+pub const TIME_OF_USE_SUFFIX: &str = " (time-of-use)";
+
+/// The endpoints measured again with a time-of-use tariff, in order (see
+/// [`time_of_use_endpoints`]): each name of [`ENDPOINT_NAMES`] and its name there.
+pub const TIME_OF_USE_NAMES: [(&str, &str); 4] = [
+    ("today-usage", "today-usage (time-of-use)"),
+    ("bill", "bill (time-of-use)"),
+    ("monthly", "monthly (time-of-use)"),
+    ("daily", "daily (time-of-use)"),
 ];
 
 /// The time zone the api-server answers in (its default `TIMEZONE`).
@@ -28,8 +43,9 @@ const TIMEZONE: chrono_tz::Tz = chrono_tz::Asia::Jakarta;
 
 /// The endpoints measured at `now` over `panels` panels, by a short name and their path, in the
 /// order of [`ENDPOINT_NAMES`]. Monthly without `year` answers the current year; daily asks for
-/// the last whole month and intervals for yesterday's quarter hours of the first panel (a
-/// whole day, the most one answer holds), all in Asia/Jakarta.
+/// the last whole month, and so does bill (every panel's bill), and intervals for yesterday's
+/// quarter hours of the first panel (a whole day, the most one answer holds), all in
+/// Asia/Jakarta.
 pub fn endpoints(now: DateTime<Utc>, panels: usize) -> Vec<(&'static str, String)> {
     let today = now.with_timezone(&TIMEZONE).date_naive();
     let yesterday = today.pred_opt().unwrap_or(today);
@@ -47,12 +63,35 @@ pub fn endpoints(now: DateTime<Utc>, panels: usize) -> Vec<(&'static str, String
                 "summary" => "/api/panel/summary".to_owned(),
                 "monthly" => "/api/energy/monthly".to_owned(),
                 "daily" => format!("/api/energy/daily?month={}", last_month.format("%Y-%m")),
+                "bill" => format!("/api/bill?month={}", last_month.format("%Y-%m")),
                 "intervals" => format!("/api/panel/{panel}/intervals?date={yesterday}"),
                 _ => "/health".to_owned(),
             };
             (name, path)
         })
         .collect()
+}
+
+/// The endpoints of [`TIME_OF_USE_NAMES`] at `now` over `panels` panels, by their time-of-use
+/// name and the same path as in [`endpoints`], to be asked of an api-server started with a
+/// time-of-use `TARIFF_FILE`.
+pub fn time_of_use_endpoints(now: DateTime<Utc>, panels: usize) -> Vec<(&'static str, String)> {
+    let flat = endpoints(now, panels);
+    TIME_OF_USE_NAMES
+        .iter()
+        .filter_map(|&(name, time_of_use)| {
+            flat.iter()
+                .find(|(flat_name, _)| *flat_name == name)
+                .map(|(_, path)| (time_of_use, path.clone()))
+        })
+        .collect()
+}
+
+/// The example time-of-use tariff in the workspace (`docs/tariffs/pln-example.toml`): PLN-style
+/// LWBP / WBP windows, two dated versions, a minimum charge and a tax.
+pub fn example_tariff_file() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/tariffs/pln-example.toml");
+    path.canonicalize().unwrap_or(path)
 }
 
 /// How long the api-server may take to listen.
@@ -85,6 +124,17 @@ impl ApiServer {
     /// listens (by its log line, so no request has been made yet). `query_cache_ms`: `None`
     /// keeps the server's default (`QUERY_CACHE_MS` 1000), `Some(0)` turns the cache off.
     pub fn start(binaries: &Binaries, stack: &Stack, query_cache_ms: Option<u64>) -> ApiServer {
+        ApiServer::start_with_env(binaries, stack, query_cache_ms, &[])
+    }
+
+    /// [`ApiServer::start`] with more settings in its environment (`TARIFF_FILE`, say); one
+    /// named here replaces what `start` would set.
+    pub fn start_with_env(
+        binaries: &Binaries,
+        stack: &Stack,
+        query_cache_ms: Option<u64>,
+        env: &[(&str, String)],
+    ) -> ApiServer {
         let port = free_port();
         let mut envs = vec![
             ("INFLUX_URL", stack.influx.url()),
@@ -94,6 +144,8 @@ impl ApiServer {
         if let Some(ms) = query_cache_ms {
             envs.push(("QUERY_CACHE_MS", ms.to_string()));
         }
+        envs.retain(|(name, _)| env.iter().all(|(other, _)| other != name));
+        envs.extend(env.iter().cloned());
         let program = Program::start_exe(&binaries.api_server, &[], &envs);
         program.wait_for_output("listening", LISTEN_TIMEOUT);
         ApiServer { program, port }
@@ -241,19 +293,21 @@ pub struct EndpointRun {
 const ANSWER_CACHE_EXPIRED: Duration = Duration::from_millis(1_100);
 
 impl EndpointRun {
-    /// Starts a fresh api-server (default `QUERY_CACHE_MS`), times the first request to `path`
-    /// (nothing cached), then `warm_requests` more of the same, runs wrk against it, and stops
-    /// the server. A request that fails or times out is recorded, never a panic, so a broken
-    /// endpoint shows up in the tables instead of ending the run.
+    /// Starts a fresh api-server (default `QUERY_CACHE_MS`, and `env` in its environment: a
+    /// `TARIFF_FILE`, say), times the first request to `path` (nothing cached), then
+    /// `warm_requests` more of the same, runs wrk against it, and stops the server. A request
+    /// that fails or times out is recorded, never a panic, so a broken endpoint shows up in the
+    /// tables instead of ending the run.
     pub fn measure(
         binaries: &Binaries,
         stack: &Stack,
+        env: &[(&str, String)],
         wrk: &Wrk,
         options: &WrkOptions,
         warm_requests: usize,
         (name, path): (&'static str, String),
     ) -> EndpointRun {
-        let api = ApiServer::start(binaries, stack, None);
+        let api = ApiServer::start_with_env(binaries, stack, None, env);
         let rss_after_start = api.rss_kib();
         let cold = api.get(&path);
         let mut warm = Vec::with_capacity(warm_requests);
@@ -297,6 +351,16 @@ impl EndpointRun {
             rss_after_start,
             rss_before_load,
             rss_after_load,
+        }
+    }
+
+    /// How the endpoint is shown in a table or a check: its path, followed by
+    /// [`TIME_OF_USE_SUFFIX`] when it was measured with the time-of-use tariff.
+    pub fn label(&self) -> String {
+        if self.name.ends_with(TIME_OF_USE_SUFFIX) {
+            format!("{}{TIME_OF_USE_SUFFIX}", self.path)
+        } else {
+            self.path.clone()
         }
     }
 
@@ -375,6 +439,76 @@ impl Warm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bill_asks_for_the_same_last_whole_month_as_daily() {
+        // 00:30 on 1 March in Jakarta (UTC+7) is still February in UTC: the month is local.
+        let now = "2026-02-28T17:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        let all = endpoints(now, 3);
+        let names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ENDPOINT_NAMES);
+        let path = |wanted: &str| {
+            all.iter()
+                .find(|(name, _)| *name == wanted)
+                .map(|(_, path)| path.clone())
+                .unwrap()
+        };
+        assert_eq!(path("bill"), "/api/bill?month=2026-02");
+        assert_eq!(path("daily"), "/api/energy/daily?month=2026-02");
+        // In January the last whole month is December of the year before.
+        let january = "2026-01-10T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let january = endpoints(january, 3);
+        assert!(january.contains(&("bill", "/api/bill?month=2025-12".to_owned())));
+    }
+
+    #[test]
+    fn the_time_of_use_endpoints_are_the_flat_ones_renamed() {
+        let now = "2026-12-05T21:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let flat = endpoints(now, 100);
+        let time_of_use = time_of_use_endpoints(now, 100);
+        assert_eq!(
+            time_of_use
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>(),
+            [
+                "today-usage (time-of-use)",
+                "bill (time-of-use)",
+                "monthly (time-of-use)",
+                "daily (time-of-use)"
+            ]
+        );
+        for ((name, path), (flat_name, _)) in time_of_use.iter().zip(TIME_OF_USE_NAMES) {
+            assert!(name.ends_with(TIME_OF_USE_SUFFIX), "{name}");
+            assert_eq!(name.strip_suffix(TIME_OF_USE_SUFFIX), Some(flat_name));
+            assert!(flat.contains(&(flat_name, path.clone())), "{name}: {path}");
+        }
+        assert!(time_of_use.contains(&("bill (time-of-use)", "/api/bill?month=2026-11".into())));
+    }
+
+    #[test]
+    fn the_example_tariff_file_is_in_the_workspace() {
+        assert!(example_tariff_file().is_file());
+    }
+
+    #[test]
+    fn a_time_of_use_endpoint_is_labelled_as_such() {
+        let run = |name: &'static str| EndpointRun {
+            name,
+            path: "/api/bill?month=2026-11".into(),
+            cold: Err("not measured".into()),
+            warm: vec![],
+            wrk: Err("not measured".into()),
+            rss_after_start: None,
+            rss_before_load: None,
+            rss_after_load: None,
+        };
+        assert_eq!(run("bill").label(), "/api/bill?month=2026-11");
+        assert_eq!(
+            run("bill (time-of-use)").label(),
+            "/api/bill?month=2026-11 (time-of-use)"
+        );
+    }
 
     #[test]
     fn the_status_comes_from_the_status_line() {

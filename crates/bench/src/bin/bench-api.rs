@@ -14,13 +14,20 @@
 //! and max), and a `wrk` load (shorter on the no-rollup path, `--no-rollup-wrk-secs`). Memory of
 //! both programs is sampled when idle, before and after the load. `--skip-no-rollup` measures
 //! the rollup path alone, as before the no-rollup path existed.
+//!
+//! Those api-servers price everything flat (no `TARIFF_FILE`, so `TARIFF_PER_KWH`). After them,
+//! each path measures today-usage, bill, monthly and daily again the same way on api-servers
+//! started with a time-of-use tariff (`TARIFF_FILE`, by default the workspace's
+//! `docs/tariffs/pln-example.toml`), named `… (time-of-use)` in the tables and the JSON.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
 use energy_bench::api::{
-    endpoints, timed_out, EndpointRun, Timed, Warm, ENDPOINT_NAMES, REQUEST_TIMEOUT,
+    endpoints, example_tariff_file, time_of_use_endpoints, timed_out, EndpointRun, Timed, Warm,
+    ENDPOINT_NAMES, REQUEST_TIMEOUT, TIME_OF_USE_NAMES,
 };
 use energy_bench::history::{
     rfc3339, rollup_complete_until_ns, Backfill, Binaries, Loaded, Rollup, Stack,
@@ -36,6 +43,12 @@ use test_support::wrk::{Wrk, WrkOptions, WrkReport};
 const MONTHLY_COLD_MAX_MS: f64 = 250.0;
 /// `/api/energy/daily` for a whole month, first request after start, at 100 panels.
 const DAILY_COLD_MAX_MS: f64 = 150.0;
+/// `/api/bill` for a whole month with the time-of-use tariff, first request after start, at 100
+/// panels (the sizes [`DAILY_COLD_MAX_MS`] applies to).
+const BILL_COLD_MAX_MS: f64 = 300.0;
+/// `/api/panel/today-usage` with the time-of-use tariff against the flat tariff: the ratio of
+/// their warm medians, at every size.
+const TIME_OF_USE_TODAY_WARM_RATIO_MAX: f64 = 2.0;
 /// `/api/panel/{panel}/intervals` for a whole day, first request after start, at every size.
 const INTERVALS_COLD_MAX_MS: f64 = 20.0;
 /// p99 of realtime and today-usage under wrk, at 100 panels.
@@ -103,6 +116,11 @@ struct Options {
     /// How long loading one size may take.
     #[arg(long, default_value_t = 3600)]
     backfill_timeout_secs: u64,
+
+    /// The time-of-use tariff (`TARIFF_FILE`) of the api-servers that measure the `… (time-of-use)`
+    /// endpoints. By default the workspace's PLN-style example.
+    #[arg(long, default_value_os_t = example_tariff_file())]
+    tariff_file: PathBuf,
 }
 
 /// PANELSxDAYS, e.g. `100x365`.
@@ -164,24 +182,48 @@ struct Load {
     no_rollup: WrkOptions,
 }
 
-/// Every endpoint on a fresh api-server each: cold, warm, then wrk with `wrk_options`.
+/// Every endpoint on a fresh api-server each (flat tariff), then the time-of-use ones on a
+/// fresh api-server each with `TARIFF_FILE` = `tariff_file`: cold, warm, then wrk with
+/// `wrk_options`.
 fn measure_endpoints(
     binaries: &Binaries,
     stack: &Stack,
     panels: usize,
+    tariff_file: &Path,
     wrk: &Wrk,
     wrk_options: &WrkOptions,
     warm_requests: usize,
 ) -> Vec<EndpointRun> {
-    endpoints(chrono::Utc::now(), panels)
+    // One `now` for both, so the time-of-use endpoints ask for the same month and day.
+    let now = chrono::Utc::now();
+    let time_of_use_env = [("TARIFF_FILE", tariff_file.display().to_string())];
+    let flat = endpoints(now, panels)
         .into_iter()
-        .map(|endpoint| {
+        .map(|endpoint| (endpoint, &[][..]));
+    let time_of_use = time_of_use_endpoints(now, panels)
+        .into_iter()
+        .map(|endpoint| (endpoint, &time_of_use_env[..]));
+    flat.chain(time_of_use)
+        .map(|(endpoint, env)| {
             eprintln!(
-                "   {}: fresh api-server, cold request, {warm_requests} warm, wrk {} s…",
+                "   {}{}: fresh api-server, cold request, {warm_requests} warm, wrk {} s…",
                 endpoint.1,
+                if env.is_empty() {
+                    ""
+                } else {
+                    " (time-of-use tariff)"
+                },
                 wrk_options.duration.as_secs()
             );
-            EndpointRun::measure(binaries, stack, wrk, wrk_options, warm_requests, endpoint)
+            EndpointRun::measure(
+                binaries,
+                stack,
+                env,
+                wrk,
+                wrk_options,
+                warm_requests,
+                endpoint,
+            )
         })
         .collect()
 }
@@ -216,6 +258,7 @@ fn measure(
                 binaries,
                 &stack,
                 size.panels,
+                &options.tariff_file,
                 &load.wrk,
                 &load.no_rollup,
                 options.warm_requests,
@@ -238,6 +281,7 @@ fn measure(
         binaries,
         &stack,
         size.panels,
+        &options.tariff_file,
         &load.wrk,
         &load.rollup,
         options.warm_requests,
@@ -373,7 +417,7 @@ fn endpoint_table(endpoints: &[EndpointRun], wrk_timeout: Duration) -> String {
         .iter()
         .map(|endpoint| {
             let mut row = vec![
-                endpoint.path.to_owned(),
+                endpoint.label(),
                 answer_text(&endpoint.cold),
                 warm_text(&endpoint.warm_summary()),
             ];
@@ -429,15 +473,17 @@ fn side_by_side(
     rollup: &[EndpointRun],
     wrk_timeout: Duration,
 ) -> String {
-    let rows: Vec<Vec<String>> = ENDPOINT_NAMES
+    let names = ENDPOINT_NAMES
         .iter()
+        .chain(TIME_OF_USE_NAMES.iter().map(|(_, time_of_use)| time_of_use));
+    let rows: Vec<Vec<String>> = names
         .map(|&name| {
-            let path = rollup
+            let label = rollup
                 .iter()
                 .chain(no_rollup)
                 .find(|endpoint| endpoint.name == name)
-                .map_or(name, |endpoint| endpoint.path.as_str());
-            let mut row = vec![path.to_owned()];
+                .map_or_else(|| name.to_owned(), EndpointRun::label);
+            let mut row = vec![label];
             for endpoints in [no_rollup, rollup] {
                 match endpoints.iter().find(|endpoint| endpoint.name == name) {
                     Some(endpoint) => row.extend([
@@ -480,7 +526,7 @@ fn check_no_rollup(size: Size, no_rollup: &NoRollup, checks: &mut Checks) {
     for endpoint in &no_rollup.endpoints {
         let (answered, value) = all_answered(endpoint);
         checks.record(
-            format!("{size}: no rollup: {} answers", endpoint.path),
+            format!("{size}: no rollup: {} answers", endpoint.label()),
             value,
             "all 200, no errors",
             answered,
@@ -546,7 +592,7 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
     for endpoint in &run.endpoints {
         let (answered, value) = all_answered(endpoint);
         checks.record(
-            format!("{size}: {} answers", endpoint.path),
+            format!("{size}: {} answers", endpoint.label()),
             value,
             "all 200, no errors",
             answered,
@@ -566,6 +612,16 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
                 answer_text(&endpoint.cold),
                 answer_ms(&endpoint.cold),
                 Bound::AtMost(DAILY_COLD_MAX_MS),
+                "ms",
+            );
+        }
+        // The sizes the daily target applies to: a month of every panel.
+        if endpoint.name == "bill (time-of-use)" && size.panels == 100 {
+            checks.check(
+                format!("{size}: bill (time-of-use) cold"),
+                answer_text(&endpoint.cold),
+                answer_ms(&endpoint.cold),
+                Bound::AtMost(BILL_COLD_MAX_MS),
                 "ms",
             );
         }
@@ -592,10 +648,26 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
             );
         }
     }
-    // The target is for an idle server; the largest sample (after wrk) is in the tables.
+    let named = |name: &str| run.endpoints.iter().find(|endpoint| endpoint.name == name);
+    if let (Some(flat), Some(time_of_use)) =
+        (named("today-usage"), named("today-usage (time-of-use)"))
+    {
+        let (value, ratio) = warm_ratio(&flat.warm_summary(), &time_of_use.warm_summary());
+        checks.check(
+            format!("{size}: today-usage warm median, time-of-use / flat tariff"),
+            value,
+            ratio,
+            Bound::AtMost(TIME_OF_USE_TODAY_WARM_RATIO_MAX),
+            "",
+        );
+    }
+    // The target is for an idle server; the largest sample (after wrk) is in the tables. Of
+    // the flat tariff's servers, as before the time-of-use ones were measured (theirs are in
+    // the tables and the JSON).
     let api_rss = run
         .endpoints
         .iter()
+        .filter(|endpoint| ENDPOINT_NAMES.contains(&endpoint.name))
         .filter_map(EndpointRun::idle_rss_kib)
         .max();
     checks.check(
@@ -614,6 +686,33 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
         Bound::Below(IDLE_RSS_BELOW_MIB),
         "MiB",
     );
+}
+
+/// Two warm series compared, `time_of_use` against `flat`, as shown and as checked: both medians
+/// and their ratio; NaN (a failed check) unless every request of both answered 200.
+fn warm_ratio(flat: &Warm, time_of_use: &Warm) -> (String, f64) {
+    let median = |warm: &Warm| warm.median.filter(|_| warm.all_ok() && warm.requests > 0);
+    match (median(flat), median(time_of_use)) {
+        (Some(flat), Some(time_of_use)) => {
+            let ratio = time_of_use.as_secs_f64() / flat.as_secs_f64();
+            (
+                format!(
+                    "time-of-use {} / flat {} = {ratio:.2}",
+                    ms(time_of_use),
+                    ms(flat)
+                ),
+                ratio,
+            )
+        }
+        _ => (
+            format!(
+                "time-of-use {}, flat {}",
+                warm_text(time_of_use),
+                warm_text(flat)
+            ),
+            f64::NAN,
+        ),
+    }
 }
 
 /// One endpoint's figures on one path, for the JSON line.
@@ -687,6 +786,13 @@ fn to_json(run: &SizeRun, options: &Options) -> Value {
 
 fn main() -> std::process::ExitCode {
     let options = Options::parse();
+    if !options.tariff_file.is_file() {
+        eprintln!(
+            "bench-api: the time-of-use tariff {} is not a file (--tariff-file)",
+            options.tariff_file.display()
+        );
+        return std::process::ExitCode::from(2);
+    }
     // Both first, so a missing tool or binary fails at once rather than after loading.
     let wrk = Wrk::require();
     let binaries = Binaries::find();
@@ -729,10 +835,12 @@ fn main() -> std::process::ExitCode {
     );
     println!(
         "api-server: {} ({} build), TIMEZONE Asia/Jakarta, QUERY_CACHE_MS default (1000), a \
-         fresh process per endpoint; cold = its first request, warm = the same {} more times \
-         right after (median / max), timed out = no answer within {} s",
+         fresh process per endpoint; flat tariff (TARIFF_PER_KWH default), and `(time-of-use)` \
+         with TARIFF_FILE={}; cold = its first request, warm = the same {} more times right \
+         after (median / max), timed out = no answer within {} s",
         binaries.api_server.display(),
         machine::profile(&binaries.api_server),
+        options.tariff_file.display(),
         options.warm_requests,
         REQUEST_TIMEOUT.as_secs()
     );
@@ -845,6 +953,7 @@ fn main() -> std::process::ExitCode {
             "timeout_secs": wrk_options.timeout.as_secs(),
         },
         "warm_requests": options.warm_requests,
+        "time_of_use_tariff_file": options.tariff_file.display().to_string(),
         "request_timeout_secs": REQUEST_TIMEOUT.as_secs(),
         "no_rollup": !options.skip_no_rollup,
         "rollup_timeout_secs": options.rollup_timeout_secs,
@@ -914,6 +1023,25 @@ mod tests {
         );
         assert_eq!(warm(&[Err("connect: refused".into())]), "1 of 1: failed");
         assert_eq!(warm(&[]), "-");
+    }
+
+    #[test]
+    fn time_of_use_today_usage_is_compared_by_the_warm_medians() {
+        let flat = Warm::of(&[answer(200, 4), answer(200, 2), answer(200, 3)]);
+        let time_of_use = Warm::of(&[answer(200, 5), answer(200, 6), answer(200, 9)]);
+        let (shown, ratio) = warm_ratio(&flat, &time_of_use);
+        assert_eq!(shown, "time-of-use 6.0 ms / flat 3.0 ms = 2.00");
+        assert_eq!(ratio, 2.0);
+        assert!(Bound::AtMost(TIME_OF_USE_TODAY_WARM_RATIO_MAX).holds(ratio));
+        // Any warm request that is not a 200 leaves nothing to compare: a failed check.
+        let broken = Warm::of(&[answer(200, 5), answer(503, 1)]);
+        let (shown, ratio) = warm_ratio(&flat, &broken);
+        assert!(ratio.is_nan());
+        assert_eq!(
+            shown,
+            "time-of-use 5.0 ms / 5.0 ms; 1 of 2: status 503, flat 3.0 ms / 4.0 ms"
+        );
+        assert!(warm_ratio(&Warm::of(&[]), &time_of_use).1.is_nan());
     }
 
     fn report(requests: u64, timeouts: u64, p99_ms: u64) -> WrkReport {
