@@ -6,6 +6,8 @@
 #
 # Ports and the publish interval can be changed: MQTT_PORT (1883), INFLUX_PORT (8086),
 # API_PORT (3000), PUBLISH_INTERVAL_SECS (5 here, so the demo moves; the program's default is 60).
+# Every other setting is passed on, e.g. TARIFF_FILE=docs/tariffs/pln-example.toml for the
+# example time-of-use tariff (docs/tariffs.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,6 +101,7 @@ Energy monitor running (publishing every ${PUBLISH_INTERVAL_SECS}s):
   curl http://127.0.0.1:$API_PORT/api/energy/monthly
   curl http://127.0.0.1:$API_PORT/api/energy/daily
   curl http://127.0.0.1:$API_PORT/api/panel/PANEL_LANTAI_1/intervals
+  curl 'http://127.0.0.1:$API_PORT/api/bill?month=$(date +%Y-%m)'
   curl http://127.0.0.1:$API_PORT/health
   curl http://127.0.0.1:$API_PORT/api/openapi.json
 Logs: $RUN/*.log    Broker: $MQTT_URL    InfluxDB: $INFLUX_URL (database "energy")
