@@ -101,7 +101,7 @@ Energy monitor running (publishing every ${PUBLISH_INTERVAL_SECS}s):
   curl http://127.0.0.1:$API_PORT/api/energy/monthly
   curl http://127.0.0.1:$API_PORT/api/energy/daily
   curl http://127.0.0.1:$API_PORT/api/panel/PANEL_LANTAI_1/intervals
-  curl 'http://127.0.0.1:$API_PORT/api/bill?month=$(date +%Y-%m)'
+  curl 'http://127.0.0.1:$API_PORT/api/bill?month=$(TZ="${TIMEZONE:-Asia/Jakarta}" date +%Y-%m)'
   curl http://127.0.0.1:$API_PORT/health
   curl http://127.0.0.1:$API_PORT/api/openapi.json
 Logs: $RUN/*.log    Broker: $MQTT_URL    InfluxDB: $INFLUX_URL (database "energy")
