@@ -1017,22 +1017,9 @@ function realtimeDifferences(state, withinMs) {
 
 async function run(browser) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
-  const faults = []; // console errors, uncaught exceptions, failed requests
+  const faults = faultsOf(page);
   const requests = [];
   let navigations = 0;
-  page.on('console', (message) => {
-    if (message.type() === 'error') faults.push(`console error: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => faults.push(`uncaught exception: ${error.message}`));
-  page.on('requestfailed', (request) => {
-    // The stream is aborted when the page closes; anything else failing is a fault.
-    if (!request.url().endsWith('/api/panel/stream')) {
-      faults.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
-    }
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400) faults.push(`HTTP ${response.status()} for ${response.url()}`);
-  });
   page.on('request', (request) => requests.push(new URL(request.url()).pathname));
   page.on('framenavigated', (frame) => {
     if (frame === page.mainFrame()) navigations += 1;
@@ -1280,8 +1267,9 @@ async function run(browser) {
 
 // The bill page: opened through the navigation on the last whole month, all panels; its CSV
 // file; one panel; then printed to PDF.
-async function runBill(browser) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+// The page's console errors, uncaught exceptions, failed requests and error answers, as they
+// happen. The stream is aborted when the page closes; anything else failing is a fault.
+function faultsOf(page) {
   const faults = [];
   page.on('console', (message) => {
     if (message.type() === 'error') faults.push(`console error: ${message.text()}`);
@@ -1295,6 +1283,12 @@ async function runBill(browser) {
   page.on('response', (response) => {
     if (response.status() >= 400) faults.push(`HTTP ${response.status()} for ${response.url()}`);
   });
+  return faults;
+}
+
+async function runBill(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+  const faults = faultsOf(page);
   try {
     await page.goto(dashboardUrl, { waitUntil: 'load' });
     await waitFor('the navigation shows a link to the bill', 20_000, async () => (
