@@ -597,40 +597,21 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
             "all 200, no errors",
             answered,
         );
-        if endpoint.name == "monthly" && size.panels == 100 && size.days == 365 {
+        // The first-request targets, each at the sizes it applies to (daily and the bill: a
+        // month of every panel).
+        let cold_max = match endpoint.name {
+            "monthly" if size.panels == 100 && size.days == 365 => Some(MONTHLY_COLD_MAX_MS),
+            "daily" if size.panels == 100 => Some(DAILY_COLD_MAX_MS),
+            "bill (time-of-use)" if size.panels == 100 => Some(BILL_COLD_MAX_MS),
+            "intervals" => Some(INTERVALS_COLD_MAX_MS),
+            _ => None,
+        };
+        if let Some(max) = cold_max {
             checks.check(
-                format!("{size}: monthly cold"),
+                format!("{size}: {} cold", endpoint.name),
                 answer_text(&endpoint.cold),
                 answer_ms(&endpoint.cold),
-                Bound::AtMost(MONTHLY_COLD_MAX_MS),
-                "ms",
-            );
-        }
-        if endpoint.name == "daily" && size.panels == 100 {
-            checks.check(
-                format!("{size}: daily cold"),
-                answer_text(&endpoint.cold),
-                answer_ms(&endpoint.cold),
-                Bound::AtMost(DAILY_COLD_MAX_MS),
-                "ms",
-            );
-        }
-        // The sizes the daily target applies to: a month of every panel.
-        if endpoint.name == "bill (time-of-use)" && size.panels == 100 {
-            checks.check(
-                format!("{size}: bill (time-of-use) cold"),
-                answer_text(&endpoint.cold),
-                answer_ms(&endpoint.cold),
-                Bound::AtMost(BILL_COLD_MAX_MS),
-                "ms",
-            );
-        }
-        if endpoint.name == "intervals" {
-            checks.check(
-                format!("{size}: intervals cold"),
-                answer_text(&endpoint.cold),
-                answer_ms(&endpoint.cold),
-                Bound::AtMost(INTERVALS_COLD_MAX_MS),
+                Bound::AtMost(max),
                 "ms",
             );
         }
