@@ -208,11 +208,12 @@ fn timed_get_within(port: u16, path: &str, timeout: Duration) -> Result<Timed, S
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .and_then(|()| stream.set_nodelay(true))
         .map_err(|e| format!("socket options: {e}"))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| {
+    // One write, so the request leaves in one segment (`write!` on the socket writes each piece
+    // of the format on its own: a server that reads the first piece and closes would reset the
+    // rest).
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| {
         if is_timeout(&e) {
             timed_out_error("sending")
         } else {
