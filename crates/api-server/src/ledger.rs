@@ -500,6 +500,7 @@ impl Shared {
         Ok(Coverage {
             complete_until: end,
             months: false,
+            hours: false,
         })
     }
 

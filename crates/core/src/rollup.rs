@@ -26,6 +26,9 @@ use crate::usage::{Energy, EnergyPoint, Rules, Usage};
 
 /// Usage per panel per 15-minute bucket; timestamp = the bucket's start.
 pub const QUARTER_MEASUREMENT: &str = "energy_usage_15m";
+/// Usage per panel per UTC hour (the sum of its 4 buckets); timestamp = the hour's start. A
+/// month cut at local hours (time-of-use windows) is read from a quarter of the rows.
+pub const HOUR_MEASUREMENT: &str = "energy_usage_1h";
 /// Usage per panel per UTC day (the sum of its 96 buckets); timestamp = midnight UTC.
 pub const DAY_MEASUREMENT: &str = "energy_usage_1d";
 /// Usage per panel per UTC calendar month (the sum of its days); timestamp = the month's first
@@ -52,7 +55,7 @@ pub const ESTIMATE_AFTER_FIELD: &str = "estimate_after_secs";
 /// Integer field of the state: which measurements the rollup keeps, and by which rule. Absent
 /// (a rollup written before month sums existed): buckets and days. [`FORMAT_WITH_MONTHS`]: also
 /// months. [`FORMAT_SPREAD`]: every pair spread over its time, with the estimated part.
-/// [`FORMAT_PEAKS`]: also each point's largest bucket.
+/// [`FORMAT_PEAKS`]: also each point's largest bucket. [`FORMAT_HOURS`]: also hours.
 pub const FORMAT_FIELD: &str = "format";
 /// Integer field of the state: nanoseconds since the epoch (InfluxDB's clock) before which every
 /// entry of the invalidation log (`crate::invalidation`) is rolled up.
@@ -65,10 +68,15 @@ pub const FORMAT_WITH_MONTHS: i64 = 2;
 /// start).
 pub const FORMAT_SPREAD: i64 = 3;
 /// The [`FORMAT_FIELD`] of a rollup as [`FORMAT_SPREAD`] with [`PEAK_FIELD`] in every point:
-/// the one readers use.
+/// the oldest one readers use.
 pub const FORMAT_PEAKS: i64 = 4;
+/// The [`FORMAT_FIELD`] of a rollup as [`FORMAT_PEAKS`] that also keeps [`HOUR_MEASUREMENT`]
+/// for its whole history: the one the writer keeps (a [`FORMAT_PEAKS`] rollup gains its hours
+/// from its buckets at start).
+pub const FORMAT_HOURS: i64 = 5;
 
 pub const GRAIN_SECS: i64 = 15 * 60;
+pub const HOUR_SECS: i64 = 3_600;
 pub const DAY_SECS: i64 = 86_400;
 
 fn floor_to(time: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
@@ -101,6 +109,15 @@ pub fn bucket_of(time: DateTime<Utc>) -> Period {
     Period {
         start,
         end: start + Duration::seconds(GRAIN_SECS),
+    }
+}
+
+/// The UTC hour holding `time`.
+pub fn hour_of(time: DateTime<Utc>) -> Period {
+    let start = floor_to(time, HOUR_SECS);
+    Period {
+        start,
+        end: start + Duration::seconds(HOUR_SECS),
     }
 }
 
@@ -245,7 +262,7 @@ pub fn encode_state(
     let estimate_after = rules.estimate_after.secs();
     format!(
         "{STATE_MEASUREMENT} {COMPLETE_UNTIL}={}i,{MAX_POWER_FIELD}={max_power_kw:?},\
-         {ESTIMATE_AFTER_FIELD}={estimate_after}i,{FORMAT_FIELD}={FORMAT_PEAKS}i,\
+         {ESTIMATE_AFTER_FIELD}={estimate_after}i,{FORMAT_FIELD}={FORMAT_HOURS}i,\
          {LOG_UNTIL_FIELD}={log_until}i {}\n",
         nanos(complete_until),
         nanos(floor_to(now, 3600))
@@ -280,6 +297,8 @@ pub struct Coverage {
     pub complete_until: DateTime<Utc>,
     /// Whether month sums are kept ([`FORMAT_WITH_MONTHS`]).
     pub months: bool,
+    /// Whether hour sums are kept ([`FORMAT_HOURS`]).
+    pub hours: bool,
 }
 
 /// Cuts `period` into pieces whose usages add up to the period's: from the rollup before
@@ -405,6 +424,7 @@ mod tests {
         Some(Coverage {
             complete_until: at(until),
             months,
+            hours: false,
         })
     }
 

@@ -111,6 +111,7 @@ fn from_rollup(
     let coverage = until.map(|complete_until| Coverage {
         complete_until,
         months,
+        hours: false,
     });
     let pieces = split(period, coverage);
     let raw: Energy = pieces

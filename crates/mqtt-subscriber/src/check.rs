@@ -35,7 +35,7 @@ pub async fn run(influx: &InfluxClient, rules: Rules, range: DayRange, repair: b
                 state.format,
                 rules.max_power_kw,
                 rules.estimate_after,
-                energy_core::rollup::FORMAT_PEAKS,
+                energy_core::rollup::FORMAT_HOURS,
             );
         }
         Ok(None) => println!("note: no usage rollup is recorded in this database"),

@@ -289,6 +289,24 @@ async fn start(
                     })
                     .await?;
             }
+            if let Some(from) = current.hours_from {
+                let to = started + energy_rollup::rebuild_margin();
+                let clock = std::time::Instant::now();
+                let days = rollup
+                    .add_hours(from, to, |day_end| {
+                        // Resume from here if InfluxDB fails midway.
+                        plan = Some(Plan {
+                            hours_from: Some(day_end),
+                            ..current
+                        });
+                    })
+                    .await?;
+                tracing::info!(
+                    days,
+                    seconds = clock.elapsed().as_secs_f64(),
+                    "hour sums added to the usage rollup"
+                );
+            }
             Ok::<LogCursor, energy_influx::InfluxError>(LogCursor::new(current.log_from, settle))
         }
         .await;
@@ -323,6 +341,8 @@ async fn start(
 struct Plan {
     /// Recompute every reading from here on, if anything.
     walk_from: Option<DateTime<Utc>>,
+    /// Add hour sums from the buckets from here on, if anything (a rollup kept without them).
+    hours_from: Option<DateTime<Utc>>,
     /// Then read the log from this stamp on.
     log_from: i64,
 }
@@ -370,10 +390,25 @@ async fn make_plan(
             );
             "ESTIMATE_AFTER_SECS changed"
         }
+        Some(state) if state.format < energy_core::rollup::FORMAT_HOURS => {
+            let earliest = rollup.earliest_reading().await?;
+            tracing::info!(
+                format = state.format,
+                from = ?earliest,
+                "the usage rollup was written by an earlier version, without hour sums: adding \
+                 them from its buckets; the api-server reads the buckets meanwhile"
+            );
+            return Ok(Plan {
+                walk_from: None,
+                hours_from: earliest,
+                log_from: state.log_until.unwrap_or(0),
+            });
+        }
         // Every rollup of the current format records where the log is to be read from.
         Some(state) => {
             return Ok(Plan {
                 walk_from: None,
+                hours_from: None,
                 log_from: state.log_until.unwrap_or(0),
             })
         }
@@ -387,6 +422,7 @@ async fn make_plan(
     }
     Ok(Plan {
         walk_from: earliest,
+        hours_from: None,
         log_from,
     })
 }

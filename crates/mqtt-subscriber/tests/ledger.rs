@@ -106,11 +106,17 @@ fn noon_zone(now: DateTime<Utc>) -> String {
     }
 }
 
-/// The sums of the rollup's 15-minute buckets of `panel`, and of its UTC days and months:
-/// (`usage_nkwh`, `estimated_nkwh`) of each. All three must equal the reference's shares of the
-/// whole history ([`whole`]).
-fn rollup_sums(influx: &Influx, panel: &str) -> [(i64, i64); 3] {
-    ["energy_usage_15m", "energy_usage_1d", "energy_usage_1mo"].map(|measurement| {
+/// The sums of the rollup's 15-minute buckets of `panel`, and of its UTC hours, days and
+/// months: (`usage_nkwh`, `estimated_nkwh`) of each. All four must equal the reference's shares
+/// of the whole history ([`whole`]).
+fn rollup_sums(influx: &Influx, panel: &str) -> [(i64, i64); 4] {
+    [
+        "energy_usage_15m",
+        "energy_usage_1h",
+        "energy_usage_1d",
+        "energy_usage_1mo",
+    ]
+    .map(|measurement| {
         let json = influx.query(
             DB,
             &format!(
@@ -136,7 +142,7 @@ fn panel_figure(answer: &serde_json::Value, panel: &str, field: &str) -> Option<
 #[derive(Debug, PartialEq)]
 struct Figures {
     /// [`rollup_sums`].
-    rollup: [(i64, i64); 3],
+    rollup: [(i64, i64); 4],
     /// `usage_kwh` and `estimated_kwh` today, in the API's zone.
     today: (f64, f64),
     /// `usage_kwh` and `estimated_kwh` of the current month, in the API's zone.
@@ -155,7 +161,7 @@ fn expected(points: &[Point], zone: &str, now: DateTime<Utc>) -> Figures {
         i64::try_from(all.estimated).unwrap(),
     );
     Figures {
-        rollup: [sums; 3],
+        rollup: [sums; 4],
         today: (today.usage_kwh(), today.estimated_kwh()),
         month: (month.usage_kwh(), month.estimated_kwh()),
     }
@@ -512,7 +518,10 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
     let mut subscriber = start_subscriber(&broker, &influx, "writer", &[]);
-    let now = Utc::now();
+    // Whole milliseconds, as the payload carries them: the reference then sees the stored times.
+    let now = Utc
+        .timestamp_millis_opt(Utc::now().timestamp_millis())
+        .unwrap();
     // 60 readings a minute apart up to a minute ago, +0.25 kWh each: by hand, 59 pairs of
     // 0.25 kWh spread over the quarter hours they overlap, 14.75 kWh in all, none estimated.
     let points: Vec<Point> = (0..60)
@@ -526,7 +535,7 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
             estimated: 0
         }
     );
-    let sums = [(14_750_000_000, 0); 3];
+    let sums = [(14_750_000_000, 0); 4];
     publish(&broker, "CHECKED", &points);
     wait_until(Duration::from_secs(30), "the rollup", || {
         rollup_sums(&influx, "CHECKED") == sums
@@ -540,9 +549,10 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains(": 0 difference(s)"), "{output}");
 
-    // Tamper with one bucket and the month sum.
+    // Tamper with one bucket, one hour sum and the month sum.
     let bucket_secs = (now - Span::minutes(40)).timestamp() / 900 * 900;
     let bucket = Utc.timestamp_opt(bucket_secs, 0).unwrap();
+    let hour = Utc.timestamp_opt(bucket_secs / 3600 * 3600, 0).unwrap();
     let month = Utc
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .unwrap();
@@ -551,8 +561,10 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
             DB,
             &format!(
                 "energy_usage_15m,panel=CHECKED usage_nkwh=123i,readings=1i {}\n\
+                 energy_usage_1h,panel=CHECKED usage_nkwh=77i,readings=1i {}\n\
                  energy_usage_1mo,panel=CHECKED usage_nkwh=5i,readings=1i {}\n",
                 bucket.timestamp_nanos_opt().unwrap(),
+                hour.timestamp_nanos_opt().unwrap(),
                 month.timestamp_nanos_opt().unwrap()
             ),
         )
@@ -563,10 +575,20 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     let month_kwh = reference::usage(&points, month, month + Months::new(1), Rule::default()).usage
         as f64
         / 1e9;
+    // The hour's should be the reference's usage of that hour.
+    let hour_kwh =
+        reference::usage(&points, hour, hour + Span::hours(1), Rule::default()).usage as f64 / 1e9;
     let (code, output) = check_rollup(&influx, &range, false);
     println!("{output}");
     assert_eq!(code, Some(1), "{output}");
-    assert!(output.contains(": 2 difference(s)"), "{output}");
+    assert!(output.contains(": 3 difference(s)"), "{output}");
+    assert!(
+        output.contains(&format!(
+            "difference panel=CHECKED level=hour start={} rollup_kwh=0.000000077 raw_kwh={hour_kwh}",
+            hour.to_rfc3339()
+        )),
+        "{output}\nthe hour by the reference: {hour_kwh} kWh"
+    );
     assert!(
         output.contains(&format!(
             "difference panel=CHECKED level=bucket start={} rollup_kwh=0.000000123",
@@ -607,7 +629,7 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     std::thread::sleep(Duration::from_secs(5));
     tamper(&influx);
     wait_until(Duration::from_secs(30), "the background check", || {
-        rollup_repairs(&subscriber.output()) == Some(2)
+        rollup_repairs(&subscriber.output()) == Some(3)
     });
     wait_until(Duration::from_secs(30), "the repair", || {
         rollup_sums(&influx, "CHECKED") == sums

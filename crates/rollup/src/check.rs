@@ -2,7 +2,7 @@
 //!
 //! For every UTC day of a range, the day's readings (with the last reading before the day) are
 //! read and turned into bucket figures by the same rule the rollup is kept with; every stored
-//! bucket and day sum is compared with them, and every month sum the range touches with the sum
+//! bucket, hour sum and day sum is compared with them, and every month sum the range touches with the sum
 //! of its stored days. The result is the list of differences, each with both figures; what to
 //! do about them (report, or have the writer recompute them) is the caller's.
 
@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::time_literal;
 use energy_core::invalidation::Dirty;
 use energy_core::rollup::{
-    self, day_of, month_of, Bucket, DAY_MEASUREMENT, ESTIMATED_FIELD, MONTH_MEASUREMENT,
-    PEAK_FIELD, QUARTER_MEASUREMENT, READINGS_FIELD, USAGE_FIELD,
+    self, day_of, hour_of, month_of, Bucket, DAY_MEASUREMENT, ESTIMATED_FIELD, HOUR_MEASUREMENT,
+    MONTH_MEASUREMENT, PEAK_FIELD, QUARTER_MEASUREMENT, READINGS_FIELD, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, Period, Usage};
 use energy_influx::{InfluxError, StatementResult};
@@ -25,6 +25,8 @@ use crate::{NextKnown, Panels, Rollup};
 pub enum Level {
     /// A 15-minute bucket, compared with the readings.
     Bucket,
+    /// A UTC hour, compared with the readings.
+    Hour,
     /// A UTC day, compared with the readings.
     Day,
     /// A UTC month, compared with the sum of its stored days.
@@ -35,6 +37,7 @@ impl Level {
     pub fn name(self) -> &'static str {
         match self {
             Level::Bucket => "bucket",
+            Level::Hour => "hour",
             Level::Day => "day",
             Level::Month => "month",
         }
@@ -111,13 +114,15 @@ impl Difference {
     pub fn period(&self) -> Period {
         match self.level {
             Level::Bucket => rollup::bucket_of(self.start),
+            Level::Hour => hour_of(self.start),
             Level::Day => day_of(self.start),
             Level::Month => month_of(self.start),
         }
     }
 
     /// The buckets whose recomputation repairs this: the bucket itself, or the first bucket of
-    /// the day or month (recomputing any bucket re-sums its day and that day's month).
+    /// the hour, day or month (recomputing any bucket re-sums its hour, its day and that day's
+    /// month).
     pub fn mark(&self, dirty: &mut Dirty) {
         dirty.mark(&self.panel, self.start);
     }
@@ -125,7 +130,8 @@ impl Difference {
 
 impl Rollup {
     /// Compares the rollup with the raw maths over `[from, to)` (both are rounded out to
-    /// buckets): every bucket in it, every whole UTC day in it, and every UTC month it touches.
+    /// buckets): every bucket in it, every whole UTC hour and day in it, and every UTC month it
+    /// touches.
     pub async fn check(
         &self,
         from: DateTime<Utc>,
@@ -156,7 +162,7 @@ impl Rollup {
         Ok(differences)
     }
 
-    /// Buckets of `part` (and, if `whole`, the day sum) against the readings.
+    /// Buckets and whole hours of `part` (and, if `whole`, the day sum) against the readings.
     async fn check_day(
         &self,
         part: Period,
@@ -176,17 +182,20 @@ impl Rollup {
         *carried = Some(last);
         let sums = format!(
             "SELECT {FIGURES} FROM {QUARTER_MEASUREMENT} WHERE {range} GROUP BY panel;\n\
-             SELECT {FIGURES} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel",
+             SELECT {FIGURES} FROM {DAY_MEASUREMENT} WHERE time = {} GROUP BY panel;\n\
+             SELECT {FIGURES} FROM {HOUR_MEASUREMENT} WHERE {range} GROUP BY panel",
             time_literal(part.start)
         );
         let stored = self.query(&sums).await?;
         let stored_buckets = figures_by_panel(&stored[0]);
         let stored_days = figures_by_panel(&stored[1]);
+        let stored_hours = figures_by_panel(&stored[2]);
 
         let panels: BTreeSet<&String> = points
             .keys()
             .chain(stored_buckets.keys())
             .chain(stored_days.keys())
+            .chain(stored_hours.keys())
             .collect();
         let empty = Vec::new();
         for panel in panels {
@@ -211,6 +220,34 @@ impl Rollup {
                     differences.push(Difference {
                         panel: panel.clone(),
                         level: Level::Bucket,
+                        start,
+                        rollup,
+                        expected,
+                    });
+                }
+            }
+            // Every whole hour of the part that has readings or a stored sum.
+            let mut hours: BTreeMap<DateTime<Utc>, Figures> = BTreeMap::new();
+            for (start, figures) in &raw {
+                *hours.entry(hour_of(*start).start).or_default() += *figures;
+            }
+            let held = stored_hours.get(panel);
+            let starts: BTreeSet<DateTime<Utc>> = hours
+                .keys()
+                .chain(held.into_iter().flat_map(|h| h.keys()))
+                .copied()
+                .filter(|start| part.start <= *start && hour_of(*start).end <= part.end)
+                .collect();
+            for start in starts {
+                let expected = hours.get(&start).copied().unwrap_or_default();
+                let rollup = held
+                    .and_then(|h| h.get(&start))
+                    .copied()
+                    .unwrap_or_default();
+                if expected != rollup {
+                    differences.push(Difference {
+                        panel: panel.clone(),
+                        level: Level::Hour,
                         start,
                         rollup,
                         expected,

@@ -1,14 +1,14 @@
 //! Keeps the usage rollup in InfluxDB in step with the raw readings.
 //!
 //! The rollup (see `energy_core::rollup`) holds each panel's usage per 15-minute bucket, per
-//! UTC day and per UTC month. It is always recomputed from the raw readings, never patched: a
+//! UTC hour, per UTC day and per UTC month. It is always recomputed from the raw readings, never patched: a
 //! reading changes the two pairs it belongs to, whose shares reach from the reading before it to
 //! the reading after it, so to bring buckets up to date, widen them to those readings' buckets,
 //! read every reading of that span (plus the one before it and the first after it, which open
 //! and close its pairs), compute every bucket of the span with `energy_core::rollup::buckets`,
 //! and write them all. Writing a bucket again gives the same point, so any recomputation can be
-//! repeated or interrupted safely. Day sums are then re-summed from the buckets, and month sums
-//! from the days.
+//! repeated or interrupted safely. Hour and day sums are then re-summed from the buckets, and
+//! month sums from the days.
 //!
 //! [`Dirty`] collects which buckets changed (the subscriber marks each reading it wrote);
 //! [`Rollup::update`] brings them up to date; [`Rollup::rebuild`] recomputes a whole range day
@@ -21,10 +21,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::influxql::time_literal;
 use energy_core::invalidation::{LOG_BUCKETS_FIELD, LOG_MEASUREMENT};
 use energy_core::rollup::{
-    self, day_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, ESTIMATED_FIELD,
-    ESTIMATE_AFTER_FIELD, FORMAT_FIELD, FORMAT_PEAKS, FORMAT_WITH_MONTHS, LOG_UNTIL_FIELD,
-    MAX_POWER_FIELD, MONTH_MEASUREMENT, PEAK_FIELD, QUARTER_MEASUREMENT, READINGS_FIELD,
-    STATE_MEASUREMENT, USAGE_FIELD,
+    self, day_of, hour_of, month_of, Bucket, COMPLETE_UNTIL, DAY_MEASUREMENT, ESTIMATED_FIELD,
+    ESTIMATE_AFTER_FIELD, FORMAT_FIELD, FORMAT_HOURS, FORMAT_PEAKS, FORMAT_WITH_MONTHS,
+    HOUR_MEASUREMENT, LOG_UNTIL_FIELD, MAX_POWER_FIELD, MONTH_MEASUREMENT, PEAK_FIELD,
+    QUARTER_MEASUREMENT, READINGS_FIELD, STATE_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Period, Rules, Usage, MEASUREMENT};
 
@@ -47,6 +47,8 @@ const LINES_PER_WRITE: usize = 5_000;
 /// Most buckets a round recomputes and writes together with its days and months in one
 /// request; a larger round (a catch-up) writes as it goes.
 const ATOMIC_BUCKETS: usize = 20_000;
+/// Most lines [`Rollup::write_levels`] writes in one request (about 11 MB).
+const ATOMIC_LINES: usize = 100_000;
 /// Statements per request when one read needs many.
 const DAYS_PER_REQUEST: usize = 50;
 /// How far past a window its readings are read, so that the first reading after the window
@@ -62,7 +64,8 @@ pub struct State {
     pub max_power_kw: MaxPower,
     /// The estimate threshold it was computed with (`None`: recorded before estimates existed).
     pub estimate_after: Option<EstimateAfter>,
-    /// Which measurements it keeps, and by which rule ([`FORMAT_PEAKS`]: the current one).
+    /// Which measurements it keeps, and by which rule ([`FORMAT_HOURS`]: the current one;
+    /// [`FORMAT_PEAKS`]: the same without hours, which readers still use).
     pub format: i64,
     /// Whether month sums are kept (a rollup recorded before they existed has none).
     pub months: bool,
@@ -74,7 +77,9 @@ pub struct State {
 
 impl State {
     /// Whether the rollup was computed by the current rule with `rules`: the only one whose sums
-    /// a reader may use, and the only one the writer keeps (any other is rebuilt).
+    /// a reader may use, and the only one the writer keeps (any other is rebuilt). A rollup
+    /// without hours ([`FORMAT_PEAKS`]) qualifies: the writer adds them from its buckets
+    /// ([`Rollup::add_hours`]), and readers use hours only once [`State::coverage`] says so.
     pub fn computed_with(&self, rules: Rules) -> bool {
         self.format >= FORMAT_PEAKS
             && self.max_power_kw == rules.max_power_kw
@@ -86,6 +91,7 @@ impl State {
         rollup::Coverage {
             complete_until: self.complete_until,
             months: self.months,
+            hours: self.format >= FORMAT_HOURS,
         }
     }
 }
@@ -370,10 +376,21 @@ impl Rollup {
     pub async fn update(&self, dirty: &Dirty) -> Result<Progress, InfluxError> {
         let mut progress = Progress::default();
         let mut touched_days: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-        // Every day a run touches is re-summed, also where the run holds no reading (a day or
-        // month sum marked for repair by `check`).
+        let mut touched_hours: BTreeSet<(String, i64)> = BTreeSet::new();
+        // A round of live traffic is small: its buckets, hours, days and months are computed
+        // here and written in one request, so no reader sees a level that disagrees with
+        // another. A large catch-up writes as it goes (a failure then repeats the round: the log
+        // is only read for good once every write succeeded), and re-sums whole days.
+        let atomic = dirty.len() <= ATOMIC_BUCKETS;
+        // Every hour and day a run touches is re-summed, also where the run holds no reading (a
+        // sum marked for repair by `check`).
         for (panel, runs) in dirty.panels() {
             for (&start, &end) in runs {
+                let mut hour = hour_of(at(start));
+                while atomic && hour.start < at(end) {
+                    touched_hours.insert((panel.to_owned(), hour.start.timestamp()));
+                    hour = hour_of(hour.end);
+                }
                 let mut day = day_of(at(start));
                 while day.start < at(end) {
                     touched_days
@@ -384,11 +401,6 @@ impl Rollup {
                 }
             }
         }
-        // A round of live traffic is small: its buckets, days and months are computed here and
-        // written in one request, so no reader sees a level that disagrees with another. A
-        // large catch-up writes as it goes (a failure then repeats the round: the log is only
-        // read for good once every write succeeded).
-        let atomic = dirty.len() <= ATOMIC_BUCKETS;
         let mut fresh = Vec::new();
         for ((start, end), panels) in dirty.runs(STEP_SECS) {
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
@@ -411,7 +423,9 @@ impl Rollup {
                 .into_iter()
                 .map(|((panel, _), bucket)| (panel, bucket))
                 .collect();
-            let (days, months) = self.write_levels(&fresh, &touched_days).await?;
+            let (days, months) = self
+                .write_levels(&fresh, touched_hours, &touched_days)
+                .await?;
             progress.days = days;
             progress.months = months;
         } else {
@@ -421,20 +435,31 @@ impl Rollup {
         Ok(progress)
     }
 
-    /// Writes `fresh` buckets with the day and month sums they change, in one request: a day's
-    /// new sum is its stored buckets' sum with the recomputed buckets' old figures replaced by
-    /// their new ones, and a month's likewise from its days. Only this writer writes sums, so
-    /// what it reads before the write is what the write replaces. Returns how many days and
+    /// Writes `fresh` buckets with the hour, day and month sums they change, in one request: an
+    /// hour's new sum is its four buckets', the fresh ones in place of the stored ones; a day's
+    /// is its stored buckets' sum with the recomputed buckets' old figures replaced by their new
+    /// ones, and a month's likewise from its days. Only this writer writes sums, so what it
+    /// reads before the write is what the write replaces. `touched_hours` (panel, start in
+    /// seconds) are re-summed besides those of the fresh buckets. Returns how many days and
     /// months it wrote.
     async fn write_levels(
         &self,
         fresh: &[(String, Bucket)],
+        mut touched_hours: BTreeSet<(String, i64)>,
         touched_days: &BTreeMap<i64, BTreeSet<String>>,
     ) -> Result<(u64, u64), InfluxError> {
-        // The recomputed buckets' figures before this write.
-        let mut recomputed = Dirty::default();
         for (panel, bucket) in fresh {
-            recomputed.mark(panel, bucket.start);
+            touched_hours.insert((panel.clone(), hour_of(bucket.start).start.timestamp()));
+        }
+        // The stored figures of every bucket of the touched hours (which hold the recomputed
+        // buckets) before this write.
+        let mut recomputed = Dirty::default();
+        for (panel, hour) in &touched_hours {
+            let mut start = at(*hour);
+            while start < at(hour + rollup::HOUR_SECS) {
+                recomputed.mark(panel, start);
+                start += Duration::seconds(rollup::GRAIN_SECS);
+            }
         }
         let mut statements = Vec::new();
         for ((start, end), panels) in recomputed.runs(STEP_SECS) {
@@ -559,19 +584,46 @@ impl Rollup {
             sum.peak = stored.chain(new).max().unwrap_or(Usage::ZERO);
         }
 
+        // Each touched hour from its four buckets.
+        let fresh_figures: BTreeMap<(&str, DateTime<Utc>), Figures> = fresh
+            .iter()
+            .map(|(panel, bucket)| ((panel.as_str(), bucket.start), Figures::of(bucket)))
+            .collect();
+        let mut hours: BTreeMap<(&str, i64), Figures> = BTreeMap::new();
+        for (panel, hour) in &touched_hours {
+            let sum = hours.entry((panel.as_str(), *hour)).or_default();
+            let stored = old_buckets.get(panel);
+            let mut start = at(*hour);
+            while start < at(hour + rollup::HOUR_SECS) {
+                let figures = fresh_figures
+                    .get(&(panel.as_str(), start))
+                    .or_else(|| stored.and_then(|rows| rows.get(&start)));
+                if let Some(figures) = figures {
+                    *sum += *figures;
+                }
+                start += Duration::seconds(rollup::GRAIN_SECS);
+            }
+        }
+
         let mut body = String::new();
         for (panel, bucket) in fresh {
             rollup::encode(QUARTER_MEASUREMENT, panel, bucket, &mut body);
         }
         let level = |start: i64, figures: &Figures| figures.bucket(at(start));
+        for ((panel, hour), figures) in &hours {
+            rollup::encode(HOUR_MEASUREMENT, panel, &level(*hour, figures), &mut body);
+        }
         for ((panel, day), figures) in &days {
             rollup::encode(DAY_MEASUREMENT, panel, &level(*day, figures), &mut body);
         }
         for ((panel, month), figures) in &months {
             rollup::encode(MONTH_MEASUREMENT, panel, &level(*month, figures), &mut body);
         }
-        if !body.is_empty() {
-            self.influx.write(body).await?;
+        // One request, unless a recomputation reaches far (a panel silent for a year: tens of
+        // thousands of buckets): then several, buckets first, each under InfluxDB's default
+        // `max-body-size` (25 MB).
+        for part in requests(&body, ATOMIC_LINES) {
+            self.influx.write(part.to_owned()).await?;
         }
         Ok((days.len() as u64, months.len() as u64))
     }
@@ -878,29 +930,73 @@ impl Rollup {
         Ok(progress)
     }
 
-    /// Re-sums the given UTC days of the given panels from their buckets. Returns how many days.
+    /// Re-sums the hours and the given UTC days of the given panels from their buckets. Returns
+    /// how many days.
     async fn resum_days(&self, days: &BTreeMap<i64, BTreeSet<String>>) -> Result<u64, InfluxError> {
         let mut statements = Vec::new();
         for (&day, panels) in days {
             let panels: Vec<String> = panels.iter().cloned().collect();
             for chunk in panels.chunks(PANELS_PER_STATEMENT) {
-                statements.push((
-                    day,
-                    sum_statement(QUARTER_MEASUREMENT, day_period(day), Panels::Only(chunk)),
-                ));
+                statements.push(hours_statement(day_period(day), Panels::Only(chunk)));
             }
         }
+        self.resum_from_hours(&statements).await
+    }
+
+    /// Runs `statements` (see [`hours_statement`], one UTC day each) and writes the hour sums
+    /// they give and the day sum of each panel (its hours added up). Returns how many days.
+    async fn resum_from_hours(&self, statements: &[String]) -> Result<u64, InfluxError> {
         let mut count = 0;
         for batch in statements.chunks(DAYS_PER_REQUEST) {
-            let query: Vec<&str> = batch.iter().map(|(_, s)| s.as_str()).collect();
-            let results = self.query(&query.join(";\n")).await?;
+            let results = self.query(&batch.join(";\n")).await?;
             let mut body = String::new();
-            for ((day, _), result) in batch.iter().zip(&results) {
-                count += encode_sums(result, DAY_MEASUREMENT, at(*day), &mut body);
+            for result in &results {
+                for (panel, hours) in check::figures_by_panel(result) {
+                    let Some(day) = hours.keys().next().map(|start| day_of(*start).start) else {
+                        continue;
+                    };
+                    let mut sum = Figures::default();
+                    for (start, figures) in &hours {
+                        rollup::encode(
+                            HOUR_MEASUREMENT,
+                            &panel,
+                            &figures.bucket(*start),
+                            &mut body,
+                        );
+                        sum += *figures;
+                    }
+                    rollup::encode(DAY_MEASUREMENT, &panel, &sum.bucket(day), &mut body);
+                    count += 1;
+                }
             }
             if !body.is_empty() {
                 self.influx.write(body).await?;
             }
+        }
+        Ok(count)
+    }
+
+    /// Adds the hour sums to a rollup kept without them ([`FORMAT_PEAKS`]), from its buckets:
+    /// every UTC day from `from` to `to`, every panel, calling `on_day` after each batch of days
+    /// with the last one's end. The day sums are written again too, with the same figures.
+    pub async fn add_hours(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        mut on_day: impl FnMut(DateTime<Utc>),
+    ) -> Result<u64, InfluxError> {
+        let mut count = 0;
+        let mut day = day_of(from);
+        while day.start < to {
+            let mut statements = Vec::new();
+            let mut end = day.start;
+            while day.start < to && statements.len() < DAYS_PER_REQUEST {
+                statements.push(hours_statement(day, Panels::All));
+                end = day.end;
+                day = day_of(day.end);
+            }
+            count += self.resum_from_hours(&statements).await?;
+            on_day(end);
         }
         Ok(count)
     }
@@ -967,6 +1063,25 @@ fn whole<T>(results: Vec<T>, statements: &str) -> Result<Vec<T>, InfluxError> {
     Ok(results)
 }
 
+/// `body` (lines of line protocol) cut into parts of at most `lines` lines, in order.
+fn requests(body: &str, lines: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut count = 0;
+    for (index, _) in body.match_indices('\n') {
+        count += 1;
+        if count == lines {
+            parts.push(&body[start..=index]);
+            start = index + 1;
+            count = 0;
+        }
+    }
+    if start < body.len() {
+        parts.push(&body[start..]);
+    }
+    parts
+}
+
 /// The statement that reads the rollup's state (times in nanoseconds).
 pub fn state_statement() -> String {
     format!(
@@ -1010,6 +1125,21 @@ fn encode_sums(
         rollup::encode(measurement, panel, &figures.bucket(start), body);
     }
     sums.len() as u64
+}
+
+/// The per-panel sums of the buckets of each UTC hour of `day` for `panels` (hours without a
+/// bucket left out), with the largest peak, as the rollup's fields (see
+/// [`check::figures_by_panel`]).
+fn hours_statement(day: energy_core::Period, panels: Panels<'_>) -> String {
+    format!(
+        "SELECT sum({USAGE_FIELD}) AS {USAGE_FIELD}, sum({ESTIMATED_FIELD}) AS {ESTIMATED_FIELD}, \
+         max({PEAK_FIELD}) AS {PEAK_FIELD}, sum({READINGS_FIELD}) AS {READINGS_FIELD} \
+         FROM {QUARTER_MEASUREMENT} WHERE time >= {} AND time < {}{} \
+         GROUP BY time(1h), panel fill(none)",
+        time_literal(day.start),
+        time_literal(day.end),
+        panels.condition(),
+    )
 }
 
 /// The per-panel sums of `measurement` over `period` for `panels`, with the largest peak, as
@@ -1142,6 +1272,18 @@ mod tests {
                         "values": [[0, 1_795_749_605_000_000_000_i64, max_power_kw, 900, 4, 42]]}]
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_large_body_is_written_in_parts_of_whole_lines_in_order() {
+        let body: String = (0..7).map(|i| format!("m v={i}i {i}\n")).collect();
+        let parts = requests(&body, 3);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.concat(), body);
+        assert!(parts.iter().all(|p| p.ends_with('\n')));
+        assert_eq!(parts[2], "m v=6i 6\n");
+        assert_eq!(requests(&body, 7), vec![body.as_str()]);
+        assert!(requests("", 3).is_empty());
     }
 
     #[test]

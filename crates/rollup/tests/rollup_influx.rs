@@ -1,13 +1,13 @@
 //! The rollup kept in a real InfluxDB equals the usage rule (every pair's increase spread over
 //! its time, by quarter hour; see `test_support::reference`), whatever order and however often
-//! the readings arrive, and a rebuild from scratch gives the same points: buckets, days and
-//! months (the histories cross the end of March), usage and its estimated part.
+//! the readings arrive, and a rebuild from scratch gives the same points: buckets, hours, days
+//! and months (the histories cross the end of March), usage and its estimated part.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use energy_core::rollup::{
-    day_of, month_of, DAY_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
+    day_of, month_of, DAY_MEASUREMENT, HOUR_MEASUREMENT, MONTH_MEASUREMENT, QUARTER_MEASUREMENT,
 };
 use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Rules};
 use energy_influx::{InfluxClient, InfluxSettings};
@@ -40,6 +40,12 @@ const QUARTER_NS: i64 = 900_000_000_000;
 fn quarter_of(time: DateTime<Utc>) -> DateTime<Utc> {
     let ns = time.timestamp_nanos_opt().unwrap();
     Utc.timestamp_nanos(ns - ns.rem_euclid(QUARTER_NS))
+}
+
+/// The start of the UTC hour holding `time`.
+fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_opt(time.timestamp().div_euclid(3600) * 3600, 0)
+        .unwrap()
 }
 
 fn client(influx: &Influx, database: &str) -> InfluxClient {
@@ -153,6 +159,7 @@ fn expected_with(histories: &BTreeMap<String, Vec<EnergyPoint>>, rule: Rule) -> 
         for (start, figures) in quarters {
             out.insert((QUARTER_MEASUREMENT.into(), panel.clone(), start), figures);
             for (measurement, start) in [
+                (HOUR_MEASUREMENT, hour_of(start)),
                 (DAY_MEASUREMENT, day_of(start).start),
                 (MONTH_MEASUREMENT, month_of(start).start),
             ] {
@@ -179,7 +186,12 @@ fn assert_some_estimated(expected: &Expected) {
 /// The rollup as stored, in the shape of [`Expected`].
 fn stored(influx: &Influx, database: &str) -> Expected {
     let mut out = Expected::new();
-    for measurement in [QUARTER_MEASUREMENT, DAY_MEASUREMENT, MONTH_MEASUREMENT] {
+    for measurement in [
+        QUARTER_MEASUREMENT,
+        HOUR_MEASUREMENT,
+        DAY_MEASUREMENT,
+        MONTH_MEASUREMENT,
+    ] {
         for (panel, periods) in influx.usage_rollup_figures(database, measurement) {
             for (start, figures) in periods {
                 out.insert((measurement.into(), panel.clone(), start), figures);
@@ -301,8 +313,8 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     assert_eq!(state.max_power_kw, kw(1234.5));
     assert_eq!(state.estimate_after, Some(EstimateAfter::DEFAULT));
     assert_eq!(
-        state.format, 4,
-        "this version spreads every pair over its time and keeps peaks"
+        state.format, 5,
+        "this version spreads every pair over its time and keeps peaks and hours"
     );
     assert!(state.months, "this version keeps month sums");
     assert!(state.computed_with(rules(kw(1234.5))));
@@ -319,7 +331,7 @@ async fn the_state_records_how_far_the_rollup_is_complete_and_with_which_thresho
     assert_eq!(row[1].as_i64(), until.timestamp_nanos_opt(), "{answer}");
     assert_eq!(row[2].as_f64(), Some(1234.5), "{answer}");
     assert_eq!(row[3].as_i64(), Some(900), "{answer}");
-    assert_eq!(row[4].as_i64(), Some(4), "{answer}");
+    assert_eq!(row[4].as_i64(), Some(5), "{answer}");
     assert_eq!(row[5].as_i64(), Some(42), "{answer}");
 
     // A recorded threshold that is no power (written by hand, say) is no usable state.
@@ -446,7 +458,7 @@ fn the_subscriber_rolls_up_history_it_never_saw_and_rebuilds_when_the_threshold_
                 until.is_some()
                     && max == Some(rule.max_power_kw)
                     && estimate_after == Some(rule.estimate_after_secs)
-                    && format == Some(4)
+                    && format == Some(5)
             },
         );
         let expected = expected_with(&histories, rule);
@@ -579,7 +591,7 @@ fn a_rollup_recorded_in_the_old_format_is_rebuilt_at_the_next_start() {
     let state = runtime.block_on(rollup.state()).unwrap().unwrap();
     assert_eq!(
         (state.format, state.estimate_after, state.months),
-        (4, Some(EstimateAfter::DEFAULT), true)
+        (5, Some(EstimateAfter::DEFAULT), true)
     );
     // Every old point was written again (each old bucket holds a reading, so the new rollup
     // has it too), with the estimated part.
@@ -592,4 +604,82 @@ fn a_rollup_recorded_in_the_old_format_is_rebuilt_at_the_next_start() {
             subscriber.output()
         );
     }
+}
+
+/// A rollup recorded by the previous version (format 4: buckets, days and months with peaks, no
+/// hour sums) is not rebuilt at the next start: its hours are summed from its buckets, and the
+/// rollup is then recorded in the current format.
+#[test]
+fn a_rollup_without_hour_sums_gains_them_from_its_buckets_at_the_next_start() {
+    let broker = test_support::Mosquitto::start();
+    let influx = Influx::start();
+    let histories = random_histories(13, "HOURS", 3);
+    influx.create_database("energy");
+    influx.write("energy", &all_lines(&histories));
+    let expected = expected(&histories);
+    // The previous version's rollup: every level but the hours, and its state.
+    let mut lines = String::new();
+    for ((measurement, panel, start), (usage, estimated, readings)) in &expected {
+        if measurement == HOUR_MEASUREMENT {
+            continue;
+        }
+        lines.push_str(&format!(
+            "{measurement},panel={panel} usage_nkwh={usage}i,estimated_nkwh={estimated}i,\
+             peak_nkwh=0i,readings={readings}i {}\n",
+            start.timestamp_nanos_opt().unwrap()
+        ));
+    }
+    let until = histories
+        .values()
+        .filter_map(|points| points.last())
+        .map(|point| point.time)
+        .max()
+        .unwrap()
+        + Duration::minutes(30);
+    let until_ns = until.timestamp_nanos_opt().unwrap();
+    lines.push_str(&format!(
+        "energy_rollup_state complete_until={until_ns}i,max_power_kw={:?},\
+         estimate_after_secs=900i,format=4i,log_until={until_ns}i {until_ns}\n",
+        max_kw().kw(),
+    ));
+    influx.write("energy", &lines);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rollup = Rollup::new(client(&influx, "energy"), rules(max_kw()));
+    let recorded = runtime.block_on(rollup.state()).unwrap().unwrap();
+    assert_eq!(recorded.format, 4);
+    assert!(recorded.computed_with(rules(max_kw())));
+    assert!(
+        !recorded.coverage().hours,
+        "readers must not look for hour sums in it"
+    );
+    assert!(influx
+        .usage_rollup_figures("energy", HOUR_MEASUREMENT)
+        .is_empty());
+
+    let mut subscriber = test_support::Program::start(
+        "mqtt-subscriber",
+        &[("MQTT_URL", broker.url()), ("INFLUX_URL", influx.url())],
+    );
+    test_support::wait_until(
+        std::time::Duration::from_secs(60),
+        "the rollup to be recorded with hour sums",
+        || {
+            runtime
+                .block_on(rollup.state())
+                .ok()
+                .flatten()
+                .is_some_and(|state| state.format == 5 && state.coverage().hours)
+        },
+    );
+    assert_same("after adding hours", &stored(&influx, "energy"), &expected);
+    assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
+    let output = subscriber.output();
+    assert!(
+        output.contains("hour sums added to the usage rollup"),
+        "{output}"
+    );
+    assert!(
+        !output.contains("rebuilding the usage rollup"),
+        "adding hours must not rebuild: {output}"
+    );
 }
