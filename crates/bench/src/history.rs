@@ -313,6 +313,17 @@ impl Stack {
         );
         if rollup.ready {
             eprintln!("   rollup ready after {:.1} s", rollup.took.as_secs_f64());
+            // The rollup is recorded complete by the first round after the catch-up, but the
+            // writer may still be reading the log of the load (a direct backfill logs every
+            // request): measuring then would time the API against a busy writer and sample its
+            // memory mid-round.
+            let waited = wait_until_idle(&subscriber, rollup_timeout);
+            eprintln!(
+                "   mqtt-subscriber idle {:.1} s later (under {} ms of CPU per {} s)",
+                waited.as_secs_f64(),
+                IDLE_CPU.as_millis(),
+                IDLE_WINDOW.as_secs()
+            );
         } else {
             eprintln!(
                 "   !!! ROLLUP NOT READY after {:.0} s (complete_until {}); measuring anyway",
@@ -329,6 +340,26 @@ impl Stack {
             rollup,
         }
     }
+}
+
+/// A program that used less CPU than [`IDLE_CPU`] in [`IDLE_WINDOW`] is idle.
+const IDLE_CPU: Duration = Duration::from_millis(50);
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Waits (up to `timeout`) until `program` is idle, or has exited; returns how long it waited.
+fn wait_until_idle(program: &Program, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    let mut before = program.cpu_time();
+    while start.elapsed() < timeout {
+        std::thread::sleep(IDLE_WINDOW);
+        let now = program.cpu_time();
+        match (before, now) {
+            (Some(before), Some(now)) if now.saturating_sub(before) >= IDLE_CPU => {}
+            _ => break,
+        }
+        before = now;
+    }
+    start.elapsed()
 }
 
 /// Sleeps until the wall clock is at least `margin` past `ns` (nanoseconds since the epoch).

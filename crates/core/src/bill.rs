@@ -244,7 +244,10 @@ impl Tariffs {
                                 name: format!(
                                     "minimum charge {} h × {} kVA × {}{part_of_month}: {} \
                                      less the energy lines",
-                                    minimum.hours, kva, minimum.rate, floor
+                                    minimum.hours,
+                                    kva,
+                                    minimum.rate,
+                                    floor.with_decimals(d)
                                 ),
                                 quantity: f64::from(days),
                                 unit: "days",
@@ -401,6 +404,12 @@ windows = [
             .find(|l| l.kind == LineKind::MinimumTopUp)
             .unwrap();
         assert_eq!(top_up.amount.to_string(), "197000.00");
+        // The file charges whole rupiah: the minimum in the line's name is written so.
+        assert!(
+            top_up.name.ends_with(": 200000 less the energy lines"),
+            "{}",
+            top_up.name
+        );
         // Without a contracted kVA there is no minimum, and the bill says so.
         let bill = t.bill(0, &october, &parts, None);
         assert!(bill.lines.iter().all(|l| l.kind != LineKind::MinimumTopUp));

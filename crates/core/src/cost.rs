@@ -455,6 +455,20 @@ impl fmt::Display for Cost {
     }
 }
 
+impl Cost {
+    /// The amount with `decimals` places (0 to 2): the figure of a currency without cents
+    /// (`8784151`) as its tariff file charges it, where [`fmt::Display`] always shows two.
+    /// Places the amount does not hold (it was rounded to fewer) are dropped, not rounded.
+    pub fn with_decimals(self, decimals: u32) -> String {
+        let text = self.to_string();
+        match decimals {
+            0 => text[..text.len() - 3].to_owned(),
+            1 => text[..text.len() - 1].to_owned(),
+            _ => text,
+        }
+    }
+}
+
 /// Rounds an `f64` half away from zero to `decimals` places, as near as an `f64` gets: for
 /// figures that are floats to begin with (a mean power). Costs never go through it.
 pub fn round_to(value: f64, decimals: i32) -> f64 {
@@ -707,6 +721,19 @@ mod tests {
         assert_eq!(Cost::from_minor_units(6_318_750).to_string(), "63187.50");
         assert_eq!(Cost::from_minor_units(15).to_f64(), 0.15);
         assert_eq!(Cost::from_minor_units(i128::MIN), Cost::MIN);
+    }
+
+    #[test]
+    fn costs_print_with_the_currency_s_places() {
+        assert_eq!(
+            Cost::from_minor_units(878_415_100).with_decimals(0),
+            "8784151"
+        );
+        assert_eq!(Cost::from_minor_units(-1_250).with_decimals(1), "-12.5");
+        assert_eq!(
+            Cost::from_minor_units(6_318_750).with_decimals(2),
+            "63187.50"
+        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Keeps the usage rollup in InfluxDB in step with the raw readings.
 //!
 //! The rollup (see `energy_core::rollup`) holds each panel's usage per 15-minute bucket, per
-//! UTC hour, per UTC day and per UTC month. It is always recomputed from the raw readings, never patched: a
-//! reading changes the two pairs it belongs to, whose shares reach from the reading before it to
-//! the reading after it, so to bring buckets up to date, widen them to those readings' buckets,
-//! read every reading of that span (plus the one before it and the first after it, which open
-//! and close its pairs), compute every bucket of the span with `energy_core::rollup::buckets`,
-//! and write them all. Writing a bucket again gives the same point, so any recomputation can be
+//! UTC hour, per UTC day and per UTC month. It is always recomputed from the raw readings, never
+//! patched: a reading changes the two pairs it belongs to, whose shares reach from the reading
+//! before it to the reading after it, so to bring buckets up to date, widen them to those
+//! readings' buckets, read every reading of that span (plus the one before it and the first
+//! after it, which open and close its pairs), compute every bucket of the span with
+//! `energy_core::rollup::buckets`, and write them all. Writing a bucket again gives the same point, so any recomputation can be
 //! repeated or interrupted safely. Hour and day sums are then re-summed from the buckets, and
 //! month sums from the days.
 //!
@@ -51,6 +51,9 @@ const ATOMIC_BUCKETS: usize = 20_000;
 const ATOMIC_LINES: usize = 100_000;
 /// Statements per request when one read needs many.
 const DAYS_PER_REQUEST: usize = 50;
+/// Days of hour sums read per request: 200 panels' day is 4 800 rows, held as JSON values
+/// while they are written back (a catch-up's resident memory grows with this).
+const HOUR_DAYS_PER_REQUEST: usize = 5;
 /// How far past a window its readings are read, so that the first reading after the window
 /// (which closes the pair that straddles its end) is usually among them.
 const LOOKAHEAD: Duration = Duration::minutes(15);
@@ -435,7 +438,8 @@ impl Rollup {
         Ok(progress)
     }
 
-    /// Writes `fresh` buckets with the hour, day and month sums they change, in one request: an
+    /// Writes `fresh` buckets with the hour, day and month sums they change, in one request
+    /// (several, buckets first, past [`ATOMIC_LINES`]): an
     /// hour's new sum is its four buckets', the fresh ones in place of the stored ones; a day's
     /// is its stored buckets' sum with the recomputed buckets' old figures replaced by their new
     /// ones, and a month's likewise from its days. Only this writer writes sums, so what it
@@ -947,7 +951,7 @@ impl Rollup {
     /// they give and the day sum of each panel (its hours added up). Returns how many days.
     async fn resum_from_hours(&self, statements: &[String]) -> Result<u64, InfluxError> {
         let mut count = 0;
-        for batch in statements.chunks(DAYS_PER_REQUEST) {
+        for batch in statements.chunks(HOUR_DAYS_PER_REQUEST) {
             let results = self.query(&batch.join(";\n")).await?;
             let mut body = String::new();
             for result in &results {
@@ -990,7 +994,7 @@ impl Rollup {
         while day.start < to {
             let mut statements = Vec::new();
             let mut end = day.start;
-            while day.start < to && statements.len() < DAYS_PER_REQUEST {
+            while day.start < to && statements.len() < HOUR_DAYS_PER_REQUEST {
                 statements.push(hours_statement(day, Panels::All));
                 end = day.end;
                 day = day_of(day.end);
