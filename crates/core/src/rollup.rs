@@ -552,7 +552,7 @@ mod tests {
         assert_eq!(
             state,
             "energy_rollup_state complete_until=1795749605000000000i,max_power_kw=5000.0,\
-             estimate_after_secs=900i,format=4i,log_until=1795749604000000123i 1795748400000000000\n"
+             estimate_after_secs=900i,format=5i,log_until=1795749604000000123i 1795748400000000000\n"
         );
     }
 

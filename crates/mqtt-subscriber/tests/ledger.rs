@@ -549,10 +549,13 @@ fn the_check_reports_every_tampered_sum_and_the_writer_repairs_it() {
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains(": 0 difference(s)"), "{output}");
 
-    // Tamper with one bucket, one hour sum and the month sum.
+    // Tamper with one bucket, one hour sum and the month sum. The writer's own check looks at
+    // whole hours ending a quarter of an hour or more before now: the hour is one that ends
+    // 20 minutes ago or earlier (it may hold the first readings, or none).
     let bucket_secs = (now - Span::minutes(40)).timestamp() / 900 * 900;
     let bucket = Utc.timestamp_opt(bucket_secs, 0).unwrap();
-    let hour = Utc.timestamp_opt(bucket_secs / 3600 * 3600, 0).unwrap();
+    let hour_secs = (now - Span::minutes(80)).timestamp() / 3600 * 3600;
+    let hour = Utc.timestamp_opt(hour_secs, 0).unwrap();
     let month = Utc
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .unwrap();

@@ -2,9 +2,9 @@
 //!
 //! For every UTC day of a range, the day's readings (with the last reading before the day) are
 //! read and turned into bucket figures by the same rule the rollup is kept with; every stored
-//! bucket, hour sum and day sum is compared with them, and every month sum the range touches with the sum
-//! of its stored days. The result is the list of differences, each with both figures; what to
-//! do about them (report, or have the writer recompute them) is the caller's.
+//! bucket, hour sum and day sum is compared with them, and every month sum the range touches
+//! with the sum of its stored days. The result is the list of differences, each with both
+//! figures; what to do about them (report, or have the writer recompute them) is the caller's.
 
 use std::collections::{BTreeMap, BTreeSet};
 
