@@ -204,56 +204,27 @@ impl Rollup {
                 .iter()
                 .map(|b| (b.start, Figures::of(b)))
                 .collect();
-            let held = stored_buckets.get(panel);
-            let starts: BTreeSet<DateTime<Utc>> = raw
-                .keys()
-                .chain(held.into_iter().flat_map(|h| h.keys()))
-                .copied()
-                .collect();
-            for start in starts {
-                let expected = raw.get(&start).copied().unwrap_or_default();
-                let rollup = held
-                    .and_then(|h| h.get(&start))
-                    .copied()
-                    .unwrap_or_default();
-                if expected != rollup {
-                    differences.push(Difference {
-                        panel: panel.clone(),
-                        level: Level::Bucket,
-                        start,
-                        rollup,
-                        expected,
-                    });
-                }
-            }
+            compare(
+                panel,
+                Level::Bucket,
+                &raw,
+                stored_buckets.get(panel),
+                |_| true,
+                differences,
+            );
             // Every whole hour of the part that has readings or a stored sum.
             let mut hours: BTreeMap<DateTime<Utc>, Figures> = BTreeMap::new();
             for (start, figures) in &raw {
                 *hours.entry(hour_of(*start).start).or_default() += *figures;
             }
-            let held = stored_hours.get(panel);
-            let starts: BTreeSet<DateTime<Utc>> = hours
-                .keys()
-                .chain(held.into_iter().flat_map(|h| h.keys()))
-                .copied()
-                .filter(|start| part.start <= *start && hour_of(*start).end <= part.end)
-                .collect();
-            for start in starts {
-                let expected = hours.get(&start).copied().unwrap_or_default();
-                let rollup = held
-                    .and_then(|h| h.get(&start))
-                    .copied()
-                    .unwrap_or_default();
-                if expected != rollup {
-                    differences.push(Difference {
-                        panel: panel.clone(),
-                        level: Level::Hour,
-                        start,
-                        rollup,
-                        expected,
-                    });
-                }
-            }
+            compare(
+                panel,
+                Level::Hour,
+                &hours,
+                stored_hours.get(panel),
+                |start| part.start <= start && hour_of(start).end <= part.end,
+                differences,
+            );
             if whole {
                 let mut expected = Figures::default();
                 for figures in raw.values() {
@@ -321,6 +292,42 @@ impl Rollup {
             }
         }
         Ok(())
+    }
+}
+
+/// Adds a [`Difference`] of `level` for every period (by start, those `keep` keeps) where what
+/// the rollup `held` differs from what the readings give (`expected`); a period missing on
+/// either side counts as zero.
+fn compare(
+    panel: &str,
+    level: Level,
+    expected: &BTreeMap<DateTime<Utc>, Figures>,
+    held: Option<&BTreeMap<DateTime<Utc>, Figures>>,
+    keep: impl Fn(DateTime<Utc>) -> bool,
+    differences: &mut Vec<Difference>,
+) {
+    let starts: BTreeSet<DateTime<Utc>> = expected
+        .keys()
+        .chain(held.into_iter().flat_map(|h| h.keys()))
+        .copied()
+        .filter(|start| keep(*start))
+        .collect();
+    for start in starts {
+        let figures = |rows: Option<&BTreeMap<DateTime<Utc>, Figures>>| {
+            rows.and_then(|r| r.get(&start))
+                .copied()
+                .unwrap_or_default()
+        };
+        let (expected, rollup) = (figures(Some(expected)), figures(held));
+        if expected != rollup {
+            differences.push(Difference {
+                panel: panel.to_owned(),
+                level,
+                start,
+                rollup,
+                expected,
+            });
+        }
     }
 }
 
