@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the pipeline and its tests need from the OS packages when it is missing
 # (Debian/Ubuntu): Mosquitto, InfluxDB 1.x, and for the tests wrk (load test), openssl
-# (test certificates), python3-venv and curl (scripts/schemathesis.sh). Starts nothing.
+# (test certificates), python3-venv and curl (scripts/schemathesis.sh), docker-compose
+# (scripts/test.sh checks docker-compose.yml with it). Starts nothing.
 # For the browser test also Chromium, Node.js and npm (crates/api-server/tests/browser.rs).
 set -euo pipefail
 
@@ -18,6 +19,9 @@ if [ "${1:-}" = "--for-tests" ]; then
     # scripts/schemathesis.sh: a venv for schemathesis, and curl to wait for the servers.
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # scripts/test.sh: docker-compose.yml checked against the Compose specification without
+    # a Docker engine (`docker-compose config`, the Python tool Debian packages).
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
