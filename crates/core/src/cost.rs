@@ -392,6 +392,18 @@ impl Cost {
         minor_units: -i128::MAX,
     };
 
+    /// The amount with `decimals` places (0 to 2): the figure of a currency without cents
+    /// (`8784151`) as its tariff file charges it, where [`fmt::Display`] always shows two.
+    /// Places the amount does not hold (it was rounded to fewer) are dropped, not rounded.
+    pub fn with_decimals(self, decimals: u32) -> String {
+        let text = self.to_string();
+        match decimals {
+            0 => text[..text.len() - 3].to_owned(),
+            1 => text[..text.len() - 1].to_owned(),
+            _ => text,
+        }
+    }
+
     pub fn from_minor_units(minor_units: i128) -> Cost {
         Cost {
             minor_units: minor_units.max(-i128::MAX),
@@ -452,20 +464,6 @@ impl fmt::Display for Cost {
         let sign = if self.minor_units < 0 { "-" } else { "" };
         let magnitude = self.minor_units.unsigned_abs();
         write!(f, "{sign}{}.{:02}", magnitude / 100, magnitude % 100)
-    }
-}
-
-impl Cost {
-    /// The amount with `decimals` places (0 to 2): the figure of a currency without cents
-    /// (`8784151`) as its tariff file charges it, where [`fmt::Display`] always shows two.
-    /// Places the amount does not hold (it was rounded to fewer) are dropped, not rounded.
-    pub fn with_decimals(self, decimals: u32) -> String {
-        let text = self.to_string();
-        match decimals {
-            0 => text[..text.len() - 3].to_owned(),
-            1 => text[..text.len() - 1].to_owned(),
-            _ => text,
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use energy_core::rollup::{
 };
 use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Rules};
 use energy_influx::{InfluxClient, InfluxSettings};
-use energy_rollup::{Dirty, Rollup};
+use energy_rollup::{Dirty, Rollup, State};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -181,6 +181,30 @@ fn assert_some_estimated(expected: &Expected) {
         expected.values().any(|figures| figures.1 > 0),
         "the histories have gaps longer than 900 s: some usage must be estimated"
     );
+}
+
+/// Starts mqtt-subscriber on `broker` and `influx` and waits (up to a minute) until the state it
+/// records satisfies `done`.
+fn subscriber_until(
+    broker: &test_support::Mosquitto,
+    influx: &Influx,
+    runtime: &tokio::runtime::Runtime,
+    rollup: &Rollup,
+    what: &str,
+    done: impl Fn(&State) -> bool,
+) -> test_support::Program {
+    let subscriber = test_support::Program::start(
+        "mqtt-subscriber",
+        &[("MQTT_URL", broker.url()), ("INFLUX_URL", influx.url())],
+    );
+    test_support::wait_until(std::time::Duration::from_secs(60), what, || {
+        runtime
+            .block_on(rollup.state())
+            .ok()
+            .flatten()
+            .is_some_and(|state| done(&state))
+    });
+    subscriber
 }
 
 /// The rollup as stored, in the shape of [`Expected`].
@@ -573,20 +597,13 @@ fn a_rollup_recorded_in_the_old_format_is_rebuilt_at_the_next_start() {
         .count();
     assert!(differing > 0, "the old and new rules agree on every point");
 
-    let mut subscriber = test_support::Program::start(
-        "mqtt-subscriber",
-        &[("MQTT_URL", broker.url()), ("INFLUX_URL", influx.url())],
-    );
-    test_support::wait_until(
-        std::time::Duration::from_secs(60),
+    let mut subscriber = subscriber_until(
+        &broker,
+        &influx,
+        &runtime,
+        &rollup,
         "the rollup to be recorded in the new format",
-        || {
-            runtime
-                .block_on(rollup.state())
-                .ok()
-                .flatten()
-                .is_some_and(|state| state.computed_with(rules(max_kw())))
-        },
+        |state| state.computed_with(rules(max_kw())),
     );
     let state = runtime.block_on(rollup.state()).unwrap().unwrap();
     assert_eq!(
@@ -656,20 +673,13 @@ fn a_rollup_without_hour_sums_gains_them_from_its_buckets_at_the_next_start() {
         .usage_rollup_figures("energy", HOUR_MEASUREMENT)
         .is_empty());
 
-    let mut subscriber = test_support::Program::start(
-        "mqtt-subscriber",
-        &[("MQTT_URL", broker.url()), ("INFLUX_URL", influx.url())],
-    );
-    test_support::wait_until(
-        std::time::Duration::from_secs(60),
+    let mut subscriber = subscriber_until(
+        &broker,
+        &influx,
+        &runtime,
+        &rollup,
         "the rollup to be recorded with hour sums",
-        || {
-            runtime
-                .block_on(rollup.state())
-                .ok()
-                .flatten()
-                .is_some_and(|state| state.format == 5 && state.coverage().hours)
-        },
+        |state| state.format == 5 && state.coverage().hours,
     );
     assert_same("after adding hours", &stored(&influx, "energy"), &expected);
     assert_eq!(subscriber.terminate(), Some(0), "{}", subscriber.output());
