@@ -12,12 +12,14 @@ use energy_core::{period, PanelId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::answers::Kind;
 use crate::csv::{number, Csv, Format};
 use crate::error::{ApiError, ErrorBody};
 use crate::intervals::{demand_kw, parse_month};
 use crate::pricing;
 use crate::routes::query_param;
 use crate::state::AppState;
+use crate::virtual_meters;
 
 type Shared = State<Arc<AppState>>;
 
@@ -56,6 +58,7 @@ struct VersionUsed {
 #[derive(Serialize, ToSchema)]
 struct PanelBill {
     panel: String,
+    kind: Kind,
     tariff: String,
     /// From the tariff file, for the minimum charge.
     contracted_kva: Option<f64>,
@@ -85,9 +88,11 @@ pub(crate) struct Bills {
     currency: String,
     /// The decimals every amount is rounded to.
     decimals: u32,
-    /// Every panel that has ever written a reading (or the one asked for), sorted by id.
+    /// Every panel that has ever written a reading and every virtual meter one of whose
+    /// members has (or the one asked for), sorted by id.
     panels: Vec<PanelBill>,
-    /// The sum of the panels' totals.
+    /// The sum of the panels' totals (virtual meters are not added: their members are
+    /// already counted).
     total: f64,
 }
 
@@ -139,8 +144,20 @@ pub(crate) async fn bill(
         .take_while(|d| d.month() == month)
         .collect();
     let tariffs = &state.tariffs;
-    let (_, parts) =
-        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &[whole], true).await?;
+    // One panel's bill needs no virtual meter; a virtual meter's, only its own.
+    let meters = match &only {
+        None => virtual_meters::all(&state.meters),
+        Some(name) => state.meters.get(name).into_iter().collect(),
+    };
+    let parts = pricing::parts(
+        &state.store,
+        tariffs,
+        &meters,
+        state.timezone,
+        &[whole],
+        true,
+    )
+    .await?;
     if let Some(panel) = &only {
         if !parts.contains_key(panel) {
             return Err(ApiError::UnknownPanel(panel.clone()));
@@ -154,8 +171,11 @@ pub(crate) async fn bill(
             let plan = tariffs.plan_of(&panel);
             let kva = tariffs.contracted_kva(&panel);
             let bill = tariffs.bill(plan, &dates, &months.remove(0), kva);
-            total += bill.total;
-            panel_bill(&state, panel, plan, kva, bill)
+            let kind = Kind::of(&state.meters, &panel);
+            if kind == Kind::Panel {
+                total += bill.total;
+            }
+            panel_bill(&state, panel, kind, plan, kva, bill)
         })
         .collect();
     let answer = Bills {
@@ -181,6 +201,7 @@ pub(crate) async fn bill(
 fn panel_bill(
     state: &AppState,
     panel: String,
+    kind: Kind,
     plan: usize,
     kva: Option<energy_core::Price>,
     bill: Bill,
@@ -188,6 +209,7 @@ fn panel_bill(
     let plan_ref = &state.tariffs.plans[plan];
     PanelBill {
         panel,
+        kind,
         tariff: plan_ref.name.clone(),
         contracted_kva: kva.map(|k| k.to_f64()),
         versions: bill

@@ -15,11 +15,13 @@ use energy_core::{period, Load, PanelId, Period, Usage};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::answers::Kind;
 use crate::csv::{number, Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::pricing::{self, load_of, Parts, UsageFigure};
 use crate::routes::query_param;
 use crate::state::AppState;
+use crate::virtual_meters;
 
 type Shared = State<Arc<AppState>>;
 
@@ -72,12 +74,16 @@ struct Interval {
     cost: f64,
     /// The estimated part of `cost`.
     estimated_cost: f64,
+    /// Whether the usage is below zero: a virtual meter's difference whose subtracted members
+    /// used more than the rest in the interval (shown as it is, never clamped).
+    negative: bool,
 }
 
 /// The answer of `GET /api/panel/{panel}/intervals`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Intervals {
     panel: String,
+    kind: Kind,
     /// The local day.
     #[schema(format = Date)]
     date: String,
@@ -153,11 +159,16 @@ pub(crate) async fn intervals(
     let prices = tariffs.cut(day, state.timezone, &[plan]);
     let pieces = refine(&cut, &prices.pieces, &prices.keys[0]);
     let piece_periods: Vec<Period> = pieces.iter().map(|p| p.period).collect();
-    let energies = state
-        .store
-        .panel_intervals(&panel, day, &piece_periods)
-        .await?
-        .ok_or_else(unknown)?;
+    let energies = match state.meters.get(&panel) {
+        Some(meter) => virtual_meters::intervals(&state.store, meter, day, &piece_periods).await?,
+        None => {
+            state
+                .store
+                .panel_intervals(&panel, day, &piece_periods)
+                .await?
+        }
+    }
+    .ok_or_else(unknown)?;
     let mut per_interval: Vec<Parts> = vec![Vec::new(); cut.len()];
     for (piece, energy) in pieces.iter().zip(&energies) {
         per_interval[piece.interval].push((piece.key, Load::quarter(*energy)));
@@ -192,6 +203,7 @@ pub(crate) async fn intervals(
                     window: windows.join("+"),
                     cost: figure.cost,
                     estimated_cost: figure.estimated_cost,
+                    negative: energy.usage < Usage::ZERO,
                 }
             })
             .collect(),
@@ -200,6 +212,7 @@ pub(crate) async fn intervals(
         tariff: plan_ref.name.clone(),
         currency: tariffs.currency.clone(),
         total: UsageFigure::new(tariffs, plan, &all),
+        kind: Kind::of(&state.meters, &panel),
         panel,
     };
     Ok(match format {
@@ -253,6 +266,7 @@ struct DayUsage {
 #[derive(Serialize, ToSchema)]
 struct PanelDays {
     panel: String,
+    kind: Kind,
     /// The tariff the panel pays.
     tariff: String,
     /// The month's days that have started, in order.
@@ -268,7 +282,8 @@ pub(crate) struct Daily {
     /// The price of one kWh when every panel pays one price at all times; null otherwise.
     tariff_per_kwh: Option<f64>,
     currency: String,
-    /// Every panel that has ever written a reading, sorted by id.
+    /// Every panel that has ever written a reading, and every virtual meter one of whose
+    /// members has, sorted by id.
     panels: Vec<PanelDays>,
 }
 
@@ -318,13 +333,21 @@ pub(crate) async fn daily(
         .collect();
     let periods: Vec<Period> = days.iter().map(|(_, day)| *day).collect();
     let tariffs = &state.tariffs;
-    let (_, parts) =
-        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &periods, true).await?;
+    let parts = pricing::parts(
+        &state.store,
+        tariffs,
+        &virtual_meters::all(&state.meters),
+        state.timezone,
+        &periods,
+        true,
+    )
+    .await?;
     let panels: Vec<PanelDays> = parts
         .into_iter()
         .map(|(panel, per_day)| {
             let plan = tariffs.plan_of(&panel);
             PanelDays {
+                kind: Kind::of(&state.meters, &panel),
                 days: days
                     .iter()
                     .zip(&per_day)

@@ -114,6 +114,7 @@ fn same_state(a: &RealtimePanel, b: &RealtimePanel) -> bool {
         && a.last_seen == b.last_seen
         && a.power_kw.to_bits() == b.power_kw.to_bits()
         && a.energy_kwh.to_bits() == b.energy_kwh.to_bits()
+        && a.offline_members == b.offline_members
 }
 
 fn panel_event(panel: &RealtimePanel) -> Event {
@@ -220,11 +221,13 @@ mod tests {
     fn panel(id: &str, power_kw: f64, last_seen: &str, status: Status) -> RealtimePanel {
         RealtimePanel {
             panel: id.into(),
+            kind: crate::answers::Kind::Panel,
             status,
             power_kw,
             energy_kwh: 10.0,
             last_seen: last_seen.into(),
             seconds_since_last_seen: 1,
+            offline_members: None,
         }
     }
 
@@ -332,10 +335,10 @@ mod tests {
         assert_eq!(
             text,
             "event: panel\n\
-             data: {\"panel\":\"A\\nB \\\"x\\\"\",\"status\":\"ONLINE\",\"power_kw\":1.5,\
+             data: {\"panel\":\"A\\nB \\\"x\\\"\",\"kind\":\"panel\",\"status\":\"ONLINE\",\"power_kw\":1.5,\
              \"energy_kwh\":1043.25,\"last_seen\":\"2026-11-27T03:00:00Z\",\"seconds_since_last_seen\":1}\n\n\
              event: panel\n\
-             data: {\"panel\":\"B\",\"status\":\"OFFLINE\",\"power_kw\":2.0,\"energy_kwh\":10.0,\
+             data: {\"panel\":\"B\",\"kind\":\"panel\",\"status\":\"OFFLINE\",\"power_kw\":2.0,\"energy_kwh\":10.0,\
              \"last_seen\":\"2026-11-27T03:01:00Z\",\"seconds_since_last_seen\":1}\n\n\
              event: sync\n\
              data: {\"generated_at\":\"2026-11-27T03:00:05Z\",\"offline_after_secs\":300,\

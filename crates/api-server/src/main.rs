@@ -23,6 +23,7 @@ mod settings;
 mod state;
 mod store;
 mod stream;
+mod virtual_meters;
 
 use std::sync::Arc;
 
@@ -78,6 +79,7 @@ async fn main() -> std::process::ExitCode {
         store: Store::new(influx, &settings),
         timezone: settings.timezone,
         tariffs: settings.tariffs(),
+        meters: settings.meters(),
         offline_after_secs: settings.offline_after_secs,
         live: LiveFeed::new(),
         metrics,
@@ -92,6 +94,7 @@ async fn main() -> std::process::ExitCode {
         timezone = %settings.timezone,
         tariffs = %state.tariffs.plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
         tariff_file = %settings.tariff_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        virtual_meters = state.meters.virtual_meters().count(),
         authentication = if policy.api_token.is_some() { "bearer token" } else { "none" },
         cors = ?policy.cors_origins,
         "listening"

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
 use energy_core::bill::Priced;
+use energy_core::meters::VirtualMeter;
 use energy_core::tariff::{Cut, PriceKey};
 use energy_core::{Cost, Energy, Load, Period, Tariffs};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::{ByPanel, Latest, Store};
+use crate::store::{ByPanel, Store};
+use crate::virtual_meters;
 
 /// Periods cut where any tariff's price changes, as one list of pieces for the store.
 pub(crate) struct CutPeriods {
@@ -71,26 +73,33 @@ impl CutPeriods {
     }
 }
 
-/// Every panel's latest reading, and per panel and period its pieces: [`CutPeriods::parts`]
-/// of the usage the store read for `periods` (with each piece's largest quarter hour when
-/// `peaks` is set).
-pub(crate) async fn latest_and_parts(
+/// Per panel that ever wrote a reading, and per virtual meter of `meters` one of whose members
+/// did, and
+/// per period: its pieces, [`CutPeriods::parts`] of the usage the store read for `periods`
+/// (with each piece's largest quarter hour when `peaks` is set).
+pub(crate) async fn parts(
     store: &Store,
     tariffs: &Tariffs,
+    meters: &[&VirtualMeter],
     tz: Tz,
     periods: &[Period],
     peaks: bool,
-) -> Result<(ByPanel<Latest>, ByPanel<Vec<Parts>>), energy_influx::InfluxError> {
+) -> Result<ByPanel<Vec<Parts>>, energy_influx::InfluxError> {
     let cut = CutPeriods::new(tariffs, periods, tz);
-    let (latest, loads) = store.latest_and_loads(cut.pieces(), peaks).await?;
-    let parts = latest
-        .keys()
+    let (latest, mut loads) = store.latest_and_loads(cut.pieces(), peaks).await?;
+    virtual_meters::add_loads(meters, store, cut.pieces(), peaks, &mut loads).await?;
+    let shown = latest.keys().chain(
+        meters
+            .iter()
+            .filter(|meter| virtual_meters::has_member_in(meter, &latest))
+            .map(|meter| &meter.name),
+    );
+    Ok(shown
         .map(|panel| {
             let plan = tariffs.plan_of(panel);
             (panel.clone(), cut.parts(plan, loads.get(panel)))
         })
-        .collect();
-    Ok((latest, parts))
+        .collect())
 }
 
 /// The load of a period from its pieces.

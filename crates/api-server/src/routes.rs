@@ -7,6 +7,7 @@
 //! the OpenAPI document together, so the two cannot disagree. The answers are typed structs
 //! deriving `ToSchema`, so the document describes exactly what is serialized.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -14,18 +15,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, NaiveDate, Utc};
-use energy_core::status::status;
 use energy_core::{period, Status, Usage};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::answers::{rfc3339, status_schema, RealtimePanel};
+use crate::answers::{rfc3339, status_schema, Kind, RealtimePanel};
 use crate::csv::{Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::intervals::demand_kw;
 use crate::metrics;
 use crate::pricing::{self, flat_rate, load_of, CutPeriods, Tally, UsageFigure, WindowCost};
 use crate::state::AppState;
+use crate::virtual_meters;
 
 type Shared = State<Arc<AppState>>;
 
@@ -36,7 +37,8 @@ pub(crate) struct Realtime {
     generated_at: String,
     /// A panel is ONLINE while its latest reading is at most this many seconds old.
     offline_after_secs: u64,
-    /// Every panel that has ever written a reading, sorted by id.
+    /// Every panel that has ever written a reading, and every virtual meter one of whose
+    /// members has, sorted by id.
     panels: Vec<RealtimePanel>,
 }
 
@@ -53,10 +55,10 @@ pub(crate) struct Realtime {
 pub(crate) async fn realtime(State(state): Shared) -> Result<Json<Realtime>, ApiError> {
     let latest = state.store.latest().await?;
     let now = Utc::now();
-    let panels: Vec<_> = latest
-        .into_iter()
-        .map(|(panel, latest)| RealtimePanel::new(panel, &latest, now, state.offline_after_secs))
-        .collect();
+    let panels: Vec<_> =
+        virtual_meters::realtime(&state.meters, &latest, now, state.offline_after_secs)
+            .into_values()
+            .collect();
     Ok(Json(Realtime {
         generated_at: rfc3339(now),
         offline_after_secs: state.offline_after_secs,
@@ -72,6 +74,7 @@ pub(crate) const UNAVAILABLE: &str =
 #[derive(Serialize, ToSchema)]
 struct PanelUsage {
     panel: String,
+    kind: Kind,
     /// The tariff the panel pays (`flat` for `TARIFF_PER_KWH`).
     tariff: String,
     #[serde(flatten)]
@@ -162,10 +165,11 @@ pub(crate) struct TodayUsage {
     /// What each tariff charges now and its next change.
     tariffs: Vec<TariffNow>,
     /// Every panel that has ever written a reading, sorted by id; 0 for one without a reading
-    /// today.
+    /// today. With them, each virtual meter one of whose members has (`kind`: `virtual`).
     panels: Vec<PanelUsage>,
-    /// All panels together: each window's cost is that of the panels' exact total usage in it,
-    /// so it can differ by a cent from the sum of the panels' rounded costs.
+    /// All panels together (virtual meters are not added: their members are already counted):
+    /// each window's cost is that of the panels' exact total usage in it, so it can differ by
+    /// a cent from the sum of the panels' rounded costs.
     total: UsageFigure,
 }
 
@@ -183,15 +187,26 @@ pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>
     let now = Utc::now();
     let (date, today) = period::today(now, state.timezone);
     let tariffs = &state.tariffs;
-    let (_, parts) =
-        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &[today], false).await?;
+    let parts = pricing::parts(
+        &state.store,
+        tariffs,
+        &virtual_meters::all(&state.meters),
+        state.timezone,
+        &[today],
+        false,
+    )
+    .await?;
     let mut total = Tally::default();
     let panels: Vec<_> = parts
         .into_iter()
         .map(|(panel, parts)| {
             let plan = tariffs.plan_of(&panel);
-            total.add(plan, &parts[0]);
+            let kind = Kind::of(&state.meters, &panel);
+            if kind == Kind::Panel {
+                total.add(plan, &parts[0]);
+            }
             PanelUsage {
+                kind,
                 tariff: tariffs.plans[plan].name.clone(),
                 figure: UsageFigure::new(tariffs, plan, &parts[0]),
                 panel,
@@ -222,6 +237,7 @@ struct MonthUsage {
 #[derive(Serialize, ToSchema)]
 struct PanelYear {
     panel: String,
+    kind: Kind,
     /// The tariff the panel pays.
     tariff: String,
     /// The year's usage, rounded to 3 decimals.
@@ -252,7 +268,8 @@ pub(crate) struct MonthlyUsage {
     /// The price of one kWh when every panel pays one price at all times; null otherwise.
     tariff_per_kwh: Option<f64>,
     currency: String,
-    /// Every panel that has ever written a reading, sorted by id.
+    /// Every panel that has ever written a reading, and every virtual meter one of whose
+    /// members has, sorted by id.
     panels: Vec<PanelYear>,
 }
 
@@ -289,8 +306,15 @@ pub(crate) async fn monthly(
     let months = period::months_of_year(year, state.timezone)
         .ok_or_else(|| ApiError::BadRequest(format!("year {year} has no calendar")))?;
     let tariffs = &state.tariffs;
-    let (_, parts) =
-        pricing::latest_and_parts(&state.store, tariffs, state.timezone, &months, true).await?;
+    let parts = pricing::parts(
+        &state.store,
+        tariffs,
+        &virtual_meters::all(&state.meters),
+        state.timezone,
+        &months,
+        true,
+    )
+    .await?;
     let panels: Vec<_> = parts
         .into_iter()
         .map(|(panel, months)| {
@@ -303,6 +327,7 @@ pub(crate) async fn monthly(
             }
             let year = tally.figure(tariffs);
             PanelYear {
+                kind: Kind::of(&state.meters, &panel),
                 tariff: tariffs.plans[plan].name.clone(),
                 panel,
                 total_kwh: year.usage_kwh,
@@ -374,6 +399,7 @@ fn parse_year(raw: &str) -> Result<i32, ApiError> {
 #[derive(Serialize, ToSchema)]
 struct SummaryPanel {
     panel: String,
+    kind: Kind,
     #[schema(schema_with = status_schema)]
     status: Status,
     /// The latest reading's power.
@@ -391,10 +417,39 @@ struct SummaryPanel {
     today_estimated_cost: f64,
     /// Today's cost per tariff window.
     today_by_window: Vec<WindowCost>,
-    /// The largest `power_kw` of today's readings.
-    today_peak_power_kw: f64,
-    /// The mean `power_kw` of today's readings, rounded to 3 decimals.
-    today_avg_power_kw: f64,
+    /// The largest `power_kw` of today's readings; null for a virtual meter (its members'
+    /// peaks need not coincide).
+    today_peak_power_kw: Option<f64>,
+    /// The mean `power_kw` of today's readings, rounded to 3 decimals; null for a virtual
+    /// meter.
+    today_avg_power_kw: Option<f64>,
+}
+
+impl SummaryPanel {
+    /// A summary entry from a live state and today's figures (`power`: the peak and mean of
+    /// today's readings, for a panel).
+    fn new(
+        live: RealtimePanel,
+        figure: UsageFigure,
+        used: energy_core::Energy,
+        (peak, avg): (Option<f64>, Option<f64>),
+    ) -> SummaryPanel {
+        SummaryPanel {
+            panel: live.panel,
+            kind: live.kind,
+            status: live.status,
+            power_kw: live.power_kw,
+            energy_kwh: live.energy_kwh,
+            last_seen: live.last_seen,
+            today_usage_kwh: used.usage.kwh_rounded(),
+            today_estimated_kwh: used.estimated.kwh_rounded(),
+            today_cost: figure.cost,
+            today_estimated_cost: figure.estimated_cost,
+            today_by_window: figure.by_window,
+            today_peak_power_kw: peak,
+            today_avg_power_kw: avg,
+        }
+    }
 }
 
 /// The answer of `GET /api/panel/summary`.
@@ -405,7 +460,8 @@ pub(crate) struct Summary {
     date: String,
     timezone: &'static str,
     currency: String,
-    /// The panels with at least one reading today, sorted by id.
+    /// The panels with at least one reading today, and the virtual meters with such a
+    /// member, sorted by id.
     panels: Vec<SummaryPanel>,
 }
 
@@ -425,30 +481,43 @@ pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiEr
     let (date, today): (NaiveDate, _) = period::today(now, state.timezone);
     let tariffs = &state.tariffs;
     let cut = CutPeriods::new(tariffs, &[today], state.timezone);
-    let (stats, usage) = state.store.day_summary(today, cut.pieces()).await?;
-    let panels: Vec<_> = stats
-        .into_iter()
-        .map(|(panel, day)| {
-            let plan = tariffs.plan_of(&panel);
-            let parts = cut.parts(plan, usage.get(&panel)).remove(0);
-            let figure = UsageFigure::new(tariffs, plan, &parts);
-            let used = load_of(&parts).energy;
-            SummaryPanel {
-                status: status(day.latest.time, now, state.offline_after_secs),
-                power_kw: day.latest.power_kw,
-                energy_kwh: day.latest.energy_kwh,
-                last_seen: rfc3339(day.latest.time),
-                today_usage_kwh: used.usage.kwh_rounded(),
-                today_estimated_kwh: used.estimated.kwh_rounded(),
-                today_cost: figure.cost,
-                today_estimated_cost: figure.estimated_cost,
-                today_by_window: figure.by_window,
-                today_peak_power_kw: day.peak_power_kw,
-                today_avg_power_kw: energy_core::cost::round_to(day.avg_power_kw, 3),
-                panel,
-            }
-        })
-        .collect();
+    let (stats, mut usage) = state.store.day_summary(today, cut.pieces()).await?;
+    let meters = virtual_meters::all(&state.meters);
+    virtual_meters::add_loads(&meters, &state.store, cut.pieces(), false, &mut usage).await?;
+    let figures = |panel: &str| {
+        let plan = tariffs.plan_of(panel);
+        let parts = cut.parts(plan, usage.get(panel)).remove(0);
+        (
+            UsageFigure::new(tariffs, plan, &parts),
+            load_of(&parts).energy,
+        )
+    };
+    let mut panels: BTreeMap<String, SummaryPanel> = BTreeMap::new();
+    for (panel, day) in &stats {
+        let (figure, used) = figures(panel);
+        let entry = RealtimePanel::new(panel.clone(), &day.latest, now, state.offline_after_secs);
+        let power = (
+            Some(day.peak_power_kw),
+            Some(energy_core::cost::round_to(day.avg_power_kw, 3)),
+        );
+        panels.insert(panel.clone(), SummaryPanel::new(entry, figure, used, power));
+    }
+    for meter in state.meters.virtual_meters() {
+        if !virtual_meters::has_member_in(meter, &stats) {
+            continue;
+        }
+        let latest = |p: &str| stats.get(p).map(|day| &day.latest);
+        let Some(entry) = virtual_meters::realtime_of(meter, latest, now, state.offline_after_secs)
+        else {
+            continue;
+        };
+        let (figure, used) = figures(&meter.name);
+        panels.insert(
+            meter.name.clone(),
+            SummaryPanel::new(entry, figure, used, (None, None)),
+        );
+    }
+    let panels: Vec<SummaryPanel> = panels.into_values().collect();
     Ok(Json(Summary {
         date: date.to_string(),
         timezone: state.timezone.name(),

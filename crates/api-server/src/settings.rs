@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use energy_core::{EstimateAfter, MaxPower, Price, Rules, Tariffs};
+use energy_core::{EstimateAfter, MaxPower, Meters, Price, Rules, Tariffs};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
 use energy_service::Secret;
@@ -42,6 +42,17 @@ pub struct Settings {
     /// The tariffs `load` read (from `TARIFF_FILE`, or the flat shortcut).
     #[arg(skip)]
     loaded_tariffs: Option<Tariffs>,
+
+    /// A meters file (TOML, see docs/meters.md): the building's panels with their building,
+    /// floor and tenant, and virtual meters (sums and differences of panels and of other
+    /// virtual meters) that every answer shows beside the panels. A file that is not valid
+    /// (a cycle, an unknown panel) stops the server at start, naming its line and field.
+    #[arg(long, env = "METERS_FILE")]
+    pub meters_file: Option<std::path::PathBuf>,
+
+    /// The meters `load` read from `METERS_FILE` (none without it).
+    #[arg(skip)]
+    loaded_meters: Option<Meters>,
 
     /// A panel is ONLINE while its last reading is at most this many seconds old.
     #[arg(long, env = "OFFLINE_AFTER_SECS", default_value_t = 300)]
@@ -106,11 +117,15 @@ impl Settings {
     /// naming the setting when a value is unusable (as clap does for the others).
     pub fn load() -> Self {
         let mut settings = <Self as clap::Parser>::parse();
-        let checked = settings
-            .check_api_token()
-            .and_then(|()| settings.read_tariffs());
+        let checked = settings.check_api_token().and_then(|()| {
+            let tariffs = settings.read_tariffs()?;
+            Ok((tariffs, settings.read_meters()?))
+        });
         match checked {
-            Ok(tariffs) => settings.loaded_tariffs = Some(tariffs),
+            Ok((tariffs, meters)) => {
+                settings.loaded_tariffs = Some(tariffs);
+                settings.loaded_meters = Some(meters);
+            }
             Err(message) => <Self as clap::CommandFactory>::command()
                 .error(clap::error::ErrorKind::ValueValidation, message)
                 .exit(),
@@ -129,6 +144,28 @@ impl Settings {
         })?;
         Tariffs::parse(&text, &shown)
             .map_err(|e| format!("invalid value for '--tariff-file <TARIFF_FILE>': {e}"))
+    }
+
+    /// The virtual meters of `METERS_FILE` (none without it).
+    fn read_meters(&self) -> Result<Meters, String> {
+        let Some(path) = &self.meters_file else {
+            return Ok(Meters::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("invalid value for '--meters-file <METERS_FILE>': cannot read {shown}: {e}")
+        })?;
+        Meters::parse(&text, &shown)
+            .map_err(|e| format!("invalid value for '--meters-file <METERS_FILE>': {e}"))
+    }
+
+    /// The panels and virtual meters: what [`Settings::load`] read, or (settings parsed
+    /// otherwise, as in tests) read now.
+    pub fn meters(&self) -> Meters {
+        match &self.loaded_meters {
+            Some(meters) => meters.clone(),
+            None => self.read_meters().unwrap_or_default(),
+        }
     }
 
     /// What every cost is priced by: what [`Settings::load`] read, or (settings parsed

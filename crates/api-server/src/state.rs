@@ -2,7 +2,7 @@
 //! `openapi::app`), made once in `main`.
 
 use chrono_tz::Tz;
-use energy_core::Tariffs;
+use energy_core::{Meters, Tariffs};
 
 use crate::live::LiveFeed;
 use crate::store::Store;
@@ -12,6 +12,8 @@ pub struct AppState {
     pub timezone: Tz,
     /// Every cost is priced by these (`TARIFF_FILE`, or `TARIFF_PER_KWH` for every kWh).
     pub tariffs: Tariffs,
+    /// The panels' places and the virtual meters (`METERS_FILE`; none without it).
+    pub meters: Meters,
     pub offline_after_secs: u64,
     /// The panels' live state for `/api/panel/stream`.
     pub live: LiveFeed,
@@ -39,6 +41,7 @@ pub(crate) mod tests {
             store: Store::new(influx, &settings),
             timezone: settings.timezone,
             tariffs: settings.tariffs(),
+            meters: settings.meters(),
             offline_after_secs: settings.offline_after_secs,
             live: LiveFeed::new(),
             metrics: crate::metrics::install(),

@@ -660,6 +660,79 @@ impl Store {
         )))
     }
 
+    /// The usage of each group of panels together per quarter hour (rollup bucket) of `span`,
+    /// by the quarter hour's start in epoch milliseconds: the series a virtual meter's largest
+    /// quarter hour is found in (docs/meters.md). Before the rollup's end InfluxDB sums each
+    /// group's buckets (one row per quarter hour and group, whatever the group's size); the
+    /// rest (normally the current quarter hour, or everything without a rollup) is computed
+    /// here as the usage of each quarter hour.
+    pub async fn quarter_sums(
+        &self,
+        groups: &[Vec<String>],
+        span: Period,
+    ) -> Result<Vec<BTreeMap<i64, Usage>>, InfluxError> {
+        let limit =
+            influx_time_limit().min(Utc::now() + chrono::Duration::seconds(FUTURE_MARGIN_SECS));
+        let span = Period {
+            start: span.start,
+            end: span.end.min(limit),
+        };
+        let mut sums: Vec<BTreeMap<i64, Usage>> = vec![BTreeMap::new(); groups.len()];
+        if groups.is_empty() || span.start >= span.end {
+            return Ok(sums);
+        }
+        let add = |sum: &mut BTreeMap<i64, Usage>, time: i64, usage: Usage| {
+            let entry = sum.entry(time).or_insert(Usage::ZERO);
+            *entry += usage;
+        };
+        let mut rest = span;
+        if let Some(coverage) = self.rollup_coverage().await? {
+            let until = rollup::bucket_start(coverage.complete_until).clamp(span.start, span.end);
+            if until > span.start {
+                let rolled = Period {
+                    start: span.start,
+                    end: until,
+                };
+                let statements: Vec<(usize, String)> = groups
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(index, group)| {
+                        group
+                            .chunks(PANELS_PER_STATEMENT)
+                            .map(move |chunk| (index, queries::usage_sum_per_bucket(rolled, chunk)))
+                    })
+                    .collect();
+                let results = futures_util::future::try_join_all(
+                    statements
+                        .iter()
+                        .map(|(_, statement)| self.run(std::slice::from_ref(statement))),
+                )
+                .await?;
+                for ((index, _), result) in statements.iter().zip(results) {
+                    for (time, usage) in queries::parse_sums_by_time(&result[0]) {
+                        add(&mut sums[*index], time, usage);
+                    }
+                }
+            }
+            rest.start = until;
+        }
+        if rest.start < rest.end {
+            let quarters = quarters_of(rest);
+            let (_, loads) = self.latest_and_loads(&quarters, false).await?;
+            for (group, sum) in groups.iter().zip(&mut sums) {
+                for panel in group {
+                    let Some(loads) = loads.get(panel) else {
+                        continue;
+                    };
+                    for (quarter, load) in quarters.iter().zip(loads) {
+                        add(sum, quarter.start.timestamp_millis(), load.energy.usage);
+                    }
+                }
+            }
+        }
+        Ok(sums)
+    }
+
     /// Runs `statements` as one request, through the cache (see `cache`).
     async fn run(&self, statements: &[String]) -> Result<Arc<Vec<StatementResult>>, InfluxError> {
         // A period read entirely from the recent readings has no statement of its own.

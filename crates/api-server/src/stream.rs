@@ -36,7 +36,6 @@ use chrono::Utc;
 use futures_util::Stream;
 use tokio::sync::{broadcast, watch};
 
-use crate::answers::RealtimePanel;
 use crate::live::{events_of, Shared, Snapshot, Update};
 use crate::state::AppState;
 
@@ -81,14 +80,12 @@ async fn poll(state: Arc<AppState>) {
             Ok(latest) => Ok(Snapshot {
                 generated_at: now,
                 offline_after_secs: state.offline_after_secs,
-                panels: latest
-                    .into_iter()
-                    .map(|(id, latest)| {
-                        let panel =
-                            RealtimePanel::new(id.clone(), &latest, now, state.offline_after_secs);
-                        (id, panel)
-                    })
-                    .collect(),
+                panels: crate::virtual_meters::realtime(
+                    &state.meters,
+                    &latest,
+                    now,
+                    state.offline_after_secs,
+                ),
             }),
             Err(error) => Err(error.to_string()),
         };

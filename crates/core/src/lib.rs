@@ -13,15 +13,18 @@ pub mod cost;
 pub mod influxql;
 pub mod invalidation;
 pub mod line_protocol;
+pub mod meters;
 pub mod panel;
 pub mod period;
 pub mod reading;
 pub mod rollup;
 pub mod status;
 pub mod tariff;
+mod toml_file;
 pub mod usage;
 
 pub use cost::{Cost, Price, Tariff};
+pub use meters::Meters;
 pub use panel::PanelId;
 pub use period::Period;
 pub use reading::{Reading, Rejection};

@@ -75,6 +75,13 @@ impl Usage {
     pub fn is_zero(self) -> bool {
         self.nano_kwh == 0
     }
+
+    /// This amount `k` times (negative for a difference), saturating like `+` and `-`.
+    pub fn times(self, k: i64) -> Usage {
+        Usage {
+            nano_kwh: self.nano_kwh.saturating_mul(i128::from(k)),
+        }
+    }
 }
 
 impl Add for Usage {
@@ -317,6 +324,14 @@ impl Energy {
         usage: Usage::ZERO,
         estimated: Usage::ZERO,
     };
+
+    /// Both amounts `k` times ([`Usage::times`]).
+    pub fn times(self, k: i64) -> Energy {
+        Energy {
+            usage: self.usage.times(k),
+            estimated: self.estimated.times(k),
+        }
+    }
 
     /// `nano_kwh` of a pair's share, estimated or not.
     pub fn share(nano_kwh: i128, estimated: bool) -> Energy {
@@ -627,6 +642,33 @@ mod tests {
         assert_eq!(Usage::from_kwh(42.1245).kwh_rounded(), 42.125);
         assert_eq!(Usage::from_kwh(42.1244).kwh_rounded(), 42.124);
         assert_eq!(Usage::from_kwh(0.0005).kwh_rounded(), 0.001);
+    }
+
+    #[test]
+    fn times_multiplies_exactly_and_saturates_at_the_ends() {
+        let u = Usage::from_nano_kwh(1_500_000_001);
+        assert_eq!(u.times(3), Usage::from_nano_kwh(4_500_000_003));
+        assert_eq!(u.times(-2), Usage::from_nano_kwh(-3_000_000_002));
+        assert_eq!(u.times(0), Usage::ZERO);
+        assert_eq!(
+            Usage::from_nano_kwh(i128::MAX / 2).times(3),
+            Usage::from_nano_kwh(i128::MAX)
+        );
+        assert_eq!(
+            Usage::from_nano_kwh(i128::MAX).times(i64::MIN),
+            Usage::from_nano_kwh(i128::MIN)
+        );
+        let e = Energy {
+            usage: Usage::from_nano_kwh(10),
+            estimated: Usage::from_nano_kwh(4),
+        };
+        assert_eq!(
+            e.times(-3),
+            Energy {
+                usage: Usage::from_nano_kwh(-30),
+                estimated: Usage::from_nano_kwh(-12),
+            }
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use energy_core::influxql::{string_literal, time_literal};
-use energy_core::rollup::{DAY_SECS, ESTIMATED_FIELD, PEAK_FIELD, USAGE_FIELD};
+use energy_core::rollup::{
+    DAY_SECS, ESTIMATED_FIELD, PEAK_FIELD, QUARTER_MEASUREMENT, USAGE_FIELD,
+};
 use energy_core::{Energy, EnergyPoint, Load, PanelId, Period, Usage, MEASUREMENT};
 use energy_influx::{Series, StatementResult};
 
@@ -211,6 +213,18 @@ pub fn usage_rows(measurement: &str, span: Period) -> String {
         "SELECT {USAGE_FIELD} AS usage, {ESTIMATED_FIELD} AS estimated, {PEAK_FIELD} AS peak \
          FROM {measurement} WHERE {} GROUP BY panel",
         time_range(span)
+    )
+}
+
+/// The usage of `panels` together per rollup bucket (quarter hour) in `span`: one row per
+/// bucket any of them has, stamped with its start; parse with [`parse_sums_by_time`].
+/// InfluxDB adds up the integer fields exactly.
+pub fn usage_sum_per_bucket(span: Period, panels: &[String]) -> String {
+    format!(
+        "SELECT sum({USAGE_FIELD}) AS usage FROM {QUARTER_MEASUREMENT} WHERE {} AND {} \
+         GROUP BY time(15m) fill(none)",
+        time_range(span),
+        panel_filter(panels),
     )
 }
 
@@ -488,6 +502,20 @@ pub fn parse_usage_sums_by_grid(result: &StatementResult) -> GridSums {
         rows.sort_by_key(|(time, _)| *time);
     }
     sums
+}
+
+/// The rows of a [`usage_sum_per_bucket`] result: (bucket start in epoch milliseconds, usage).
+pub fn parse_sums_by_time(result: &StatementResult) -> Vec<(i64, Usage)> {
+    result
+        .series
+        .iter()
+        .flat_map(|series| {
+            (0..series.values.len()).filter_map(|row| {
+                let usage = Usage::from_nano_kwh(series.i64_at(row, "usage")?.into());
+                Some((series.time_ms_at(row)?, usage))
+            })
+        })
+        .collect()
 }
 
 /// Every row of every series of the result of [`raw_readings`] as points per panel, in time

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use toml::de::{DeTable, DeValue};
-use toml::Spanned;
+use toml::de::DeValue;
 
 use super::{DayType, Minimum, PanelTerms, Plan, Span, Tariffs, Tax, Version, Window, DAY_MINUTES};
 use crate::cost::{Price, MINOR_UNIT_DECIMALS};
+use crate::toml_file::{self, get, join, LocatedError, Value};
 
 /// Why a tariff file was refused: where, which field, and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -26,70 +26,21 @@ pub struct TariffFileError {
 /// Usage is kept per quarter hour, so every window starts and ends on one.
 const WINDOW_GRAIN_MINUTES: u16 = 15;
 
-type Value<'i> = Spanned<DeValue<'i>>;
-
-struct Reader<'a> {
-    text: &'a str,
-    path: &'a str,
+impl LocatedError for TariffFileError {
+    fn located(path: String, line: usize, field: String, message: String) -> Self {
+        TariffFileError {
+            path,
+            line,
+            field,
+            message,
+        }
+    }
 }
 
+type Reader<'a> = toml_file::Reader<'a, TariffFileError>;
+
+/// The values only the tariff file has.
 impl Reader<'_> {
-    fn line(&self, at: usize) -> usize {
-        self.text.as_bytes()[..at.min(self.text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
-
-    fn error(&self, at: usize, field: &str, message: impl Into<String>) -> TariffFileError {
-        TariffFileError {
-            path: self.path.to_owned(),
-            line: self.line(at),
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// The table `value`, and that every key of it is one of `known`.
-    fn table<'v, 'i>(
-        &self,
-        value: &'v Value<'i>,
-        field: &str,
-        known: &[&str],
-        what: &str,
-    ) -> Result<&'v DeTable<'i>, TariffFileError> {
-        let Some(table) = value.get_ref().as_table() else {
-            return Err(self.error(
-                value.span().start,
-                field,
-                format!("must be a table, not {}", value.get_ref().type_str()),
-            ));
-        };
-        for key in table.keys() {
-            if !known.contains(&&**key.get_ref()) {
-                return Err(self.error(
-                    key.span().start,
-                    &join(field, key.get_ref()),
-                    format!("unknown {what} (expected one of: {})", known.join(", ")),
-                ));
-            }
-        }
-        Ok(table)
-    }
-
-    fn string(&self, value: &Value<'_>, field: &str) -> Result<String, TariffFileError> {
-        match value.get_ref().as_str() {
-            Some(s) if !s.trim().is_empty() => Ok(s.to_owned()),
-            Some(_) => Err(self.error(value.span().start, field, "must not be empty")),
-            None => Err(self.error(
-                value.span().start,
-                field,
-                format!("must be a string, not {}", value.get_ref().type_str()),
-            )),
-        }
-    }
-
     /// A non-negative decimal, written as a number (`1035.78`) or a string (`"1035.78"`), read
     /// exactly from the text as written.
     fn price(&self, value: &Value<'_>, field: &str) -> Result<Price, TariffFileError> {
@@ -136,32 +87,6 @@ impl Reader<'_> {
             )
         })
     }
-
-    fn array<'v, 'i>(
-        &self,
-        value: &'v Value<'i>,
-        field: &str,
-    ) -> Result<&'v [Value<'i>], TariffFileError> {
-        value.get_ref().as_array().map(|a| &a[..]).ok_or_else(|| {
-            self.error(
-                value.span().start,
-                field,
-                format!("must be an array, not {}", value.get_ref().type_str()),
-            )
-        })
-    }
-}
-
-fn join(field: &str, key: &str) -> String {
-    if field.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{field}.{key}")
-    }
-}
-
-fn get<'v, 'i>(table: &'v DeTable<'i>, key: &str) -> Option<&'v Value<'i>> {
-    table.get(key)
 }
 
 /// `HH:MM` as minutes; `24:00` is the end of the day.
@@ -182,12 +107,8 @@ fn clock(minute: u16) -> String {
 }
 
 pub(super) fn parse(text: &str, path: &str) -> Result<Tariffs, TariffFileError> {
-    let reader = Reader { text, path };
-    let root = DeTable::parse(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        reader.error(at, "(syntax)", e.message().trim().to_owned())
-    })?;
-    let root_value: Value<'_> = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+    let reader = Reader::new(text, path);
+    let root_value = reader.document()?;
     let top = reader.table(
         &root_value,
         "",
