@@ -2,6 +2,7 @@
 //! live stream of the panels' state, and the dashboard that shows them.
 
 mod access_log;
+mod alerts;
 mod answers;
 mod auth;
 mod billing;
@@ -76,14 +77,38 @@ async fn main() -> std::process::ExitCode {
     let metrics = crate::metrics::install();
     tokio::spawn(crate::metrics::upkeep(metrics.clone()));
     let state = Arc::new(AppState {
-        store: Store::new(influx, &settings),
+        store: Store::new(influx.clone(), &settings),
         timezone: settings.timezone,
         tariffs: settings.tariffs(),
         meters: settings.meters(),
         offline_after_secs: settings.offline_after_secs,
+        alerts: settings.alerts().map(|loaded| crate::alerts::AlertRules {
+            alerts: loaded.alerts,
+            evaluator: settings.alerts_evaluator,
+            journal: influx.clone(),
+        }),
         live: LiveFeed::new(),
         metrics,
     });
+    if let Some(loaded) = settings.alerts().filter(|_| settings.alerts_evaluator) {
+        let (deliver, entries) = tokio::sync::mpsc::channel(crate::alerts::delivery::QUEUE);
+        let mqtt = loaded.alerts.mqtt.as_ref().map(|target| {
+            let prefix = target
+                .topic_prefix
+                .clone()
+                .unwrap_or_else(|| settings.mqtt.mqtt_topic_prefix.clone());
+            (settings.mqtt.clone(), prefix)
+        });
+        let targets =
+            crate::alerts::delivery::Targets::new(&loaded.alerts.webhooks, &loaded.secrets, mqtt);
+        tokio::spawn(crate::alerts::delivery::run(
+            targets,
+            influx.clone(),
+            entries,
+        ));
+        let every = std::time::Duration::from_secs(settings.alerts_interval_secs);
+        tokio::spawn(crate::alerts::evaluator::run(state.clone(), every, deliver));
+    }
     let sweeper = state.clone();
     tokio::spawn(async move { sweeper.store.sweep_cache().await });
     let policy = settings.policy();

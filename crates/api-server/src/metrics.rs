@@ -3,7 +3,11 @@
 //! - `http_requests_total{route, status}` — answered requests;
 //! - `http_request_duration_seconds{route}` — a histogram of the time to the response head;
 //! - `influxdb_errors_total{kind}` — InfluxDB queries that failed (`timeout`, `unreachable`,
-//!   `status`, `bad_response`, `partial`; see `InfluxError::kind`).
+//!   `status`, `bad_response`, `partial`; see `InfluxError::kind`);
+//! - `alerts_events_total{rule, transition}` — firings and resolutions recorded by this server;
+//! - `alerts_firing{rule}` — 1 while the rule fires, 0 when not (on the evaluating server);
+//! - `alert_notifications_total{target, outcome}` — notifications `delivered` or `given_up`;
+//! - `alert_notification_failures_total{target}` — attempts that failed and were retried.
 //!
 //! `route` is the route template that matched (`/api/energy/monthly`), never the raw path, so a
 //! client requesting made-up paths cannot grow the number of series; a request that reached no
@@ -31,6 +35,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const REQUESTS: &str = "http_requests_total";
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
 pub const INFLUX_ERRORS: &str = "influxdb_errors_total";
+pub const ALERT_EVENTS: &str = "alerts_events_total";
+pub const ALERTS_FIRING: &str = "alerts_firing";
+pub const ALERT_NOTIFICATIONS: &str = "alert_notifications_total";
+pub const ALERT_FAILURES: &str = "alert_notification_failures_total";
 /// The `route` of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -71,6 +79,16 @@ pub fn install() -> PrometheusHandle {
                 "Time from a request's arrival to its response head, by route"
             );
             ::metrics::describe_counter!(INFLUX_ERRORS, "InfluxDB queries that failed, by kind");
+            ::metrics::describe_counter!(ALERT_EVENTS, "Alert firings and resolutions, by rule");
+            ::metrics::describe_gauge!(ALERTS_FIRING, "1 while an alert rule fires, by rule");
+            ::metrics::describe_counter!(
+                ALERT_NOTIFICATIONS,
+                "Alert notifications delivered or given up, by target"
+            );
+            ::metrics::describe_counter!(
+                ALERT_FAILURES,
+                "Alert notification attempts that failed and are retried, by target"
+            );
             handle
         })
         .clone()
@@ -88,6 +106,34 @@ pub async fn upkeep(handle: PrometheusHandle) {
 pub fn influx_failed(error: InfluxError) -> InfluxError {
     ::metrics::counter!(INFLUX_ERRORS, "kind" => error.kind()).increment(1);
     error
+}
+
+/// Counts a firing or resolution of `rule` and sets its gauge.
+pub fn alert_event(rule: &str, transition: energy_core::alerts::Transition) {
+    let fired = transition == energy_core::alerts::Transition::Fired;
+    let name = transition.name();
+    ::metrics::counter!(ALERT_EVENTS, "rule" => rule.to_owned(), "transition" => name).increment(1);
+    alert_firing(rule, fired);
+}
+
+/// Sets whether `rule` fires.
+pub fn alert_firing(rule: &str, firing: bool) {
+    ::metrics::gauge!(ALERTS_FIRING, "rule" => rule.to_owned()).set(f64::from(u8::from(firing)));
+}
+
+/// Counts how a notification to `target` ended.
+pub fn alert_delivery(target: &str, outcome: crate::alerts::delivery::Outcome) {
+    let outcome = match outcome {
+        crate::alerts::delivery::Outcome::Delivered => "delivered",
+        crate::alerts::delivery::Outcome::GivenUp => "given_up",
+    };
+    ::metrics::counter!(ALERT_NOTIFICATIONS, "target" => target.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// Counts a failed attempt to notify `target` (retried).
+pub fn alert_delivery_failed(target: &str) {
+    ::metrics::counter!(ALERT_FAILURES, "target" => target.to_owned()).increment(1);
 }
 
 /// Where [`note_route`], inside the router, leaves the matched route for [`count_request`],

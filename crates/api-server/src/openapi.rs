@@ -35,7 +35,7 @@ use crate::answers::RealtimePanel;
 use crate::error::{ApiError, ErrorBody};
 use crate::live::StreamSync;
 use crate::state::AppState;
-use crate::{auth, billing, dashboard, intervals, limits, routes, stream, virtual_meters};
+use crate::{alerts, auth, billing, dashboard, intervals, limits, routes, stream, virtual_meters};
 
 /// The name of the bearer-token security scheme in the document.
 const BEARER: &str = "bearer_token";
@@ -76,6 +76,7 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(intervals::daily))
         .routes(routes!(billing::bill))
         .routes(routes!(virtual_meters::declared))
+        .routes(routes!(alerts::list))
         .routes(routes!(stream::stream))
         .routes(routes!(routes::health))
         .routes(routes!(routes::render))

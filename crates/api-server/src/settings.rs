@@ -4,13 +4,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use energy_core::alerts::Alerts;
 use energy_core::{EstimateAfter, MaxPower, Meters, Price, Rules, Tariffs};
 use energy_influx::InfluxSettings;
 use energy_service::logging::LogFormat;
+use energy_service::mqtt::MqttSettings;
 use energy_service::Secret;
 
 use crate::cors::CorsOrigins;
 use crate::server::Policy;
+
+/// The alerts file as read, with each webhook's signing key.
+#[derive(Clone, Debug)]
+pub struct LoadedAlerts {
+    pub alerts: Alerts,
+    /// By webhook name (`Secret` never prints itself).
+    pub secrets: std::collections::BTreeMap<String, Secret>,
+}
 
 /// REST API over the energy readings stored in InfluxDB.
 #[derive(Debug, clap::Parser)]
@@ -53,6 +63,32 @@ pub struct Settings {
     /// The meters `load` read from `METERS_FILE` (none without it).
     #[arg(skip)]
     loaded_meters: Option<Meters>,
+
+    /// An alerts file (TOML, see docs/alerts.md): rules on a panel or virtual meter (offline
+    /// too long, power above a limit, today's usage or cost above a budget, power above a limit
+    /// in a tariff window) and where their notifications go (webhooks, MQTT). A file that is not
+    /// valid stops the server at start, naming its line and field.
+    #[arg(long, env = "ALERTS_FILE")]
+    pub alerts_file: Option<std::path::PathBuf>,
+
+    /// Whether this server evaluates the alert rules and sends their notifications. With
+    /// several api-servers, set it true on exactly one (each event is then notified once) and
+    /// false on the others, which still answer `GET /api/alerts`.
+    #[arg(long, env = "ALERTS_EVALUATOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub alerts_evaluator: bool,
+
+    /// Seconds between two evaluations of the alert rules (1–3600).
+    #[arg(long, env = "ALERTS_INTERVAL_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub alerts_interval_secs: u64,
+
+    /// The alerts `load` read, with each webhook's secret.
+    #[arg(skip)]
+    loaded_alerts: Option<LoadedAlerts>,
+
+    /// The broker alerts are published to, when the alerts file has an `[mqtt]` table.
+    #[command(flatten)]
+    pub mqtt: MqttSettings,
 
     /// A panel is ONLINE while its last reading is at most this many seconds old.
     #[arg(long, env = "OFFLINE_AFTER_SECS", default_value_t = 300)]
@@ -119,12 +155,15 @@ impl Settings {
         let mut settings = <Self as clap::Parser>::parse();
         let checked = settings.check_api_token().and_then(|()| {
             let tariffs = settings.read_tariffs()?;
-            Ok((tariffs, settings.read_meters()?))
+            let meters = settings.read_meters()?;
+            let alerts = settings.read_alerts(&meters, &tariffs)?;
+            Ok((tariffs, meters, alerts))
         });
         match checked {
-            Ok((tariffs, meters)) => {
+            Ok((tariffs, meters, alerts)) => {
                 settings.loaded_tariffs = Some(tariffs);
                 settings.loaded_meters = Some(meters);
+                settings.loaded_alerts = alerts;
             }
             Err(message) => <Self as clap::CommandFactory>::command()
                 .error(clap::error::ErrorKind::ValueValidation, message)
@@ -157,6 +196,51 @@ impl Settings {
         })?;
         Meters::parse(&text, &shown)
             .map_err(|e| format!("invalid value for '--meters-file <METERS_FILE>': {e}"))
+    }
+
+    /// The rules of `ALERTS_FILE` (none without it), and each webhook's secret from the
+    /// environment variable the file names (a variable that is not set stops the server; its
+    /// value is never printed).
+    fn read_alerts(
+        &self,
+        meters: &Meters,
+        tariffs: &Tariffs,
+    ) -> Result<Option<LoadedAlerts>, String> {
+        let Some(path) = &self.alerts_file else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
+        let invalid =
+            |message: String| format!("invalid value for '--alerts-file <ALERTS_FILE>': {message}");
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read {shown}: {e}")))?;
+        let alerts =
+            Alerts::parse(&text, &shown, meters, tariffs).map_err(|e| invalid(e.to_string()))?;
+        let mut secrets = std::collections::BTreeMap::new();
+        for hook in &alerts.webhooks {
+            let Some(variable) = &hook.secret_env else {
+                continue;
+            };
+            match std::env::var(variable) {
+                Ok(value) if !value.is_empty() => {
+                    secrets.insert(hook.name.clone(), Secret::new(value));
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "{shown}: webhooks.{}.secret_env names {variable}, which is not set or \
+                         empty (the webhook's signing key is read from it)",
+                        hook.name
+                    )))
+                }
+            }
+        }
+        Ok(Some(LoadedAlerts { alerts, secrets }))
+    }
+
+    /// The alert rules and webhook secrets [`Settings::load`] read (none without
+    /// `ALERTS_FILE`, or with settings parsed otherwise, as in tests).
+    pub fn alerts(&self) -> Option<LoadedAlerts> {
+        self.loaded_alerts.clone()
     }
 
     /// The panels and virtual meters: what [`Settings::load`] read, or (settings parsed

@@ -15,6 +15,8 @@ pub struct AppState {
     /// The panels' places and the virtual meters (`METERS_FILE`; none without it).
     pub meters: Meters,
     pub offline_after_secs: u64,
+    /// The alert rules (`ALERTS_FILE`), when there are any.
+    pub alerts: Option<crate::alerts::AlertRules>,
     /// The panels' live state for `/api/panel/stream`.
     pub live: LiveFeed,
     /// Renders `/metrics` (see [`crate::metrics`]).
@@ -43,6 +45,7 @@ pub(crate) mod tests {
             tariffs: settings.tariffs(),
             meters: settings.meters(),
             offline_after_secs: settings.offline_after_secs,
+            alerts: None,
             live: LiveFeed::new(),
             metrics: crate::metrics::install(),
         })

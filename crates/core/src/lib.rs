@@ -7,6 +7,7 @@
 //! [`usage::EnergyPoint`]s, whose pairs the usage maths ([`usage`]) turns into [`usage::Usage`]
 //! per local-time [`period::Period`], priced by a [`cost::Tariff`].
 
+pub mod alerts;
 pub mod apportion;
 pub mod bill;
 pub mod cost;

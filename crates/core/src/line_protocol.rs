@@ -44,6 +44,19 @@ pub fn escape_tag_value(value: &str, out: &mut String) {
     }
 }
 
+/// A string field value, quoted: double quotes and backslashes are escaped with a backslash;
+/// a newline is kept (line protocol allows it inside a quoted string).
+pub fn quote_field_string(value: &str, out: &mut String) {
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +90,12 @@ mod tests {
     fn tiny_and_huge_floats_print_without_exponent() {
         assert_eq!(format!("{}", 1e-7_f64), "0.0000001");
         assert!(!format!("{}", 1e300_f64).contains('e'));
+    }
+
+    #[test]
+    fn a_string_field_escapes_quotes_and_backslashes() {
+        let mut out = String::new();
+        quote_field_string(r#"say "hi" \ bye"#, &mut out);
+        assert_eq!(out, r#""say \"hi\" \\ bye""#);
     }
 }

@@ -118,6 +118,16 @@ pub fn panel_from_topic(prefix: &str, topic: &str) -> Result<PanelId, Rejection>
     PanelId::parse(level).map_err(Rejection::BadPanelId)
 }
 
+/// Whether `topic` is one the api-server publishes alerts to, `<prefix>/alerts/<rule>`
+/// (docs/alerts.md): not a reading, and not a rejected one either (a panel's topic has one
+/// level after the prefix, this one two).
+pub fn is_alert_topic(prefix: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("/alerts/"))
+        .is_some()
+}
+
 /// Validates one MQTT message into a [`Reading`]. `received_at` stamps readings that carry no
 /// timestamp and is "now" for the future-timestamp check.
 pub fn parse_message(
@@ -444,5 +454,13 @@ mod tests {
         let payload = format!(r#"{{"power_kw": 1, "energy_kwh": 1, "timestamp": "{long}"}}"#);
         let err = parse("DATA/PM/P", &payload).unwrap_err();
         assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+    }
+
+    #[test]
+    fn the_alert_topics_are_told_apart_from_readings() {
+        assert!(is_alert_topic(PREFIX, "DATA/PM/alerts/main-offline"));
+        assert!(!is_alert_topic(PREFIX, "DATA/PM/alerts"));
+        assert!(!is_alert_topic(PREFIX, "DATA/PM/P"));
+        assert!(!is_alert_topic(PREFIX, "OTHER/alerts/x"));
     }
 }

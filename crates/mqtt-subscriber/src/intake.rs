@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use energy_core::reading::parse_message;
+use energy_core::reading::{is_alert_topic, parse_message};
 use energy_core::Reading;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS};
 use tokio::sync::{mpsc, watch};
@@ -132,6 +132,11 @@ fn validate(source: &mut Source, publish: Publish, stats: &Stats) -> Item {
         pkid: publish.pkid,
     };
     let topic = &publish.topic;
+    // The api-server's alerts share the prefix: acknowledged, neither stored nor rejected.
+    if is_alert_topic(&source.prefix, topic) {
+        tracing::debug!(%topic, "an alert notification, not a reading: skipped");
+        return Item { reading: None, ack };
+    }
     let outcome = parse_message(&source.prefix, topic, &publish.payload, Utc::now())
         .and_then(|reading| source.panels.admit(&reading.panel).map(|()| reading));
     match outcome {

@@ -31,6 +31,7 @@ use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Period, Rules, Usage, ME
 pub use energy_core::invalidation::Dirty;
 use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
 
+pub mod alerts;
 mod check;
 pub mod queries;
 mod readings;
