@@ -425,6 +425,16 @@ fn each_rule_fires_and_resolves_once_through_the_real_pipeline_and_a_restart() {
         "only both-budget: {listed}"
     );
 
+    // A second api-server that does not evaluate (ALERTS_EVALUATOR=false), as behind a load
+    // balancer: it answers the same list from the journal and sends nothing.
+    let second = start_api(&[("ALERTS_EVALUATOR", "false".into())]);
+    let mut from_second = second.ok("/api/alerts");
+    assert_eq!(from_second["evaluator"], false);
+    from_second["evaluator"] = Value::from(true);
+    assert_eq!(from_second, api.ok("/api/alerts"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ops.delivered().len(), 7, "the second server sent nothing");
+
     // Counted for Prometheus.
     let (_, _, metrics, _) = test_support::http_request("GET", &api.url("/metrics"), &[], None);
     assert!(

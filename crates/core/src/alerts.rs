@@ -1121,6 +1121,25 @@ mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
 
+    #[test]
+    fn the_example_files_of_the_docs_are_valid() {
+        let meters = Meters::parse(
+            include_str!("../../../docs/meters/example.toml"),
+            "meters/example.toml",
+        )
+        .unwrap();
+        assert_eq!(meters.virtual_meters().count(), 2);
+        let tariffs = Tariffs::flat(crate::Price::new(1500, 0), "IDR");
+        let alerts = Alerts::parse(
+            include_str!("../../../docs/alerts/example.toml"),
+            "alerts/example.toml",
+            &meters,
+            &tariffs,
+        )
+        .unwrap();
+        assert_eq!(alerts.rules.len(), 4);
+    }
+
     const METERS: &str = r#"[panels.PANEL_MAIN]
 [panels.PANEL_1]
 [panels.PANEL_2]

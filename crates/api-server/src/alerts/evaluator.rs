@@ -114,9 +114,10 @@ async fn evaluate(
     let Some(rules) = &state.alerts else {
         return Ok(());
     };
-    // Whole seconds: the journal point of an event is rewritten at exactly its instant.
+    let seen = observe(state, Utc::now()).await?;
+    // Events in whole seconds: the journal point of an event is rewritten at exactly its
+    // instant, which the journal reads back in milliseconds.
     let now = Utc::now().trunc_subsecs(0);
-    let seen = observe(state, now).await?;
     for rule in &rules.alerts.rules {
         let before = states.get(&rule.name).cloned().unwrap_or_default();
         let observation = seen.get(&rule.meter).cloned().unwrap_or_default();
