@@ -4,6 +4,7 @@
 //   node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png>
 //       [--bill-pdf <file.pdf>]
 //       [--token-url <url of an api-server with API_TOKEN set>]   (the token in $DASHBOARD_TOKEN)
+//   node dashboard.test.mjs <dashboard-url> --many <number of panels> --screenshot <file.png>
 //
 // Chromium is `$CHROMIUM` (default /usr/bin/chromium), driven by playwright-core (`npm ci` in
 // this directory installs it; it never downloads a browser); the printed bill is read back with
@@ -29,7 +30,23 @@
 //
 // With --token-url, the page of a server that asks for a token is signed in to, and its CSV
 // links, the bill's included, must download (through a blob: URL, as a link cannot carry the
-// token) the same rows as that server's JSON.
+// token) the same rows as that server's JSON. That server has no METERS_FILE: its cards must
+// stay one flat list.
+//
+// When the server has a METERS_FILE with buildings (GET /api/meters), the building view is
+// checked too: the buildings start collapsed with no card created in them, their summaries
+// count the panels ONLINE and show their virtual meters' figures of today (a negative one as
+// it is, marked), opening one shows its virtual meters (marked "virtual", with their
+// expression) and its floors with their panels, what is open stays open across the page's
+// refreshes, and the search box filters, opens the groups with a match, counts, and gives the
+// groups back as they were when emptied. Virtual meters are picked for the one-panel view
+// like panels, and a negative figure is drawn below the zero line.
+//
+// With --many (a server with that many panels in buildings, and no live publisher), the
+// checks are those of a large site: the time from navigation to the first group, the buildings
+// collapsed with no card created, no more than a few charts (the number of svg elements
+// printed), the monthly charts of the panels that used the most and of the others added up,
+// the search, lazily created cards and a negative loss meter.
 //
 // Prints one line per check; exits 0 when all pass, 1 at the first failure (after saving a
 // screenshot of the page as it was), 2 on bad arguments.
@@ -55,7 +72,8 @@ const RUN_TIMEOUT_MS = 150_000;
 
 function usage(message) {
   console.error(`${message}\nusage: node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png> `
-    + '[--bill-pdf <file.pdf>] [--token-url <url>] (the token in $DASHBOARD_TOKEN)');
+    + '[--bill-pdf <file.pdf>] [--token-url <url>] (the token in $DASHBOARD_TOKEN)\n'
+    + '       node dashboard.test.mjs <dashboard-url> --many <number of panels> --screenshot <file.png>');
   process.exit(2);
 }
 
@@ -65,6 +83,7 @@ try {
     allowPositionals: true,
     options: {
       panels: { type: 'string' },
+      many: { type: 'string' },
       screenshot: { type: 'string' },
       'bill-pdf': { type: 'string' },
       'token-url': { type: 'string' },
@@ -75,9 +94,11 @@ try {
 }
 const [dashboardUrl] = parsed.positionals;
 if (!dashboardUrl || parsed.positionals.length !== 1) usage('give exactly one dashboard URL');
-if (!parsed.values.panels) usage('--panels is required');
+const manyPanels = parsed.values.many === undefined ? null : Number(parsed.values.many);
+if (manyPanels !== null && !(manyPanels > 0)) usage('--many needs a number of panels');
+if (!parsed.values.panels && manyPanels === null) usage('--panels or --many is required');
 if (!parsed.values.screenshot) usage('--screenshot is required');
-const expectedPanels = parsed.values.panels.split(',').filter(Boolean).sort();
+const expectedPanels = (parsed.values.panels ?? '').split(',').filter(Boolean).sort();
 const screenshotPath = parsed.values.screenshot;
 const billPdfPath = parsed.values['bill-pdf'];
 const tokenUrl = parsed.values['token-url'];
@@ -184,6 +205,129 @@ function monthName(month) {
 
 const intervalsPath = (panel) => `/api/panel/${encodeURIComponent(panel)}/intervals`;
 
+// ---- the buildings ---------------------------------------------------------------------------
+
+// What GET /api/meters declares (read in main()): id -> {kind, building, floor, tenant,
+// expression, difference}; and every panel and virtual meter the page must list, sorted by id.
+const declared = new Map();
+let expectedEntries = expectedPanels;
+let hierarchy = false;
+
+function learnMeters(body, panels = expectedPanels) {
+  for (const panel of body.panels) {
+    declared.set(panel.panel, { kind: 'panel', building: panel.building, floor: panel.floor, tenant: panel.tenant, expression: null });
+  }
+  for (const meter of body.meters) {
+    declared.set(meter.meter, {
+      kind: 'virtual',
+      building: meter.building,
+      floor: meter.floor,
+      tenant: meter.tenant,
+      expression: meter.expression,
+      difference: meter.terms.some((term) => term.coefficient < 0),
+    });
+  }
+  hierarchy = [...declared.values()].some((entry) => entry.building !== null);
+  expectedEntries = [...new Set([...panels, ...body.meters.map((meter) => meter.meter)])].sort();
+}
+
+const kindOf = (id) => declared.get(id)?.kind ?? 'panel';
+const virtualIds = () => expectedEntries.filter((id) => kindOf(id) === 'virtual');
+// "Floor 3" for a floor named by a number, else the name: the page's label, also searched.
+const floorLabel = (floor) => (/^[0-9]+$/.test(floor) ? `Floor ${floor}` : floor);
+const count = (value) => fixed(value, 0);
+const plural = (n, one, many) => (n === 1 ? one : many);
+
+// Where a card must be: its building's group ('' for "No building") and its floor's (null
+// when it has none).
+function placeOf(id) {
+  const entry = declared.get(id);
+  return { building: entry?.building ?? '', floor: entry?.floor ?? null };
+}
+
+// Whether `id` matches the search `query`: its id, building, floor (or its label) or tenant
+// contains it, whatever the case.
+function matchesQuery(id, query) {
+  const q = query.trim().toLowerCase();
+  const entry = declared.get(id);
+  const haystack = [id, entry?.building, entry?.floor, entry?.floor && floorLabel(entry.floor), entry?.tenant]
+    .filter(Boolean).join('\n').toLowerCase();
+  return q === '' || haystack.includes(q);
+}
+
+// What the search box's count says for `ids` (panels and virtual meters) and a query.
+function expectedCount(ids, query) {
+  const searching = query.trim() !== '';
+  const panels = ids.filter((id) => kindOf(id) !== 'virtual');
+  const virtual = ids.filter((id) => kindOf(id) === 'virtual');
+  const matching = (list) => list.filter((id) => matchesQuery(id, query)).length;
+  const part = (list, name) => `${searching ? `${count(matching(list))} of ` : ''}${count(list.length)} ${name}`;
+  return `${part(panels, plural(panels.length, 'panel', 'panels'))}`
+    + `${virtual.length > 0 ? ` and ${part(virtual, `virtual ${plural(virtual.length, 'meter', 'meters')}`)}` : ''}`
+    + `${searching ? ' match' : ''}`;
+}
+
+// The groups a realtime answer makes: each building ('' for "No building") and floor with
+// its panels ONLINE and in all.
+function expectedGroupCounts(body) {
+  const groups = {};
+  const add = (key, panel) => {
+    groups[key] ??= { online: 0, total: 0 };
+    if (panel.kind === 'virtual') return;
+    groups[key].total += 1;
+    if (panel.status === 'ONLINE') groups[key].online += 1;
+  };
+  for (const panel of body.panels) {
+    const { building, floor } = placeOf(panel.panel);
+    add(`building ${building}`, panel);
+    if (floor !== null) add(`floor ${building} / ${floor}`, panel);
+  }
+  return groups;
+}
+
+function groupCountsOf(state) {
+  return Object.fromEntries(state.groups.map((group) => [
+    group.level === 'floor' ? `floor ${group.building} / ${group.floor}` : `building ${group.building}`,
+    { online: group.online, total: group.total },
+  ]));
+}
+
+// A group's summary figures: its own virtual meters' usage and cost of today, from a
+// today-usage answer (the sign as it is, marked "negative" when below zero).
+function expectedGroupMeters(body) {
+  const groups = {};
+  for (const id of virtualIds()) {
+    const { building, floor } = placeOf(id);
+    const key = floor === null ? `building ${building}` : `floor ${building} / ${floor}`;
+    const today = body.panels.find((panel) => panel.panel === id);
+    if (!today) continue;
+    groups[key] ??= {};
+    groups[key][id] = {
+      kwh: fixed(today.usage_kwh, 3),
+      kwhValue: today.usage_kwh,
+      cost: money(body.currency, today.cost),
+      negative: today.usage_kwh < 0,
+    };
+  }
+  return groups;
+}
+
+function groupMetersOf(state) {
+  const groups = {};
+  for (const group of state.groups) {
+    if (group.meters.length === 0) continue;
+    const key = group.level === 'floor' ? `floor ${group.building} / ${group.floor}` : `building ${group.building}`;
+    groups[key] = Object.fromEntries(group.meters.map((meter) => [meter.meter, {
+      kwh: meter.kwh, kwhValue: meter.kwhValue, cost: meter.cost, negative: meter.negative,
+    }]));
+  }
+  return groups;
+}
+
+// A group of the page by building (and floor).
+const groupOf = (state, building, floor = null) => state.groups.find((group) => group.building === building
+  && (floor === null ? group.level === 'building' : group.level === 'floor' && group.floor === floor));
+
 // Differences between `actual` and `expected` (objects of plain values), one per line.
 function differences(actual, expected, prefix = '') {
   const lines = [];
@@ -222,6 +366,9 @@ function expectedCard(panel, today, currency) {
     energy: fixed(panel.energy_kwh, 3),
     energyValue: panel.energy_kwh,
     lastSeen: panel.last_seen,
+    kind: panel.kind,
+    // A virtual meter's members that are not ONLINE.
+    offlineMembers: (panel.offline_members ?? []).join(', '),
   };
   if (today) {
     card.todayUsage = fixed(today.usage_kwh, 3);
@@ -234,8 +381,8 @@ function expectedCard(panel, today, currency) {
 
 // The realtime fields of one card.
 function realtimeOf(card) {
-  const { panel, title, dataStatus, status, power, powerValue, energy, energyValue, lastSeen } = card;
-  return { panel, title, dataStatus, status, power, powerValue, energy, energyValue, lastSeen };
+  const { panel, title, dataStatus, status, power, powerValue, energy, energyValue, lastSeen, kind, offlineMembers } = card;
+  return { panel, title, dataStatus, status, power, powerValue, energy, energyValue, lastSeen, kind, offlineMembers };
 }
 
 // Today's part of the page as one today-usage answer would draw it.
@@ -254,6 +401,7 @@ function expectedToday(body) {
     cards: Object.fromEntries(body.panels.map((panel) => [panel.panel, {
       todayUsage: fixed(panel.usage_kwh, 3),
       todayUsageValue: panel.usage_kwh,
+      todayNegative: panel.usage_kwh < 0,
       todayEstimated: estimatedNote(panel.estimated_kwh),
       todayCost: money(body.currency, panel.cost),
       todayEstimatedCost: estimatedCost(panel),
@@ -274,6 +422,7 @@ function todayOf(state) {
     cards: Object.fromEntries(state.cards.map((card) => [card.panel, {
       todayUsage: card.todayUsage,
       todayUsageValue: card.todayUsageValue,
+      todayNegative: card.todayNegative,
       todayEstimated: card.todayEstimated,
       todayCost: card.todayCost,
       todayEstimatedCost: card.todayEstimatedCost,
@@ -285,6 +434,7 @@ function todayOf(state) {
 // The monthly charts as one monthly answer would draw them.
 function expectedCharts(body) {
   return Object.fromEntries(body.panels.map((panel) => [panel.panel, {
+    virtual: panel.kind === 'virtual',
     year: String(body.year),
     yearTotal: fixed(panel.total_kwh, 3),
     yearCost: money(body.currency, panel.total_cost),
@@ -292,13 +442,14 @@ function expectedCharts(body) {
     months: Object.fromEntries(panel.months.map((month) => [month.month, {
       usage: month.usage_kwh,
       estimated: month.estimated_kwh,
-      hatched: month.estimated_kwh > 0,
+      hatched: month.estimated_kwh !== 0 && month.usage_kwh !== 0,
     }])),
   }]));
 }
 
 function chartsOf(state) {
   return Object.fromEntries(state.charts.map((chart) => [chart.panel, {
+    virtual: chart.virtual,
     year: chart.year,
     yearTotal: chart.yearTotal,
     yearCost: chart.yearCost,
@@ -325,10 +476,13 @@ function expectedCurve(body) {
     count: body.intervals.length,
     tableRows: body.intervals.length,
     order: body.intervals.map((interval) => interval.start).join(' '),
+    negativeTotal: body.total_kwh < 0,
+    negativeLegend: body.intervals.some((interval) => interval.usage_kwh < 0),
     intervals: Object.fromEntries(body.intervals.map((interval) => [interval.start, {
       usage: interval.usage_kwh,
       estimated: interval.estimated_kwh,
-      hatched: interval.estimated_kwh > 0,
+      hatched: interval.estimated_kwh !== 0 && interval.usage_kwh !== 0,
+      negative: interval.negative,
     }])),
   };
 }
@@ -346,10 +500,13 @@ function curveOf(curve) {
     count: curve.bars.length,
     tableRows: curve.tableRows,
     order: curve.bars.map((bar) => bar.key).join(' '),
+    negativeTotal: curve.negativeTotal,
+    negativeLegend: curve.negativeLegend,
     intervals: Object.fromEntries(curve.bars.map((bar) => [bar.key, {
       usage: bar.value,
       estimated: bar.estimated,
       hatched: bar.hatch > 0,
+      negative: bar.negative,
     }])),
   };
 }
@@ -373,7 +530,7 @@ function expectedDaily(body, panel) {
     days: Object.fromEntries(days.map((day) => [day.date, {
       usage: day.usage_kwh,
       estimated: day.estimated_kwh,
-      hatched: day.estimated_kwh > 0,
+      hatched: day.estimated_kwh !== 0 && day.usage_kwh !== 0,
       demand: day.max_demand_kw,
       dot: day.max_demand_kw,
     }])),
@@ -404,18 +561,26 @@ function dailyOf(daily) {
 }
 
 // The bars' shapes against their own figures: nothing drawn for 0, the tallest bar for the
-// largest figure, and the hatched (estimated) part of a bar its estimated share of the bar
-// (within a drawing unit: a figure above 0 is drawn at least one unit high).
-function shapeProblems(what, bars) {
+// largest figure (whatever its sign), a figure above zero drawn above the zero line and one
+// below zero below it (a virtual meter's difference), and the hatched (estimated) part of a bar
+// its estimated share of the bar (within a drawing unit: a figure other than 0 is drawn at
+// least one unit high; an estimated part larger than the figure hatches the whole bar).
+function shapeProblems(what, bars, zero = null) {
   const problems = [];
   const tallest = Math.max(...bars.map((bar) => bar.height));
-  const largest = Math.max(...bars.map((bar) => bar.value));
+  const largest = Math.max(...bars.map((bar) => Math.abs(bar.value)));
   for (const bar of bars) {
-    if ((bar.value > 0) !== (bar.height > 0)) problems.push(`${what} ${bar.key}: ${bar.value} kWh drawn ${bar.height} high`);
-    if (largest > 0 && bar.value === largest && bar.height < tallest) {
+    if ((bar.value !== 0) !== (bar.height > 0)) problems.push(`${what} ${bar.key}: ${bar.value} kWh drawn ${bar.height} high`);
+    if (largest > 0 && Math.abs(bar.value) === largest && bar.height < tallest) {
       problems.push(`${what} ${bar.key}: the largest figure is not the tallest bar`);
     }
-    const share = bar.value > 0 ? (bar.height * bar.estimated) / bar.value : 0;
+    if (zero !== null && bar.value < 0 && (bar.y < zero - 0.05 || !bar.negative)) {
+      problems.push(`${what} ${bar.key}: ${bar.value} kWh is not drawn below the zero line (y ${bar.y}, zero ${zero})`);
+    }
+    if (zero !== null && bar.value > 0 && (bar.y + bar.height > zero + 0.05 || bar.negative)) {
+      problems.push(`${what} ${bar.key}: ${bar.value} kWh is not drawn above the zero line`);
+    }
+    const share = bar.value !== 0 ? Math.min(bar.height, (bar.height * Math.abs(bar.estimated)) / Math.abs(bar.value)) : 0;
     if (bar.hatch > bar.height + 0.05 || Math.abs(bar.hatch - share) > 1.1) {
       problems.push(`${what} ${bar.key}: ${bar.estimated} of ${bar.value} kWh estimated, `
         + `hatched ${bar.hatch} of ${bar.height} units`);
@@ -427,9 +592,12 @@ function shapeProblems(what, bars) {
 // ---- the API, asked in the background -------------------------------------------------------
 
 class ApiHistory {
-  constructor(path, keepMs = API_HISTORY_MS) {
+  // `loops` requests at a time, started one after the other: for an answer that takes longer
+  // than the server caches it (a second), so that one of them is the one the page got.
+  constructor(path, keepMs = API_HISTORY_MS, loops = 1) {
     this.url = new URL(path, dashboardUrl).href;
     this.keepMs = keepMs;
+    this.loops = loops;
     this.answers = []; // {at, body}, oldest first
     this.lastError = null;
   }
@@ -440,6 +608,7 @@ class ApiHistory {
     if (!response.ok) throw new Error(`GET ${this.url}: ${response.status} ${JSON.stringify(body)}`);
     const now = Date.now();
     this.answers.push({ at: now, body });
+    this.answers.sort((a, b) => a.at - b.at);
     while (this.answers.length > 0 && this.answers[0].at < now - this.keepMs) this.answers.shift();
     return body;
   }
@@ -456,7 +625,8 @@ class ApiHistory {
 
   start() {
     let stopped = false;
-    const loop = async () => {
+    const loop = async (index) => {
+      await sleep((index * API_POLL_MS) / this.loops);
       while (!stopped) {
         try {
           await this.fetch();
@@ -467,21 +637,24 @@ class ApiHistory {
         await sleep(API_POLL_MS);
       }
     };
-    const running = loop();
+    const running = Array.from({ length: this.loops }, (_, index) => loop(index));
     return async () => {
       stopped = true;
-      await running;
+      await Promise.all(running);
     };
   }
 }
 
 const realtime = new ApiHistory('/api/panel/realtime');
 const todayUsage = new ApiHistory('/api/panel/today-usage');
-const monthly = new ApiHistory('/api/energy/monthly', MONTHLY_HISTORY_MS);
+// With virtual meters a monthly answer takes longer than a second (their largest demand comes
+// from their members' quarter hours): asked by three loops at once.
+const monthly = new ApiHistory('/api/energy/monthly', MONTHLY_HISTORY_MS, 3);
 const daily = new ApiHistory('/api/energy/daily');
-// Each panel's quarter hours today, asked as the page asks for them.
-const intervals = new Map(expectedPanels.map((panel) => [panel, new ApiHistory(`${intervalsPath(panel)}?step=15m`)]));
-const histories = [realtime, todayUsage, monthly, daily, ...intervals.values()];
+// Each panel's and virtual meter's quarter hours today, asked as the page asks for them (made in
+// main(), once the virtual meters are known).
+const intervals = new Map();
+const histories = [realtime, todayUsage, monthly, daily];
 
 // ---- CSV files ------------------------------------------------------------------------------
 
@@ -880,10 +1053,14 @@ function readPage(page) {
         value: number(bar, 'data-value'),
         estimated: number(bar, 'data-estimated'),
         demand: number(bar, 'data-demand'),
+        y: Number(bar.getAttribute('y')),
         height: Number(bar.getAttribute('height')),
+        negative: bar.classList.contains('negative'),
         hatch: hatches.get(bar.getAttribute(`data-${key}`)) ?? 0,
       }));
     };
+    const zeroOf = (figure) => number(figure.querySelector('svg'), 'data-zero');
+    const search = field('search_count');
     const curve = document.querySelector('#load-curve');
     const daily = document.querySelector('#daily-chart');
     const picker = document.querySelector('#panel');
@@ -892,9 +1069,51 @@ function readPage(page) {
       sameDocument: window.__dashboardTestMarker === true,
       connectionState: connection.getAttribute('data-state'),
       connectionText: text(connection),
-      cards: [...document.querySelectorAll('#cards > [data-panel]')].map((card) => ({
+      mode: document.querySelector('#cards').getAttribute('data-mode'),
+      svgs: document.querySelectorAll('svg').length,
+      search: {
+        value: document.querySelector('#search').value,
+        visible: document.querySelector('#search').checkVisibility(),
+        label: text(document.querySelector('label[for="search"]')),
+        type: document.querySelector('#search').type,
+        count: text(search),
+        matches: number(search, 'data-matches'),
+        total: number(search, 'data-total'),
+        virtualMatches: number(search, 'data-virtual-matches'),
+        virtualTotal: number(search, 'data-virtual-total'),
+        empty: field('search_empty').checkVisibility(),
+      },
+      groups: [...document.querySelectorAll('#cards details.group')].map((group) => ({
+        level: group.classList.contains('group-floor') ? 'floor' : 'building',
+        building: group.getAttribute('data-building'),
+        floor: group.getAttribute('data-floor'),
+        open: group.open,
+        visible: group.checkVisibility(),
+        name: text(field('group_name', group)),
+        count: text(field('group_count', group)),
+        online: number(field('group_count', group), 'data-online'),
+        total: number(field('group_count', group), 'data-total'),
+        cards: group.querySelectorAll(':scope > .group-body > .cards > .card').length,
+        meters: [...field('group_meters', group).children].map((meter) => ({
+          meter: meter.getAttribute('data-meter'),
+          kwh: text(field('meter_kwh', meter)),
+          kwhValue: value(field('meter_kwh', meter)),
+          cost: text(field('meter_cost', meter)),
+          negative: field('meter_negative', meter).checkVisibility(),
+          visible: meter.checkVisibility(),
+        })),
+      })),
+      cards: [...document.querySelectorAll('#cards .card[data-panel]')].map((card) => ({
         panel: card.getAttribute('data-panel'),
         visible: card.checkVisibility(),
+        direct: card.parentElement === document.querySelector('#cards'),
+        building: card.closest('details.group-building')?.getAttribute('data-building') ?? null,
+        floor: card.closest('details.group-floor')?.getAttribute('data-floor') ?? null,
+        kind: card.getAttribute('data-kind'),
+        virtualMark: field('virtual', card).checkVisibility() ? text(field('kind', card)) : null,
+        expression: field('expression', card).checkVisibility() ? text(field('expression', card)) : null,
+        offlineMembers: field('offline_members_row', card).checkVisibility() ? text(field('offline_members', card)) : '',
+        tags: field('tags', card).checkVisibility() ? text(field('tags', card)) : '',
         title: text(field('panel', card)),
         dataStatus: card.getAttribute('data-status'),
         status: text(field('status', card)),
@@ -906,6 +1125,7 @@ function readPage(page) {
         age: text(field('last_seen', card)),
         todayUsage: text(field('today_usage_kwh', card)),
         todayUsageValue: value(field('today_usage_kwh', card)),
+        todayNegative: field('today_negative', card).checkVisibility(),
         todayEstimated: note('today_estimated', card),
         todayCost: text(field('today_cost', card)),
         todayEstimatedCost: costNote('today_estimated_cost', card),
@@ -939,6 +1159,8 @@ function readPage(page) {
       charts: [...document.querySelectorAll('#charts > [data-panel]')].map((chart) => ({
         panel: chart.getAttribute('data-panel'),
         visible: chart.checkVisibility(),
+        virtual: field('kind', chart).checkVisibility(),
+        zero: zeroOf(chart),
         year: text(field('year', chart)),
         yearTotal: text(field('year_total_kwh', chart)),
         yearCost: text(field('year_total_cost', chart)),
@@ -946,9 +1168,17 @@ function readPage(page) {
         bars: barsOf(chart, 'month').map((bar) => ({ ...bar, key: Number(bar.key) })),
         tableRows: chart.querySelectorAll('tbody tr').length,
       })),
+      others: [...document.querySelectorAll('#charts > [data-others]')].map((chart) => ({
+        others: number(chart, 'data-others'),
+        title: text(field('panel', chart)),
+        yearTotalValue: value(field('year_total_kwh', chart)),
+        bars: barsOf(chart, 'month').map((bar) => ({ ...bar, key: Number(bar.key) })),
+      })),
+      monthlyNote: field('monthly_note').checkVisibility() ? text(field('monthly_note')) : null,
       picker: {
         visible: picker.checkVisibility(),
         options: [...picker.options].map((option) => option.value),
+        texts: [...picker.options].map((option) => option.textContent),
         value: picker.value,
       },
       curve: {
@@ -960,7 +1190,10 @@ function readPage(page) {
         total: text(field('curve_total_kwh', curve)),
         totalValue: value(field('curve_total_kwh', curve)),
         estimated: note('curve_estimated', curve),
+        negativeTotal: field('curve_negative', curve).checkVisibility(),
+        negativeLegend: field('negative_legend', curve).checkVisibility(),
         csv: field('curve_csv', curve).getAttribute('href'),
+        zero: zeroOf(curve),
         bars: barsOf(curve, 'start'),
         tableRows: curve.querySelectorAll('tbody tr').length,
       },
@@ -971,6 +1204,7 @@ function readPage(page) {
         month: daily.getAttribute('data-month'),
         monthText: text(field('daily_month', daily)),
         csv: field('daily_csv', daily).getAttribute('href'),
+        zero: zeroOf(daily),
         peak: {
           shown: field('daily_peak', daily).checkVisibility(),
           kw: text(field('daily_peak_kw', daily)),
@@ -993,7 +1227,7 @@ function realtimeDifferences(state, withinMs) {
   const answers = realtime.recent(withinMs);
   if (answers.length === 0) return [`no realtime answer from the API yet (${realtime.lastError})`];
   const problems = [];
-  for (const id of expectedPanels) {
+  for (const id of expectedEntries) {
     const card = state.cards.find((c) => c.panel === id);
     if (!card) {
       problems.push(`no card for ${id}`);
@@ -1044,22 +1278,55 @@ async function run(browser) {
     });
     pass('the connection state says "Live"');
 
-    await waitFor('one visible card per panel, sorted by id', 20_000, async () => {
+    if (hierarchy) state = await checkBuildings(page);
+
+    await waitFor(`one visible card per panel and virtual meter${hierarchy ? ', each in its building and floor' : ', sorted by id'}`, 20_000, async () => {
       state = await readPage(page);
       const shown = state.cards.map((card) => card.panel);
       const problems = [];
-      if (JSON.stringify(shown) !== JSON.stringify(expectedPanels)) {
-        problems.push(`cards ${JSON.stringify(shown)}, publisher's panels ${JSON.stringify(expectedPanels)}`);
+      if (JSON.stringify(hierarchy ? [...shown].sort() : shown) !== JSON.stringify(expectedEntries)) {
+        problems.push(`cards ${JSON.stringify(shown)}, panels and virtual meters ${JSON.stringify(expectedEntries)}`);
       }
       const hidden = state.cards.filter((card) => !card.visible).map((card) => card.panel);
       if (hidden.length > 0) problems.push(`hidden cards: ${hidden.join(', ')}`);
+      for (const card of state.cards) {
+        if (hierarchy) {
+          const { building, floor } = placeOf(card.panel);
+          if (card.building !== building || card.floor !== floor) {
+            problems.push(`${card.panel} is in building ${JSON.stringify(card.building)}, floor ${JSON.stringify(card.floor)}; `
+              + `METERS_FILE says ${JSON.stringify(building)}, ${JSON.stringify(floor)}`);
+          }
+        } else if (!card.direct) {
+          problems.push(`${card.panel} is not in the flat list`);
+        }
+        const entry = declared.get(card.panel);
+        if (kindOf(card.panel) === 'virtual') {
+          if (card.kind !== 'virtual' || card.virtualMark !== 'virtual' || card.expression !== entry.expression) {
+            problems.push(`${card.panel}: kind ${card.kind}, mark ${JSON.stringify(card.virtualMark)}, expression `
+              + `${JSON.stringify(card.expression)}; /api/meters says ${JSON.stringify(entry.expression)}`);
+          }
+        } else if (card.kind !== 'panel' || card.virtualMark !== null) {
+          problems.push(`${card.panel}: kind ${card.kind}, marked ${JSON.stringify(card.virtualMark)}`);
+        }
+        const tenant = entry?.tenant ? `Tenant: ${entry.tenant}` : '';
+        if (hierarchy && card.tags !== tenant) problems.push(`${card.panel}: tags ${JSON.stringify(card.tags)}, expected ${JSON.stringify(tenant)}`);
+      }
       const listed = (realtime.latest()?.panels ?? []).map((panel) => panel.panel);
-      if (JSON.stringify(listed) !== JSON.stringify(expectedPanels)) {
+      if (JSON.stringify(listed) !== JSON.stringify(expectedEntries)) {
         problems.push(`the API lists ${JSON.stringify(listed)}`);
       }
       return problems;
     });
-    pass(`a card per panel: ${expectedPanels.join(', ')}`);
+    pass(`a card per panel and virtual meter: ${expectedEntries.join(', ')}`);
+    for (const id of virtualIds()) {
+      const card = state.cards.find((c) => c.panel === id);
+      pass(`${id}'s card says "${card.virtualMark}" and shows its expression "${card.expression}"`);
+    }
+    // Marked, to find out later whether the page ever made its cards or groups again.
+    await page.evaluate(() => {
+      for (const element of document.querySelectorAll('#cards .card, #cards details.group')) element.__kept = true;
+    });
+    const todayRequestsAtMark = requestsTo('/api/panel/today-usage');
 
     await waitFor('every card shows what /api/panel/realtime says', 20_000, async () => {
       state = await readPage(page);
@@ -1086,7 +1353,7 @@ async function run(browser) {
     pass('each card\'s "last seen" counts from its last reading');
 
     // A new reading, without reloading, through the stream.
-    const first = state.cards[0];
+    const first = state.cards.find((card) => card.panel === expectedPanels[0]);
     await waitFor(`a new reading of ${first.panel} appears without a reload`, 20_000, async () => {
       state = await readPage(page);
       const card = state.cards.find((c) => c.panel === first.panel);
@@ -1152,20 +1419,25 @@ async function run(browser) {
     });
     pass(`the footer shows ${state.timezone}, ${state.tariff}, ${state.currency}, offline after ${state.offlineAfter}`);
 
+    if (hierarchy) await checkGroupFigures(page);
+
     // One panel's load curve and daily bars: the first panel at first, then each other one as
-    // it is picked.
-    for (const [index, panel] of expectedPanels.entries()) {
+    // it is picked, then each virtual meter, the differences (a loss, below zero) last.
+    const virtualOrder = [...virtualIds()].sort((a, b) => declared.get(a).difference - declared.get(b).difference || (a < b ? -1 : 1));
+    for (const [index, panel] of [...expectedPanels, ...virtualOrder].entries()) {
       if (index > 0) await page.selectOption('#panel', panel);
       await waitFor(`the load curve and daily bars of ${panel} are those of its intervals and /api/energy/daily`, 30_000, async () => {
         state = await readPage(page);
         const problems = [];
         const { picker, curve, daily: days } = state;
-        if (JSON.stringify(picker.options) !== JSON.stringify(expectedPanels)) {
+        if (JSON.stringify(picker.options) !== JSON.stringify(expectedEntries)) {
           problems.push(`the panel picker offers ${JSON.stringify(picker.options)}`);
         }
+        const texts = expectedEntries.map((id) => (kindOf(id) === 'virtual' ? `${id} (virtual)` : id));
+        if (JSON.stringify(picker.texts) !== JSON.stringify(texts)) problems.push(`the panel picker reads ${JSON.stringify(picker.texts)}`);
         if (picker.value !== panel) problems.push(`the panel picker shows ${picker.value}`);
         if (!picker.visible || !curve.visible || !days.visible) problems.push('the picker or a chart is hidden');
-        problems.push(...shapeProblems('quarter hour', curve.bars), ...shapeProblems('day', days.bars));
+        problems.push(...shapeProblems('quarter hour', curve.bars, curve.zero), ...shapeProblems('day', days.bars, days.zero));
         const curveAnswers = intervals.get(panel).recent(API_HISTORY_MS);
         const dailyAnswers = daily.recent(API_HISTORY_MS);
         if (curveAnswers.length === 0) return [...problems, `no intervals answer yet (${intervals.get(panel).lastError})`];
@@ -1177,9 +1449,11 @@ async function run(browser) {
       });
       const { curve, daily: days } = state;
       const estimated = curve.bars.filter((bar) => bar.hatch > 0).length;
-      pass(`${index === 0 ? 'at first' : 'picked'}, ${panel}: its ${curve.bars.length} quarter hours today `
-        + `(${estimated} with an estimated part, hatched) and ${days.bars.length} days of ${days.monthText} `
-        + `(largest demand ${days.peak.kw} kW) are those of its intervals and /api/energy/daily`);
+      const below = curve.bars.filter((bar) => bar.negative).length;
+      pass(`${index === 0 ? 'at first' : 'picked'}, ${kindOf(panel) === 'virtual' ? 'virtual meter ' : ''}${panel}: `
+        + `its ${curve.bars.length} quarter hours today (${estimated} with an estimated part, hatched`
+        + `${below > 0 ? `; ${below} negative, drawn below the zero line` : ''}) and ${days.bars.length} days of `
+        + `${days.monthText} (largest demand ${days.peak.kw} kW) are those of its intervals and /api/energy/daily`);
     }
 
     // Both follow new readings: today's last quarter hour and day grow, and the page shows an
@@ -1206,13 +1480,21 @@ async function run(browser) {
     pass(`the load curve and daily bars follow new readings without a reload: ${picked} today `
       + `${shown.curve.total} -> ${state.curve.total} kWh`);
 
+    if (hierarchy) {
+      await checkKept(page, requestsTo('/api/panel/today-usage') - todayRequestsAtMark);
+      state = await checkSearch(page);
+    } else {
+      state = await checkFlatSearch(page, expectedEntries);
+    }
+
     await waitFor('the monthly chart has 12 bars per panel with the figures of /api/energy/monthly', 30_000, async () => {
       state = await readPage(page);
       const problems = [];
       const shown = state.charts.map((chart) => chart.panel);
-      if (JSON.stringify(shown) !== JSON.stringify(expectedPanels)) {
-        problems.push(`charts ${JSON.stringify(shown)}, publisher's panels ${JSON.stringify(expectedPanels)}`);
+      if (JSON.stringify(shown) !== JSON.stringify(expectedEntries)) {
+        problems.push(`charts ${JSON.stringify(shown)}, panels and virtual meters ${JSON.stringify(expectedEntries)}`);
       }
+      if (state.others.length > 0 || state.monthlyNote !== null) problems.push('a chart of the others, or a note, with a few panels');
       for (const chart of state.charts) {
         const months = chart.bars.map((bar) => bar.key);
         if (JSON.stringify(months) !== JSON.stringify([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])) {
@@ -1220,16 +1502,17 @@ async function run(browser) {
         }
         if (chart.tableRows !== 12) problems.push(`${chart.panel}: ${chart.tableRows} table rows`);
         if (!chart.visible) problems.push(`${chart.panel}: the chart is hidden`);
-        problems.push(...shapeProblems(`${chart.panel} month`, chart.bars));
+        problems.push(...shapeProblems(`${chart.panel} month`, chart.bars, chart.zero));
       }
       const answers = monthly.recent(MONTHLY_HISTORY_MS);
       if (answers.length === 0) return [...problems, `no monthly answer from the API yet (${monthly.lastError})`];
       return [...problems, ...closest(chartsOf(state), answers.map(expectedCharts))];
     });
-    const withData = state.charts[0].bars.filter((bar) => bar.value > 0).length;
+    const firstChart = state.charts.find((chart) => chart.panel === expectedPanels[0]);
+    const withData = firstChart.bars.filter((bar) => bar.value !== 0).length;
     const hatched = state.charts.map((chart) => `${chart.bars.filter((bar) => bar.hatch > 0).length} for ${chart.panel}`);
     pass(`the monthly chart has 12 bars per panel with the figures of /api/energy/monthly, estimated parts hatched `
-      + `(${withData} months with usage for ${state.charts[0].panel} in ${state.charts[0].year}; months with `
+      + `(${withData} months with usage for ${firstChart.panel} in ${firstChart.year}; months with `
       + `estimated usage: ${hatched.join(', ')})`);
 
     // The CSV links of the panel chosen last, fetched as any client would and clicked in the
@@ -1265,6 +1548,269 @@ async function run(browser) {
   }
 }
 
+// ---- the building view ----------------------------------------------------------------------
+
+// The buildings start collapsed, with no card created in them, and count their panels ONLINE as
+// /api/panel/realtime does; opening a building (a click on its summary) shows its virtual
+// meters, then its floors (open, as the building is small) with their panels. Every building
+// is left open for the checks that follow.
+async function checkBuildings(page) {
+  const buildings = [...new Set(expectedEntries.map((id) => placeOf(id).building))]
+    .sort((a, b) => (a === '') - (b === '') || a.localeCompare(b, 'en', { numeric: true }));
+  let state;
+  await waitFor('a collapsed group per building, counting its panels ONLINE as /api/panel/realtime does', 20_000, async () => {
+    state = await readPage(page);
+    const problems = [];
+    const shown = state.groups.filter((group) => group.level === 'building');
+    if (JSON.stringify(shown.map((group) => group.building)) !== JSON.stringify(buildings)) {
+      problems.push(`building groups ${JSON.stringify(shown.map((group) => group.building))}, expected ${JSON.stringify(buildings)}`);
+    }
+    for (const group of shown) {
+      if (group.open || !group.visible) problems.push(`building ${JSON.stringify(group.building)}: open ${group.open}, visible ${group.visible}`);
+      const name = group.building === '' ? 'No building' : group.building;
+      if (group.name !== name) problems.push(`building ${JSON.stringify(group.building)} is named ${JSON.stringify(group.name)}`);
+    }
+    if (state.mode !== 'buildings') problems.push(`#cards is in ${state.mode} mode`);
+    if (state.cards.length > 0) problems.push(`${state.cards.length} cards made in collapsed groups`);
+    const visibleFloors = state.groups.filter((group) => group.level === 'floor' && group.visible);
+    if (visibleFloors.length > 0) problems.push(`${visibleFloors.length} floors visible in collapsed buildings`);
+    const answers = realtime.recent(15_000);
+    if (answers.length === 0) return [...problems, 'no realtime answer yet'];
+    problems.push(...closest(groupCountsOf(state), answers.map(expectedGroupCounts)));
+    for (const group of state.groups) {
+      const expected = group.total > 0
+        ? `${count(group.online)} of ${count(group.total)} ${plural(group.total, 'panel', 'panels')} ONLINE`
+        : null;
+      if (expected !== null && group.count !== expected) problems.push(`${group.name} says ${JSON.stringify(group.count)}`);
+    }
+    if (state.search.count !== expectedCount(expectedEntries, '')) {
+      problems.push(`the search box's count says ${JSON.stringify(state.search.count)}`);
+    }
+    return problems;
+  });
+  pass(`the buildings start collapsed, no card made in them: ${state.groups.filter((group) => group.level === 'building')
+    .map((group) => `${group.name} (${group.count})`).join(', ')}; the search box says "${state.search.count}"`);
+
+  for (const building of buildings) {
+    await page.click(`#cards details.group-building[data-building="${building}"] > summary`);
+  }
+  await waitFor('opened, each building shows its virtual meters, then its floors with their panels', 20_000, async () => {
+    state = await readPage(page);
+    const problems = [];
+    for (const building of buildings) {
+      const group = groupOf(state, building);
+      if (!group?.open) problems.push(`building ${JSON.stringify(building)} did not open`);
+      const here = expectedEntries.filter((id) => placeOf(id).building === building);
+      const direct = here.filter((id) => placeOf(id).floor === null);
+      // Its own list: virtual meters first, then by id.
+      const order = [...direct].sort((a, b) => (kindOf(b) === 'virtual') - (kindOf(a) === 'virtual') || (a < b ? -1 : 1));
+      const listed = state.cards.filter((card) => card.building === building && card.floor === null).map((card) => card.panel);
+      if (JSON.stringify(listed) !== JSON.stringify(order)) problems.push(`${building} lists ${JSON.stringify(listed)}, expected ${JSON.stringify(order)}`);
+      const floors = [...new Set(here.map((id) => placeOf(id).floor).filter((floor) => floor !== null))]
+        .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+      const shownFloors = state.groups.filter((g) => g.level === 'floor' && g.building === building);
+      if (JSON.stringify(shownFloors.map((g) => g.floor)) !== JSON.stringify(floors)) {
+        problems.push(`${building}'s floors ${JSON.stringify(shownFloors.map((g) => g.floor))}, expected ${JSON.stringify(floors)}`);
+      }
+      for (const floor of shownFloors) {
+        if (!floor.open || !floor.visible) problems.push(`${building}, ${floor.name}: open ${floor.open}, visible ${floor.visible}`);
+        if (floor.name !== floorLabel(floor.floor)) problems.push(`floor ${floor.floor} is named ${JSON.stringify(floor.name)}`);
+        const panels = here.filter((id) => placeOf(id).floor === floor.floor);
+        const onFloor = state.cards.filter((card) => card.building === building && card.floor === floor.floor);
+        if (JSON.stringify(onFloor.map((card) => card.panel).sort()) !== JSON.stringify(panels)) {
+          problems.push(`${building}, ${floor.name} has ${JSON.stringify(onFloor.map((card) => card.panel))}`);
+        }
+      }
+    }
+    const hidden = state.cards.filter((card) => !card.visible).map((card) => card.panel);
+    if (hidden.length > 0) problems.push(`hidden cards: ${hidden.join(', ')}`);
+    return problems;
+  });
+  for (const building of buildings) {
+    const floors = state.groups.filter((g) => g.level === 'floor' && g.building === building);
+    const direct = state.cards.filter((card) => card.building === building && card.floor === null);
+    pass(`opened, ${building || 'No building'} shows ${direct.map((card) => `${card.panel}${card.kind === 'virtual' ? ' (virtual)' : ''}`).join(', ') || 'no card of its own'}`
+      + `${floors.length > 0 ? `, then ${floors.map((floor) => `${floor.name}: ${state.cards.filter((c) => c.building === building && c.floor === floor.floor).map((c) => c.panel).join(', ')}`).join('; ')}` : ''}`);
+  }
+  return state;
+}
+
+// Each group's summary shows its own virtual meters' usage and cost of today as
+// /api/panel/today-usage does, a negative one with its sign and marked "negative".
+async function checkGroupFigures(page) {
+  let state;
+  await waitFor("each group's summary shows its virtual meters' figures of today as /api/panel/today-usage does", 30_000, async () => {
+    state = await readPage(page);
+    const answers = todayUsage.recent(API_HISTORY_MS);
+    if (answers.length === 0) return [`no today-usage answer yet (${todayUsage.lastError})`];
+    const problems = closest(groupMetersOf(state), answers.map(expectedGroupMeters));
+    for (const group of state.groups) {
+      for (const meter of group.meters) {
+        if (!meter.visible && group.visible) problems.push(`${meter.meter} is hidden in ${group.name}'s summary`);
+      }
+    }
+    return problems;
+  });
+  for (const group of state.groups) {
+    for (const meter of group.meters) {
+      pass(`${group.name}'s summary: ${meter.meter} ${meter.kwh} kWh, ${meter.cost}${meter.negative ? ', marked "negative"' : ''}, `
+        + 'as /api/panel/today-usage says (its sign included)');
+    }
+  }
+  const differences = virtualIds().filter((id) => declared.get(id).difference);
+  const loss = state.cards.find((card) => differences.includes(card.panel));
+  if (loss) {
+    await waitFor(`${loss.panel}'s card shows its usage of today with its sign, marked when negative`, 30_000, async () => {
+      state = await readPage(page);
+      const card = state.cards.find((c) => c.panel === loss.panel);
+      const answers = todayUsage.recent(API_HISTORY_MS).map((body) => body.panels.find((panel) => panel.panel === loss.panel)).filter(Boolean);
+      return answers.some((today) => card.todayUsage === fixed(today.usage_kwh, 3) && card.todayNegative === today.usage_kwh < 0)
+        ? [] : [`${loss.panel} shows ${card.todayUsage} kWh (negative mark ${card.todayNegative})`];
+    });
+    const card = state.cards.find((c) => c.panel === loss.panel);
+    pass(`${loss.panel}'s card: ${card.todayUsage} kWh today${card.todayNegative ? ', marked "negative"' : ''}, power ${card.power} kW`);
+  }
+}
+
+// What the user opened is still open, and no card or group was made again, after the page
+// refreshed today's figures (and the stream updated every card).
+async function checkKept(page, refreshes) {
+  const kept = await page.evaluate(() => {
+    const elements = [...document.querySelectorAll('#cards .card, #cards details.group')];
+    return {
+      elements: elements.length,
+      remade: elements.filter((element) => element.__kept !== true).length,
+      closed: [...document.querySelectorAll('#cards details.group')].filter((group) => !group.open).length,
+    };
+  });
+  const problems = [];
+  if (refreshes < 1) problems.push('the page has not refreshed today\'s figures since the groups were opened');
+  if (kept.remade > 0) problems.push(`${kept.remade} of ${kept.elements} cards and groups were made again`);
+  if (kept.closed > 0) problems.push(`${kept.closed} groups closed by themselves`);
+  if (problems.length > 0) throw new CheckFailed(`the open groups across refreshes:\n  ${problems.join('\n  ')}`);
+  pass(`after ${refreshes} refreshes of today's figures and the stream's updates, the ${kept.elements} cards and groups `
+    + 'are the same elements and every group the user opened is still open');
+}
+
+// Types `query` into the search box; waits until the page shows what it should.
+async function search(page, query, what, expect) {
+  await page.fill('#search', query);
+  let state;
+  await waitFor(`searching ${JSON.stringify(query)}: ${what}`, 10_000, async () => {
+    state = await readPage(page);
+    return expect(state);
+  });
+  return state;
+}
+
+// The search box: it filters the cards by id, building, floor or tenant, opens the groups with
+// a match and hides the others, counts; emptied, the groups are as the user left them.
+async function checkSearch(page) {
+  let state = await readPage(page);
+  const problems = [];
+  if (!state.search.visible || state.search.type !== 'search' || state.search.label !== 'Find a panel') {
+    problems.push(`the search box: visible ${state.search.visible}, type ${state.search.type}, label ${JSON.stringify(state.search.label)}`);
+  }
+  if (problems.length > 0) throw new CheckFailed(problems.join('; '));
+  const panel = expectedPanels[expectedPanels.length - 1];
+  const tenant = declared.get(panel)?.tenant;
+  const building = placeOf(panel).building;
+  const floor = placeOf(panel).floor;
+  const queries = [
+    panel.toLowerCase(), // an id, in another case
+    ...(tenant ? [tenant.toUpperCase()] : []),
+    ...(building ? [building] : []),
+    ...(floor !== null ? [floorLabel(floor)] : []),
+    'no such panel',
+  ];
+  // What the page must show for a query: the matching cards, their groups open and the others
+  // hidden, and the count.
+  const expect = (query) => (shown) => {
+    const wrong = [];
+    const matching = expectedEntries.filter((id) => matchesQuery(id, query));
+    const visible = shown.cards.filter((card) => card.visible).map((card) => card.panel).sort();
+    if (JSON.stringify(visible) !== JSON.stringify(matching)) wrong.push(`cards shown ${JSON.stringify(visible)}, matching ${JSON.stringify(matching)}`);
+    for (const group of shown.groups) {
+      const inside = matching.filter((id) => placeOf(id).building === group.building
+        && (group.level === 'building' || placeOf(id).floor === group.floor));
+      const hasMatch = inside.length > 0;
+      const parentOpen = group.level === 'building' || groupOf(shown, group.building)?.open;
+      if (group.open !== hasMatch || group.visible !== (hasMatch && parentOpen)) {
+        wrong.push(`${group.name}${group.level === 'floor' ? ` of ${group.building}` : ''}: open ${group.open}, visible ${group.visible}, `
+          + `${inside.length} matches`);
+      }
+    }
+    const text = expectedCount(expectedEntries, query);
+    if (shown.search.count !== text) wrong.push(`the count says ${JSON.stringify(shown.search.count)}, expected ${JSON.stringify(text)}`);
+    if (shown.search.empty !== (matching.length === 0)) wrong.push(`"no match" shown: ${shown.search.empty}`);
+    return wrong;
+  };
+  // The user closes every building first: the search must open what it finds.
+  for (const group of state.groups.filter((g) => g.level === 'building' && g.open)) {
+    await page.click(`#cards details.group-building[data-building="${group.building}"] > summary`);
+  }
+  await waitFor('the buildings closed by the user', 10_000, async () => {
+    state = await readPage(page);
+    return state.groups.filter((g) => g.level === 'building' && g.open).map((g) => `${g.name} is open`);
+  });
+  for (const query of queries) {
+    state = await search(page, query, 'the matching cards in their opened groups, the others hidden, the count', expect(query));
+    pass(`search ${JSON.stringify(query)}: ${state.search.count}; shown ${state.cards.filter((c) => c.visible).map((c) => c.panel).join(', ') || 'nothing'}`
+      + `${state.search.empty ? ' ("No panel or virtual meter matches.")' : ''}; open groups: `
+      + `${state.groups.filter((g) => g.open && g.visible).map((g) => (g.level === 'floor' ? `${g.building} ${g.name}` : g.name)).join(', ') || 'none'}`);
+  }
+  // Emptied: the buildings closed again, as the user left them; the floors open.
+  state = await search(page, '', 'the groups as the user left them', (shown) => {
+    const wrong = [];
+    for (const group of shown.groups) {
+      const open = group.level === 'floor';
+      if (group.open !== open) wrong.push(`${group.name}: open ${group.open}`);
+    }
+    if (shown.search.count !== expectedCount(expectedEntries, '')) wrong.push(`the count says ${JSON.stringify(shown.search.count)}`);
+    return wrong;
+  });
+  pass(`search emptied: every building closed again, as the user left them; "${state.search.count}"`);
+  // Open again for the rest of the checks (and the screenshot).
+  for (const group of state.groups.filter((g) => g.level === 'building')) {
+    await page.click(`#cards details.group-building[data-building="${group.building}"] > summary`);
+  }
+  await waitFor('every building open again', 10_000, async () => {
+    state = await readPage(page);
+    return state.cards.filter((card) => !card.visible).map((card) => `${card.panel} hidden`);
+  });
+  return state;
+}
+
+// Without buildings (a server without METERS_FILE, whose panels are `ids`) the cards are one
+// flat list, sorted by id; the search box filters it all the same, by id.
+async function checkFlatSearch(page, ids) {
+  let state;
+  await waitFor('without buildings, one flat list of cards, sorted by id', 20_000, async () => {
+    state = await readPage(page);
+    const shown = state.cards.map((card) => card.panel);
+    const problems = [];
+    if (state.mode !== 'flat' || state.groups.length > 0) problems.push(`#cards in ${state.mode} mode, ${state.groups.length} groups`);
+    if (JSON.stringify(shown) !== JSON.stringify(ids)) problems.push(`cards ${JSON.stringify(shown)}`);
+    if (state.cards.some((card) => !card.direct || !card.visible)) problems.push('a card is hidden or not in the flat list');
+    const text = `${ids.length} ${plural(ids.length, 'panel', 'panels')}`;
+    if (state.search.count !== text) problems.push(`the count says ${JSON.stringify(state.search.count)}, expected ${JSON.stringify(text)}`);
+    return problems;
+  });
+  const query = ids[0].slice(-3).toLowerCase();
+  const matching = ids.filter((id) => id.toLowerCase().includes(query));
+  state = await search(page, query, 'the matching cards', (shown) => {
+    const visible = shown.cards.filter((card) => card.visible).map((card) => card.panel);
+    const text = `${matching.length} of ${ids.length} ${plural(ids.length, 'panel', 'panels')} match`;
+    return [
+      ...(JSON.stringify(visible) === JSON.stringify(matching) ? [] : [`cards shown ${JSON.stringify(visible)}, matching ${JSON.stringify(matching)}`]),
+      ...(shown.search.count === text ? [] : [`the count says ${JSON.stringify(shown.search.count)}, expected ${JSON.stringify(text)}`]),
+    ];
+  });
+  pass(`without buildings: one flat list of ${ids.length} cards, sorted by id; search ${JSON.stringify(query)}: "${state.search.count}"`);
+  state = await search(page, '', 'every card again', (shown) => shown.cards.filter((card) => !card.visible).map((card) => `${card.panel} hidden`));
+  return state;
+}
+
 // The bill page: opened through the navigation on the last whole month, all panels; its CSV
 // file; one panel; then printed to PDF.
 // The page's console errors, uncaught exceptions, failed requests and error answers, as they
@@ -1298,8 +1844,8 @@ async function runBill(browser) {
     const month = lastWholeMonth(today.date);
     const billUrl = (panel) => new URL(`/api/bill?${billQuery(month, panel)}`, dashboardUrl).href;
     const all = await getJson(billUrl(''));
-    if (all.panels.length !== expectedPanels.length) {
-      throw new CheckFailed(`/api/bill?month=${month} bills ${all.panels.length} panels, not ${expectedPanels.length}`);
+    if (all.panels.length !== expectedEntries.length) {
+      throw new CheckFailed(`/api/bill?month=${month} bills ${all.panels.length} panels and virtual meters, not ${expectedEntries.length}`);
     }
     let shown;
     await waitFor(`the bill page shows /api/bill of ${month}, the last whole month, for all panels`, 30_000, async () => {
@@ -1307,7 +1853,7 @@ async function runBill(browser) {
       const offered = JSON.stringify(shown.panelOptions);
       return [
         ...billProblems(shown, all, ''),
-        ...(offered === JSON.stringify(['', ...expectedPanels]) ? [] : [`the panel picker offers ${offered}`]),
+        ...(offered === JSON.stringify(['', ...expectedEntries]) ? [] : [`the panel picker offers ${offered}`]),
       ];
     });
     const lines = Object.values(shown.sheets).reduce((sum, sheet) => sum + sheet.lineCount + sheet.sumCount, 0);
@@ -1368,7 +1914,7 @@ async function runBill(browser) {
       if (!sheet.visible) problems.push(`the bill of ${sheet.panel} is hidden in print`);
       if (sheet.breakAfter !== 'page') problems.push(`the bill of ${sheet.panel} has break-after: ${sheet.breakAfter}`);
     }
-    if (media.sheets.length !== expectedPanels.length) problems.push(`${media.sheets.length} bills in print`);
+    if (media.sheets.length !== expectedEntries.length) problems.push(`${media.sheets.length} bills in print`);
     if (media.color !== 'rgb(0, 0, 0)') problems.push(`text colour ${media.color} in print`);
     if (media.background !== 'rgb(255, 255, 255)') problems.push(`page background ${media.background} in print`);
     const coloured = media.sheetBackground.filter((colour) => !['rgb(255, 255, 255)', 'rgba(0, 0, 0, 0)'].includes(colour));
@@ -1436,6 +1982,8 @@ async function runWithToken(browser) {
           + `${state.daily.bars.length} daily bars`];
     });
     pass(`with a token (${tokenUrl}): signed in, the page shows ${state.curve.panel}'s load curve and daily bars`);
+    // That server has no METERS_FILE.
+    await checkFlatSearch(page, expectedPanels);
     const authorization = { Authorization: `Bearer ${token}` };
     for (const link of csvLinks) {
       await waitFor(`with a token, clicking ${link.what} CSV link saves the file through a blob: URL`, 30_000, async () => {
@@ -1475,6 +2023,200 @@ async function runWithToken(browser) {
   }
 }
 
+// ---- a large site -----------------------------------------------------------------------------
+
+// Where the page spends its time: the marks it sets (ms after navigation started) and how much
+// it made.
+function readCosts(page) {
+  return page.evaluate(() => {
+    const mark = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
+    return {
+      streamOpen: mark('dashboard:stream-open'),
+      firstGroup: mark('dashboard:first-group'),
+      panelsListed: mark('dashboard:panels-listed'),
+      svgs: document.querySelectorAll('svg').length,
+      cards: document.querySelectorAll('#cards .card').length,
+      elements: document.getElementsByTagName('*').length,
+    };
+  });
+}
+
+// At most this many svg elements on the page of a large site: the two charts of the one-panel
+// view, the monthly charts of the panels that used the most and one of all the others.
+const MANY_SVG_LIMIT = 30;
+
+// The page of a site with `manyPanels` panels in buildings (and their virtual meters), whose
+// readings were written before: how fast the first group shows, how little is made (no card
+// of a collapsed group, a few charts), the monthly charts of the top panels and of the others
+// added up, the search, cards made as groups are opened, and a negative loss meter.
+async function runMany(browser) {
+  const meters = await getJson(new URL('/api/meters', dashboardUrl).href);
+  const panels = meters.panels.map((panel) => panel.panel);
+  learnMeters(meters, panels);
+  if (panels.length !== manyPanels) throw new CheckFailed(`/api/meters declares ${panels.length} panels, not ${manyPanels}`);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+  const faults = faultsOf(page);
+  const numbers = [];
+  try {
+    const started = Date.now();
+    const response = await page.goto(dashboardUrl, { waitUntil: 'commit' });
+    if (!response || response.status() !== 200) throw new CheckFailed(`GET ${dashboardUrl} answered ${response && response.status()}`);
+    await page.waitForSelector('#cards details.group-building:not([hidden])', { timeout: 30_000 });
+    const firstSeen = Date.now() - started;
+    let state;
+    await waitFor('every building counts its panels ONLINE as /api/panel/realtime does, all collapsed, no card made', 30_000, async () => {
+      state = await readPage(page);
+      const problems = [];
+      const body = await getJson(new URL('/api/panel/realtime', dashboardUrl).href);
+      problems.push(...differences(groupCountsOf(state), expectedGroupCounts(body)));
+      const open = state.groups.filter((group) => group.open && group.level === 'building');
+      if (open.length > 0) problems.push(`${open.length} buildings open`);
+      if (state.cards.length > 0) problems.push(`${state.cards.length} cards made`);
+      const text = expectedCount(expectedEntries, '');
+      if (state.search.count !== text) problems.push(`the count says ${JSON.stringify(state.search.count)}, expected ${JSON.stringify(text)}`);
+      return problems;
+    });
+    const loaded = await readCosts(page);
+    const buildings = state.groups.filter((group) => group.level === 'building');
+    numbers.push(`first group ${loaded.firstGroup.toFixed(0)} ms after navigation started (seen by the test after ${firstSeen} ms; `
+      + `the stream answered after ${loaded.streamOpen.toFixed(0)} ms), every panel counted after ${loaded.panelsListed.toFixed(0)} ms`);
+    pass(`${manyPanels} panels, ${virtualIds().length} virtual meters: ${buildings.length} buildings, collapsed, `
+      + `no card made (${loaded.elements} elements on the page); first group ${loaded.firstGroup.toFixed(0)} ms after navigation `
+      + `started, every panel counted after ${loaded.panelsListed.toFixed(0)} ms; e.g. ${buildings[1].name}: ${buildings[1].count}`);
+
+    // The monthly section: the panels that used the most, then the others added up.
+    await waitFor('the monthly charts: the panels that used the most in the year, then all the others added up', 90_000, async () => {
+      state = await readPage(page);
+      const problems = [];
+      if (state.charts.length === 0) return ['no monthly chart yet'];
+      const body = await getJson(new URL(`/api/energy/monthly?year=${state.charts[0].year}`, dashboardUrl).href);
+      const ranked = body.panels.filter((panel) => panel.kind !== 'virtual')
+        .sort((a, b) => b.total_kwh - a.total_kwh || (a.panel < b.panel ? -1 : 1));
+      const top = ranked.slice(0, state.charts.length).map((panel) => panel.panel);
+      const shown = state.charts.map((chart) => chart.panel);
+      if (JSON.stringify(shown) !== JSON.stringify(top)) problems.push(`charts of ${JSON.stringify(shown)}, the top panels are ${JSON.stringify(top)}`);
+      const rest = body.panels.filter((panel) => panel.kind !== 'virtual' && !shown.includes(panel.panel));
+      const others = state.others[0];
+      if (state.others.length !== 1 || others.others !== rest.length) {
+        problems.push(`charts of the others: ${JSON.stringify(state.others.map((chart) => chart.others))}, ${rest.length} others`);
+      } else {
+        for (const bar of others.bars) {
+          const sum = rest.reduce((total, panel) => total + panel.months[bar.key - 1].usage_kwh, 0);
+          if (Math.abs(bar.value - sum) > 1e-6 * Math.max(1, Math.abs(sum))) problems.push(`the others' month ${bar.key}: ${bar.value} kWh, the sum is ${sum}`);
+        }
+        if (others.title !== `The other ${count(rest.length)} panels, added up`) problems.push(`the others' chart is called ${JSON.stringify(others.title)}`);
+      }
+      if (state.monthlyNote === null) problems.push('no note says what the charts show');
+      return problems;
+    });
+    const charted = await readCosts(page);
+    pass(`monthly: ${state.charts.length} charts of the panels that used the most (${state.charts.slice(0, 3).map((chart) => chart.panel).join(', ')}, …) `
+      + `and one of the other ${state.others[0].others} added up; note: "${state.monthlyNote}"`);
+    numbers.push(`${charted.svgs} svg elements with every chart drawn`);
+    if (charted.svgs > MANY_SVG_LIMIT) throw new CheckFailed(`${charted.svgs} svg elements on the page, more than ${MANY_SVG_LIMIT}`);
+    pass(`${charted.svgs} svg elements on the page (at most ${MANY_SVG_LIMIT}), ${charted.cards} cards`);
+
+    // The summaries' loss meters: their figures of today, a negative one marked.
+    const today = await getJson(new URL('/api/panel/today-usage', dashboardUrl).href);
+    await waitFor("the buildings' summaries show their virtual meters' figures of today", 70_000, async () => {
+      state = await readPage(page);
+      return differences(groupMetersOf(state), expectedGroupMeters(today));
+    });
+    const negative = state.groups.flatMap((group) => group.meters.filter((meter) => meter.negative).map((meter) => `${group.name}: ${meter.meter} ${meter.kwh} kWh`));
+    if (negative.length === 0) throw new CheckFailed('no loss meter is negative today: the data should make one so');
+    pass(`every building's summary shows its virtual meters' figures of today as /api/panel/today-usage does; negative, marked: ${negative.join('; ')}`);
+
+    // Search: a floor's panels, by id and by tenant.
+    const floorQueries = [
+      [`${panels[210].slice(0, 7)}`, 'a floor by the start of its panels\' ids'],
+      [declared.get(panels[745]).tenant.toUpperCase(), 'a tenant'],
+    ];
+    for (const [query, what] of floorQueries) {
+      const before = Date.now();
+      state = await search(page, query, `${what}: the matching cards shown, their building and floor opened`, (shown) => {
+        const matching = expectedEntries.filter((id) => matchesQuery(id, query));
+        const visible = shown.cards.filter((card) => card.visible).map((card) => card.panel).sort();
+        const text = expectedCount(expectedEntries, query);
+        const open = shown.groups.filter((group) => group.open).map((group) => `${group.building}/${group.floor ?? ''}`);
+        const places = [...new Set(matching.flatMap((id) => [`${placeOf(id).building}/`, `${placeOf(id).building}/${placeOf(id).floor}`]))].sort();
+        return [
+          ...(JSON.stringify(visible) === JSON.stringify(matching) ? [] : [`${visible.length} cards shown, ${matching.length} match`]),
+          ...(shown.search.count === text ? [] : [`the count says ${JSON.stringify(shown.search.count)}, expected ${JSON.stringify(text)}`]),
+          ...(JSON.stringify(open.sort()) === JSON.stringify(places) ? [] : [`open ${JSON.stringify(open)}, expected ${JSON.stringify(places)}`]),
+        ];
+      });
+      const costs = await readCosts(page);
+      numbers.push(`search ${JSON.stringify(query)}: shown within ${Date.now() - before} ms (debounce included), ${costs.cards} cards made, ${costs.svgs} svg elements`);
+      pass(`search ${JSON.stringify(query)} (${what}): "${state.search.count}", ${costs.cards} cards made in all, ${costs.svgs} svg elements`);
+    }
+    state = await search(page, '', 'the buildings collapsed again', (shown) => shown.groups
+      .filter((group) => group.open && group.level === 'building').map((group) => `${group.name} is open`));
+    pass('search emptied: every building collapsed again');
+
+    // A building opened: its virtual meters' cards, its floors collapsed (a large building);
+    // a floor opened: its panels' cards, made then.
+    const building = buildings[4];
+    const madeBefore = (await readCosts(page)).cards;
+    let before = Date.now();
+    await page.click(`#cards details.group-building[data-building="${building.building}"] > summary`);
+    await waitFor(`opened, ${building.name} shows its virtual meters and its floors, collapsed`, 10_000, async () => {
+      state = await readPage(page);
+      const shown = state.cards.filter((card) => card.visible).map((card) => card.panel);
+      const own = virtualIds().filter((id) => placeOf(id).building === building.building);
+      const floors = state.groups.filter((group) => group.level === 'floor' && group.building === building.building);
+      return [
+        ...(JSON.stringify(shown.sort()) === JSON.stringify(own) ? [] : [`cards shown ${JSON.stringify(shown)}`]),
+        ...floors.filter((floor) => floor.open || !floor.visible).map((floor) => `${floor.name}: open ${floor.open}, visible ${floor.visible}`),
+        ...(floors.length > 0 ? [] : ['no floor shown']),
+      ];
+    });
+    numbers.push(`${building.name} opened in ${Date.now() - before} ms`);
+    const floor = state.groups.find((group) => group.level === 'floor' && group.building === building.building);
+    before = Date.now();
+    await page.click(`#cards details.group-floor[data-building="${building.building}"][data-floor="${floor.floor}"] > summary`);
+    await waitFor(`opened, ${floor.name} of ${building.name} shows its panels`, 10_000, async () => {
+      state = await readPage(page);
+      const shown = state.cards.filter((card) => card.visible && card.floor === floor.floor).map((card) => card.panel).sort();
+      const expected = panels.filter((id) => placeOf(id).building === building.building && placeOf(id).floor === floor.floor);
+      return JSON.stringify(shown) === JSON.stringify(expected) ? [] : [`cards shown ${JSON.stringify(shown)}`];
+    });
+    const opened = await readCosts(page);
+    numbers.push(`${floor.name} opened in ${Date.now() - before} ms; ${opened.cards} cards made in all (${opened.cards - madeBefore} by opening), `
+      + `${opened.svgs} svg elements, ${opened.elements} elements`);
+    pass(`opened, ${building.name} shows its virtual meters and ${state.groups.filter((g) => g.level === 'floor' && g.building === building.building).length} `
+      + `floors, collapsed; ${floor.name} opened shows its panels; ${opened.cards} cards made in all`);
+
+    // A negative loss meter picked for the one-panel view: its negative quarter hours below the
+    // zero line.
+    const loss = negative.length > 0 ? state.groups.flatMap((group) => group.meters).find((meter) => meter.negative).meter : null;
+    await page.selectOption('#panel', loss);
+    await waitFor(`picked, ${loss}: its quarter hours, the negative ones below the zero line`, 30_000, async () => {
+      state = await readPage(page);
+      const curveAnswer = await getJson(new URL(`${intervalsPath(loss)}?step=15m`, dashboardUrl).href);
+      return [
+        ...differences(curveOf(state.curve), expectedCurve(curveAnswer)),
+        ...shapeProblems('quarter hour', state.curve.bars, state.curve.zero),
+      ];
+    });
+    const below = state.curve.bars.filter((bar) => bar.negative).length;
+    pass(`picked, ${loss}: ${state.curve.bars.length} quarter hours today, ${below} negative drawn below the zero line, total ${state.curve.total} kWh`);
+
+    const last = await readCosts(page);
+    if (last.svgs > MANY_SVG_LIMIT) throw new CheckFailed(`${last.svgs} svg elements on the page, more than ${MANY_SVG_LIMIT}`);
+    if (state.errors.length > 0) throw new CheckFailed(`the page shows errors: ${state.errors.join('; ')}`);
+    if (faults.length > 0) throw new CheckFailed(`the page had faults:\n  ${faults.join('\n  ')}`);
+    pass('no console error, uncaught exception, failed request or error message on the page');
+    for (const line of numbers) console.log(`     ${line}`);
+    console.log(`MEASURED ${manyPanels} panels: first group ${loaded.firstGroup.toFixed(0)} ms after navigation started, `
+      + `every panel counted ${loaded.panelsListed.toFixed(0)} ms, svg elements at most ${Math.max(charted.svgs, last.svgs)} `
+      + `(limit ${MANY_SVG_LIMIT}), cards made ${last.cards}`);
+  } finally {
+    await page.screenshot({ path: screenshotPath, fullPage: true });
+    console.log(`screenshot ${screenshotPath}`);
+    await page.close();
+  }
+}
+
 async function main() {
   let chromium;
   try {
@@ -1486,6 +2228,22 @@ async function main() {
     await access(chromiumPath, constants.X_OK);
   } catch {
     throw new CheckFailed(`no Chromium at ${chromiumPath}: install Debian's \`chromium\` package (scripts/install-services.sh --for-tests does) or set CHROMIUM`);
+  }
+  if (manyPanels !== null) {
+    const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS });
+    try {
+      console.log(`chromium ${browser.version()}, node ${process.version}`);
+      await runMany(browser);
+    } finally {
+      await browser.close();
+    }
+    return;
+  }
+  learnMeters(await getJson(new URL('/api/meters', dashboardUrl).href));
+  for (const id of expectedEntries) {
+    const history = new ApiHistory(`${intervalsPath(id)}?step=15m`);
+    intervals.set(id, history);
+    histories.push(history);
   }
   const stops = histories.map((history) => history.start());
   const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS });

@@ -11,6 +11,15 @@
 // days of this month are fetched a few seconds after a new reading and every minute; the
 // monthly figures every five minutes.
 //
+// With a METERS_FILE (/api/meters, read once at start) that names buildings, the cards are
+// grouped: building, then floor, each a <details> that starts collapsed (floors start open in
+// a building of at most MANY entries). A group's cards are created only when it is opened, and
+// the groups are made once and only updated, so what the user opened stays open across the
+// page's refreshes. The search box filters the cards by id, building, floor or tenant and opens
+// the groups with a match. With more than MANY panels and virtual meters the monthly section
+// draws the TOP_CHARTS panels that used the most and one chart of all the others together,
+// never a chart per panel.
+//
 // Two views, chosen by the URL's fragment: the dashboard (#dashboard, or none) and the bill
 // (#bill?month=YYYY-MM&panel=ID), a printable bill per panel from /api/bill; its print style
 // sheet prints the bills alone, one panel per page.
@@ -24,6 +33,11 @@
   const STALL_MS = 45000; // three missed keep-alives (the server sends one every 15 s)
   const TODAY_MS = 60000;
   const TODAY_AFTER_READING_MS = 5000;
+  const TODAY_AFTER_READING_MANY_MS = 30000; // with more than MANY entries: each answer is large
+  const MANY = 24; // more panels and virtual meters than this: no chart per entry
+  const TOP_CHARTS = 12; // with more than MANY, the monthly charts of the panels that used the most
+  const SEARCH_DELAY_MS = 120;
+  const GROUPS_DELAY_MS = 100; // group summaries are updated at most this often
   const MONTHLY_MS = 5 * 60000;
   const YEARS_OFFERED = 10;
   const QUARTERS_PER_DAY = 96; // 92 or 100 on a day the clocks change
@@ -47,6 +61,8 @@
     tokenForm: $('#token-form'),
     token: $('#token'),
     cardTemplate: $('#card-template'),
+    groupTemplate: $('#group-template'),
+    search: $('#search'),
     chartTemplate: $('#chart-template'),
     tariffsNow: $('#tariffs-now'),
     tariffTemplate: $('#tariff-template'),
@@ -62,12 +78,23 @@
 
   const state = {
     token: readToken(),
-    panels: new Map(), // id -> {card, data, receivedAt}
+    // id -> an entry (see newEntry): every panel and virtual meter with a reading; its card
+    // is made when its group is first open.
+    panels: new Map(),
+    // id -> {kind, building, floor, tenant, expression} from /api/meters.
+    declared: new Map(),
+    hierarchy: false, // whether the cards are grouped by building and floor
+    root: null, // the group of the flat list, or of the buildings (see newGroup)
+    query: '', // the search box's text, lower case, trimmed
+    sizes: new Map(), // building -> how many panels and virtual meters it declares
+    marked: false, // whether the first group or card is on the page (a performance mark)
+    listed: false, // whether the stream's first complete set arrived (another mark)
     today: new Map(), // id -> a panel of /api/panel/today-usage
     todayDate: null, // today in the server's time zone, YYYY-MM-DD
     tariffNames: [], // the tariffs of /api/panel/today-usage, in its order
     timeOfUse: false, // whether a kWh has more than one price (tariff_per_kwh is null)
-    panelIds: [], // every panel with a reading, sorted by id
+    panelIds: [], // every panel and virtual meter with a reading, sorted by id
+    kinds: new Map(), // id -> 'panel' or 'virtual', from today-usage
     currency: '',
     charts: new Map(), // id -> figure
     year: null,
@@ -280,31 +307,259 @@
     window.setTimeout(() => { element.textContent = text; }, 50);
   }
 
-  // ---- panel cards ----------------------------------------------------------------------
+  // ---- panels, virtual meters and their groups -------------------------------------------
 
-  function cardFor(id) {
-    let entry = state.panels.get(id);
-    if (entry) return entry;
-    const card = page.cardTemplate.content.firstElementChild.cloneNode(true);
-    card.setAttribute('data-panel', id);
-    setText(field('panel', card), id);
-    entry = { card, data: null, receivedAt: 0 };
+  // "Floor 3" for a floor named by a number, the name itself otherwise ("Ground", "Lantai 3").
+  const floorName = (floor) => (/^[0-9]+$/.test(floor) ? `Floor ${floor}` : floor);
+  const plural = (count, one, many) => (count === 1 ? one : many);
+  const count = (value) => fixed(value, 0); // "1,000"
+  const byId = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+  // Groups by name, numbers in numeric order ("Floor 2" before "Floor 10"); the group of
+  // those without a name ("No building") last.
+  const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
+  function groupOrder(a, b) {
+    if (a === null || b === null) return (a === null) - (b === null);
+    return collator.compare(a, b) || byId(a, b);
+  }
+
+  // Cards by id, as the API lists them; in a group the virtual meters (its total, its loss)
+  // first.
+  function cardOrder(a, b) {
+    if (state.hierarchy) {
+      const kinds = (state.panels.get(a).kind === 'virtual' ? 0 : 1) - (state.panels.get(b).kind === 'virtual' ? 0 : 1);
+      if (kinds !== 0) return kinds;
+    }
+    return byId(a, b);
+  }
+
+  // The declared panels and virtual meters (GET /api/meters, once per start). Without a
+  // building in it (or without a METERS_FILE) the cards stay one flat list.
+  async function loadMeters() {
+    let body = { panels: [], meters: [] };
+    try {
+      body = await api('/api/meters');
+      setText(field('panels_error'), '');
+    } catch (error) {
+      if (error instanceof TokenNeeded) throw error;
+      setText(field('panels_error'), `The buildings could not be loaded (${error.message}): the panels are listed without them.`);
+    }
+    state.declared = new Map();
+    const tag = (value) => (typeof value === 'string' && value !== '' ? value : null);
+    for (const panel of body.panels || []) {
+      state.declared.set(panel.panel, {
+        kind: 'panel', building: tag(panel.building), floor: tag(panel.floor), tenant: tag(panel.tenant), expression: null,
+      });
+    }
+    for (const meter of body.meters || []) {
+      state.declared.set(meter.meter, {
+        kind: 'virtual', building: tag(meter.building), floor: tag(meter.floor), tenant: tag(meter.tenant), expression: meter.expression,
+      });
+    }
+    state.hierarchy = [...state.declared.values()].some((declared) => declared.building !== null);
+    // How many entries each building declares: its floors start open when that is few.
+    state.sizes = new Map();
+    for (const declared of state.declared.values()) {
+      state.sizes.set(declared.building, (state.sizes.get(declared.building) || 0) + 1);
+    }
+    state.panels.clear();
+    page.cards.replaceChildren();
+    page.cards.className = state.hierarchy ? 'groups' : 'cards';
+    page.cards.setAttribute('data-mode', state.hierarchy ? 'buildings' : 'flat');
+    state.root = newGroup(null, null, 'root');
+    state.marked = false;
+    showSearchCount();
+  }
+
+  // A group: the root (the flat list, or the buildings), a building or a floor. `entries` are
+  // the ids listed directly in it, `cards` those of them with a card, in the page's order.
+  function newGroup(parent, name, level) {
+    const group = {
+      level,
+      name,
+      parent,
+      children: new Map(), // name -> group: the root's buildings, a building's floors
+      entries: new Set(),
+      cards: [],
+      element: null,
+      list: page.cards,
+      childList: page.cards,
+      userOpen: false, // open or closed by the user (a search opens groups for a while)
+      expectedOpen: false, // as this script last set it
+      meters: '', // the virtual meters shown in its summary
+    };
+    if (level === 'root') return group;
+    const element = page.groupTemplate.content.firstElementChild.cloneNode(true);
+    element.classList.add(`group-${level}`);
+    element.setAttribute('data-building', level === 'building' ? name ?? '' : parent.name ?? '');
+    if (level === 'floor') element.setAttribute('data-floor', name);
+    setText(field('group_name', element), level === 'building' ? name ?? 'No building' : floorName(name));
+    // Buildings start collapsed; floors open, unless their building is large.
+    const open = level === 'floor' && (state.sizes.get(parent.name) || 0) <= MANY;
+    element.open = open;
+    element.hidden = true; // until something in it has a reading
+    group.userOpen = open;
+    group.expectedOpen = open;
+    group.element = element;
+    group.list = field('group_cards', element);
+    group.childList = field('group_floors', element);
+    element.addEventListener('toggle', () => toggled(group));
+    const next = [...parent.children.values()]
+      .filter((other) => groupOrder(other.name, name) > 0)
+      .sort((a, b) => groupOrder(a.name, b.name))[0];
+    parent.childList.insertBefore(element, next ? next.element : null);
+    parent.children.set(name, group);
+    return group;
+  }
+
+  function childGroup(parent, name, level) {
+    return parent.children.get(name) || newGroup(parent, name, level);
+  }
+
+  // Where an id's card goes: its building, then its floor (if it has one); everything without
+  // a building (an undeclared panel too) under "No building".
+  function groupFor(id) {
+    if (!state.hierarchy) return state.root;
+    const declared = state.declared.get(id);
+    const building = childGroup(state.root, declared ? declared.building : null, 'building');
+    return declared && declared.floor !== null ? childGroup(building, declared.floor, 'floor') : building;
+  }
+
+  // Every group below `group`, depth first.
+  function* groupsIn(group) {
+    for (const child of group.children.values()) {
+      yield child;
+      yield* groupsIn(child);
+    }
+  }
+
+  // Whether a group's cards are on the page: it and every group around it open.
+  function isShown(group) {
+    for (let g = group; g.level !== 'root'; g = g.parent) {
+      if (!g.element.open || g.element.hidden) return false;
+    }
+    return true;
+  }
+
+  function toggled(group) {
+    const { open } = group.element;
+    if (open !== group.expectedOpen) {
+      // The user's doing, not the search's.
+      group.userOpen = open;
+      group.expectedOpen = open;
+    }
+    if (open) renderGroup(group);
+  }
+
+  // Creates the cards of a group that is on the page (and of its open floors), for the entries
+  // that match the search; hides those that do not.
+  function renderGroup(group) {
+    if (!isShown(group)) return;
+    for (const id of group.entries) {
+      const entry = state.panels.get(id);
+      if (entry.match) {
+        if (!entry.card) createCard(entry);
+        entry.card.hidden = false;
+      } else if (entry.card) {
+        entry.card.hidden = true;
+      }
+    }
+    for (const child of group.children.values()) renderGroup(child);
+  }
+
+  // What the page keeps of a panel or virtual meter: its place, its group, its card (null until
+  // its group is open), its latest state (`data`, received at `receivedAt`) and whether it
+  // matches the search.
+  function newEntry(id, kind) {
+    const declared = state.declared.get(id);
+    const entry = {
+      id,
+      kind: declared ? declared.kind : kind === 'virtual' ? 'virtual' : 'panel',
+      building: declared ? declared.building : null,
+      floor: declared ? declared.floor : null,
+      tenant: declared ? declared.tenant : null,
+      expression: declared ? declared.expression : null,
+      group: null,
+      card: null,
+      data: null,
+      receivedAt: 0,
+    };
+    entry.haystack = [id, entry.building, entry.floor, entry.floor && floorName(entry.floor), entry.tenant]
+      .filter(Boolean).join('\n').toLowerCase();
+    entry.match = matches(entry);
     state.panels.set(id, entry);
-    // Keep the cards sorted by id, as the API lists them.
-    const next = [...state.panels.keys()].filter((other) => other > id).sort()[0];
-    page.cards.insertBefore(card, next === undefined ? null : state.panels.get(next).card);
-    showToday(id);
+    entry.group = groupFor(id);
+    entry.group.entries.add(id);
+    if (entry.match) {
+      // Its groups show at once (the summaries follow a moment later).
+      for (let g = entry.group; g.level !== 'root'; g = g.parent) g.element.hidden = false;
+      markFirst();
+    }
     field('panels_empty').hidden = true;
     return entry;
   }
 
+  function markFirst() {
+    if (state.marked) return;
+    state.marked = true;
+    // Test hook: the time from navigation to the first group (or card) on the page.
+    performance.mark('dashboard:first-group');
+  }
+
+  function createCard(entry) {
+    const card = page.cardTemplate.content.firstElementChild.cloneNode(true);
+    card.setAttribute('data-panel', entry.id);
+    card.setAttribute('data-kind', entry.kind);
+    setText(field('panel', card), entry.id);
+    if (entry.kind === 'virtual') {
+      field('virtual', card).hidden = false;
+      const expression = field('expression', card);
+      setText(expression, entry.expression || '');
+      expression.setAttribute('title', entry.expression || '');
+      expression.hidden = !entry.expression;
+    }
+    // In a group its building and floor go without saying.
+    const tags = state.hierarchy
+      ? [entry.tenant && `Tenant: ${entry.tenant}`]
+      : [entry.building, entry.floor && floorName(entry.floor), entry.tenant && `Tenant: ${entry.tenant}`];
+    const shown = tags.filter(Boolean).join(' · ');
+    setText(field('tags', card), shown);
+    field('tags', card).hidden = shown === '';
+    entry.card = card;
+    // Into its group's list, in order.
+    const ids = entry.group.cards;
+    let low = 0;
+    let high = ids.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (cardOrder(ids[middle], entry.id) < 0) low = middle + 1;
+      else high = middle;
+    }
+    const next = low < ids.length ? state.panels.get(ids[low]).card : null;
+    ids.splice(low, 0, entry.id);
+    entry.group.list.insertBefore(card, next);
+    if (entry.data) showRealtime(entry);
+    showToday(entry.id);
+    markFirst();
+  }
+
   function updatePanel(panel, { announceChanges }) {
     if (!panel || typeof panel.panel !== 'string') return;
-    const entry = cardFor(panel.panel);
+    const entry = state.panels.get(panel.panel) || newEntry(panel.panel, panel.kind);
     const before = entry.data;
     entry.data = panel;
     entry.receivedAt = performance.now();
-    const { card } = entry;
+    if (entry.card) showRealtime(entry);
+    else if (entry.match && isShown(entry.group)) createCard(entry);
+    if (before && before.status !== panel.status && announceChanges) {
+      announce(`${panel.panel} is now ${panel.status}.`);
+    }
+    if (before && before.last_seen !== panel.last_seen) refreshTodaySoon();
+    if (!before || before.status !== panel.status) groupsChanged();
+  }
+
+  function showRealtime(entry) {
+    const { card, data: panel } = entry;
     const online = panel.status === 'ONLINE';
     card.setAttribute('data-status', panel.status);
     const badge = field('status', card);
@@ -315,26 +570,31 @@
     const seen = field('last_seen', card);
     seen.setAttribute('datetime', panel.last_seen);
     seen.setAttribute('title', new Date(panel.last_seen).toLocaleString());
+    // A virtual meter is ONLINE only while every member is: which are not.
+    const members = Array.isArray(panel.offline_members) ? panel.offline_members : [];
+    field('offline_members_row', card).hidden = members.length === 0;
+    setText(field('offline_members', card), members.join(', '));
     showAge(entry);
-    if (before && before.status !== panel.status && announceChanges) {
-      announce(`${panel.panel} is now ${panel.status}.`);
-    }
-    if (before && before.last_seen !== panel.last_seen) refreshTodaySoon();
   }
 
   function removePanelsExcept(ids) {
     const keep = new Set(ids);
     for (const [id, entry] of state.panels) {
       if (!keep.has(id)) {
-        entry.card.remove();
+        if (entry.card) {
+          entry.card.remove();
+          entry.group.cards.splice(entry.group.cards.indexOf(id), 1);
+        }
+        entry.group.entries.delete(id);
         state.panels.delete(id);
       }
     }
     field('panels_empty').hidden = state.panels.size > 0;
+    groupsChanged();
   }
 
   function showAge(entry) {
-    if (!entry.data) return;
+    if (!entry.data || !entry.card) return;
     // The server's age plus the time since it was received: right even when this device's
     // clock is off.
     const seconds = entry.data.seconds_since_last_seen + (performance.now() - entry.receivedAt) / 1000;
@@ -344,6 +604,164 @@
   window.setInterval(() => {
     for (const entry of state.panels.values()) showAge(entry);
   }, 1000);
+
+  // ---- group summaries ------------------------------------------------------------------
+
+  let groupsTimer = 0;
+
+  // The groups' counts and figures follow a moment later: a stream's first events come by the
+  // thousand.
+  function groupsChanged() {
+    if (!groupsTimer) groupsTimer = window.setTimeout(updateGroups, GROUPS_DELAY_MS);
+  }
+
+  function updateGroups() {
+    window.clearTimeout(groupsTimer);
+    groupsTimer = 0;
+    if (!state.root) return;
+    showSearchCount();
+    if (!state.hierarchy) return;
+    // Each group's panels (ONLINE and in all) and matches, its floors' included.
+    const tally = new Map();
+    for (const entry of state.panels.values()) {
+      for (let g = entry.group; g.level !== 'root'; g = g.parent) {
+        let t = tally.get(g);
+        if (!t) {
+          t = { panels: 0, online: 0, virtual: 0, matches: 0 };
+          tally.set(g, t);
+        }
+        if (entry.kind === 'virtual') t.virtual += 1;
+        else {
+          t.panels += 1;
+          if (entry.data && entry.data.status === 'ONLINE') t.online += 1;
+        }
+        if (entry.match) t.matches += 1;
+      }
+    }
+    for (const group of groupsIn(state.root)) {
+      const t = tally.get(group) || { panels: 0, online: 0, virtual: 0, matches: 0 };
+      group.element.hidden = t.panels + t.virtual === 0 || (state.query !== '' && t.matches === 0);
+      // A floor of one card shares its row with other such floors.
+      if (group.level === 'floor') group.element.classList.toggle('group-floor-wide', t.panels + t.virtual > 1);
+      const counter = field('group_count', group.element);
+      counter.setAttribute('data-online', String(t.online));
+      counter.setAttribute('data-total', String(t.panels));
+      counter.classList.toggle('group-count-offline', t.online < t.panels);
+      setText(counter, t.panels > 0
+        ? `${count(t.online)} of ${count(t.panels)} ${plural(t.panels, 'panel', 'panels')} ONLINE`
+        : `${count(t.virtual)} virtual ${plural(t.virtual, 'meter', 'meters')}`);
+      showGroupMeters(group);
+    }
+  }
+
+  // A group's own virtual meters (tagged with its building, and its floor or none) in its
+  // summary: today's kWh and cost of each, a negative figure as it is, marked.
+  function showGroupMeters(group) {
+    const ids = [...group.entries].filter((id) => state.panels.get(id).kind === 'virtual').sort(byId);
+    const holder = field('group_meters', group.element);
+    if (group.meters !== ids.join('\n')) {
+      group.meters = ids.join('\n');
+      holder.replaceChildren(...ids.map((id) => {
+        const meter = document.createElement('span');
+        meter.className = 'group-meter';
+        meter.setAttribute('data-meter', id);
+        const name = document.createElement('span');
+        name.className = 'group-meter-name';
+        name.textContent = id;
+        const kwh = document.createElement('span');
+        kwh.setAttribute('data-field', 'meter_kwh');
+        const cost = document.createElement('span');
+        cost.setAttribute('data-field', 'meter_cost');
+        const negative = document.createElement('span');
+        negative.className = 'negative-mark';
+        negative.setAttribute('data-field', 'meter_negative');
+        negative.textContent = 'negative';
+        negative.hidden = true;
+        meter.append(name, ' ', kwh, ' kWh, ', cost, ' ', negative);
+        return meter;
+      }));
+    }
+    for (const meter of holder.children) {
+      const today = state.today.get(meter.getAttribute('data-meter'));
+      setNumber(field('meter_kwh', meter), today ? today.usage_kwh : null, 3);
+      setText(field('meter_cost', meter), today ? money(today.cost) : '–');
+      if (today) field('meter_cost', meter).setAttribute('data-value', String(today.cost));
+      const negative = Boolean(today && today.usage_kwh < 0);
+      field('meter_negative', meter).hidden = !negative;
+      meter.classList.toggle('negative', negative);
+    }
+  }
+
+  // ---- search ---------------------------------------------------------------------------
+
+  let searchTimer = 0;
+
+  function matches(entry) {
+    return state.query === '' || entry.haystack.includes(state.query);
+  }
+
+  page.search.addEventListener('input', () => {
+    window.clearTimeout(searchTimer);
+    searchTimer = window.setTimeout(applySearch, SEARCH_DELAY_MS);
+  });
+  // Enter searches at once and submits nothing.
+  $('#search-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    window.clearTimeout(searchTimer);
+    applySearch();
+  });
+
+  // Filters the cards by the search box and opens the groups that hold a match; an empty box
+  // gives the groups back as the user left them.
+  function applySearch() {
+    const query = page.search.value.trim().toLowerCase();
+    if (query === state.query || !state.root) return;
+    state.query = query;
+    const holding = new Set();
+    for (const entry of state.panels.values()) {
+      entry.match = matches(entry);
+      if (entry.match && query !== '') {
+        for (let g = entry.group; g.level !== 'root'; g = g.parent) holding.add(g);
+      }
+    }
+    updateGroups();
+    for (const group of groupsIn(state.root)) {
+      const open = query === '' ? group.userOpen : holding.has(group);
+      group.expectedOpen = open;
+      group.element.open = open;
+    }
+    renderGroup(state.root);
+  }
+
+  // "12 of 1,000 panels and 2 of 20 virtual meters match", or without a search how many
+  // there are; the figures also in data-* attributes.
+  function showSearchCount() {
+    let panels = 0;
+    let virtual = 0;
+    let panelMatches = 0;
+    let virtualMatches = 0;
+    for (const entry of state.panels.values()) {
+      if (entry.kind === 'virtual') {
+        virtual += 1;
+        if (entry.match) virtualMatches += 1;
+      } else {
+        panels += 1;
+        if (entry.match) panelMatches += 1;
+      }
+    }
+    const element = field('search_count');
+    const searching = state.query !== '';
+    const panelsText = `${searching ? `${count(panelMatches)} of ` : ''}${count(panels)} ${plural(panels, 'panel', 'panels')}`;
+    const virtualText = virtual > 0
+      ? ` and ${searching ? `${count(virtualMatches)} of ` : ''}${count(virtual)} virtual ${plural(virtual, 'meter', 'meters')}`
+      : '';
+    setText(element, panels + virtual === 0 ? '' : `${panelsText}${virtualText}${searching ? ' match' : ''}`);
+    element.setAttribute('data-matches', String(panelMatches));
+    element.setAttribute('data-total', String(panels));
+    element.setAttribute('data-virtual-matches', String(virtualMatches));
+    element.setAttribute('data-virtual-total', String(virtual));
+    field('search_empty').hidden = !(searching && panelMatches + virtualMatches === 0);
+  }
 
   function setOfflineAfter(seconds) {
     if (typeof seconds !== 'number') return;
@@ -381,6 +799,8 @@
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      // Test hook: when the stream first answered (its first events follow).
+      if (performance.getEntriesByName('dashboard:stream-open').length === 0) performance.mark('dashboard:stream-open');
       await readEvents(response.body, alive, (event) => handleEvent(event));
     } catch {
       // A broken or stalled connection: handled below, like the server ending the stream.
@@ -438,6 +858,12 @@
     } else if (event.type === 'sync') {
       setOfflineAfter(body.offline_after_secs);
       if (Array.isArray(body.panels)) removePanelsExcept(body.panels);
+      updateGroups();
+      if (!state.listed) {
+        state.listed = true;
+        // Test hook: every panel and group counted.
+        performance.mark('dashboard:panels-listed');
+      }
       streamUp();
     } else if (event.type === 'error') {
       const message = body && body.error && body.error.message;
@@ -490,7 +916,8 @@
   let todaySoon = 0;
 
   function refreshTodaySoon() {
-    if (!todaySoon) todaySoon = window.setTimeout(refreshToday, TODAY_AFTER_READING_MS);
+    const delay = state.panels.size > MANY ? TODAY_AFTER_READING_MANY_MS : TODAY_AFTER_READING_MS;
+    if (!todaySoon) todaySoon = window.setTimeout(refreshToday, delay);
   }
 
   async function refreshToday() {
@@ -505,13 +932,17 @@
       setText(field('today_date'), `(${body.date})`);
       page.billMonth.max = body.date.slice(0, 7);
       state.today = new Map(body.panels.map((panel) => [panel.panel, panel]));
-      for (const id of state.panels.keys()) showToday(id);
+      for (const [id, entry] of state.panels) {
+        if (entry.card) showToday(id);
+      }
+      updateGroups();
       setNumber(field('total_usage_kwh'), body.total.usage_kwh, 3);
       showEstimated(document, 'total_estimated', body.total.estimated_kwh);
       setText(field('total_cost'), money(body.total.cost));
       showCostParts(document, 'total', body.total);
       renderTariffsNow(body);
       setText(field('today_error'), '');
+      state.kinds = new Map(body.panels.map((panel) => [panel.panel, panel.kind === 'virtual' ? 'virtual' : 'panel']));
       offerPanels(body.panels.map((panel) => panel.panel));
     } catch (error) {
       reportError(field('today_error'), "Today's figures", error);
@@ -524,8 +955,9 @@
   function showToday(id) {
     const entry = state.panels.get(id);
     const today = state.today.get(id);
-    if (!entry || !today) return;
+    if (!entry || !entry.card || !today) return;
     setNumber(field('today_usage_kwh', entry.card), today.usage_kwh, 3);
+    field('today_negative', entry.card).hidden = !(today.usage_kwh < 0);
     showEstimated(entry.card, 'today_estimated', today.estimated_kwh);
     setText(field('today_cost', entry.card), money(today.cost));
     showCostParts(entry.card, 'today', today);
@@ -621,12 +1053,26 @@
     return true;
   }
 
+  // The range of an axis for `values`: from 0, or a round number below the most negative value,
+  // to a round number at or above the largest (1 when nothing is above or below 0).
+  function axisRange(values) {
+    const largest = Math.max(0, ...values);
+    const smallest = Math.min(0, ...values);
+    return {
+      high: largest > 0 || smallest === 0 ? axisTop(largest) : 0,
+      low: smallest < 0 ? -axisTop(-smallest) : 0,
+    };
+  }
+
   // Draws a bar chart into `svg` in the SVG's own units (its viewBox; it scales to the figure's
   // width). `slots` places along the x axis. `bars`: {slot, value, estimated, title, data}, kWh
-  // on the left axis; the estimated part of a bar is hatched at its top; `data` becomes
-  // data-* attributes. `labels`: {slot, text} under the axis, centred on their slot, or on its
-  // left edge with `labelsAtEdge` (a time of day starts its slot). `demand`, if given: a list
-  // of {slot, value, title, data} in kW on a right axis, drawn as dots joined by a line.
+  // on the left axis; the estimated part of a bar is hatched at its end; `data` becomes
+  // data-* attributes. A negative value (a virtual meter's difference) is drawn below the zero
+  // line, which is then above the bottom of the chart (its height in the svg's data-zero).
+  // `labels`: {slot, text} under the chart, centred on their slot, or on its left edge with
+  // `labelsAtEdge` (a time of day starts its slot). `demand`, if given: a list of {slot, value,
+  // title, data} in kW on a right axis, drawn as dots joined by a line. Returns whether a bar
+  // is negative.
   function drawBarChart(svg, { slots, bars, labels, labelsAtEdge = false, demand = null }) {
     const namespace = svg.namespaceURI;
     const draw = (parent, name, attributes, text) => {
@@ -644,16 +1090,28 @@
     const left = 52;
     const right = demand ? 52 : 6;
     const top = 34; // the axis top; the unit above it
-    const bottom = 226; // the baseline; labels below it
-    const middle = (top + bottom) / 2;
+    const bottom = 226; // the axis bottom; labels below it
     const slot = (width - left - right) / slots;
     const barWidth = slot * 0.7;
-    const max = axisTop(Math.max(0, ...bars.map((bar) => bar.value)));
-    // Anything above zero is at least one unit high, so a small figure is not drawn as none.
-    const heightOf = (value) => (value > 0 ? Math.max(1, (value / max) * (bottom - top)) : 0);
+    // An axis from `low` to `high`: where a value is, how high a bar of it is (anything but zero
+    // at least one unit, so a small figure is not drawn as none), and its three ticks.
+    const scale = ({ low, high }) => {
+      const span = high - low;
+      const yOf = (value) => top + ((high - value) / span) * (bottom - top);
+      let ticks = [[top, high], [(top + bottom) / 2, (high + low) / 2], [bottom, low]];
+      if (low < 0 && high > 0) ticks = [[top, high], [yOf(0), 0], [bottom, low]];
+      return {
+        yOf,
+        zero: yOf(0),
+        heightOf: (value) => (value === 0 ? 0 : Math.max(1, (Math.abs(value) / span) * (bottom - top))),
+        ticks,
+      };
+    };
+    const kwh = scale(axisRange(bars.map((bar) => bar.value)));
 
     if (!svg.hasAttribute('data-hatch')) svg.setAttribute('data-hatch', `hatch-${++hatches}`);
     const hatch = svg.getAttribute('data-hatch');
+    svg.setAttribute('data-zero', kwh.zero.toFixed(1));
     const pattern = draw(draw(svg, 'defs', {}), 'pattern', {
       id: hatch,
       patternUnits: 'userSpaceOnUse',
@@ -665,19 +1123,32 @@
     draw(pattern, 'line', { x1: 1, y1: 0, x2: 1, y2: 6, class: 'hatch-line' });
 
     draw(svg, 'text', { x: 0, y: 16, class: 'unit' }, 'kWh');
-    for (const [y, value] of [[top, max], [middle, max / 2], [bottom, 0]]) {
-      draw(svg, 'line', { x1: left, y1: y, x2: width - right, y2: y, class: y === bottom ? 'axis' : 'grid' });
+    for (const [y, value] of kwh.ticks) {
+      draw(svg, 'line', { x1: left, y1: y, x2: width - right, y2: y, class: value === 0 ? 'axis' : 'grid' });
       draw(svg, 'text', { x: left - 6, y: y + 6, class: 'tick', 'text-anchor': 'end' }, compact.format(value));
     }
+    let negative = false;
     for (const bar of bars) {
       const x = (left + bar.slot * slot + (slot - barWidth) / 2).toFixed(1);
-      const height = heightOf(bar.value);
-      const attributes = { x, y: (bottom - height).toFixed(1), width: barWidth.toFixed(1), ...dataAttributes(bar.data) };
-      const drawn = draw(svg, 'rect', { ...attributes, height: height.toFixed(1), class: 'bar' });
+      const height = kwh.heightOf(bar.value);
+      const below = bar.value < 0;
+      negative = negative || below;
+      const y = below ? kwh.zero : kwh.zero - height;
+      const attributes = { x, width: barWidth.toFixed(1), ...dataAttributes(bar.data) };
+      const drawn = draw(svg, 'rect', {
+        ...attributes, y: y.toFixed(1), height: height.toFixed(1), class: below ? 'bar negative' : 'bar',
+      });
       draw(drawn, 'title', {}, bar.title);
-      if (bar.estimated > 0) {
-        const part = Math.min(height, heightOf(bar.estimated));
-        draw(svg, 'rect', { ...attributes, height: part.toFixed(1), class: 'estimated', fill: `url(#${hatch})` });
+      if (bar.estimated !== 0 && height > 0) {
+        // At the bar's end: its top above zero, its bottom below.
+        const part = Math.min(height, kwh.heightOf(bar.estimated));
+        draw(svg, 'rect', {
+          ...attributes,
+          y: (below ? y + height - part : y).toFixed(1),
+          height: part.toFixed(1),
+          class: 'estimated',
+          fill: `url(#${hatch})`,
+        });
       }
     }
     for (const label of labels) {
@@ -685,21 +1156,20 @@
       draw(svg, 'text', { x: x.toFixed(1), y: bottom + 26, class: 'label', 'text-anchor': 'middle' }, label.text);
     }
     if (demand) {
-      const kwMax = axisTop(Math.max(0, ...demand.map((point) => point.value)));
-      const yOf = (value) => (bottom - (value / kwMax) * (bottom - top)).toFixed(1);
+      const kw = scale(axisRange(demand.map((point) => point.value)));
       const xOf = (index) => (left + index * slot + slot / 2).toFixed(1);
       draw(svg, 'text', { x: width, y: 16, class: 'unit', 'text-anchor': 'end' }, 'kW');
-      for (const [y, value] of [[top, kwMax], [middle, kwMax / 2], [bottom, 0]]) {
+      for (const [y, value] of kw.ticks) {
         draw(svg, 'text', { x: width - right + 6, y: y + 6, class: 'tick' }, compact.format(value));
       }
       if (demand.length > 1) {
-        const points = demand.map((point) => `${xOf(point.slot)},${yOf(point.value)}`).join(' ');
+        const points = demand.map((point) => `${xOf(point.slot)},${kw.yOf(point.value).toFixed(1)}`).join(' ');
         draw(svg, 'polyline', { points, class: 'demand-line' });
       }
       for (const point of demand) {
         const dot = draw(svg, 'circle', {
           cx: xOf(point.slot),
-          cy: yOf(point.value),
+          cy: kw.yOf(point.value).toFixed(1),
           r: 4,
           class: 'demand',
           ...dataAttributes(point.data),
@@ -707,6 +1177,7 @@
         draw(dot, 'title', {}, point.title);
       }
     }
+    return negative;
   }
 
   // "Of which … estimated" after a figure in a tooltip or table, when there is any.
@@ -724,19 +1195,25 @@
   });
   $('#panel-form').addEventListener('submit', (event) => event.preventDefault());
 
-  // The panels to choose from (every panel with a reading, sorted by id, as today-usage lists
-  // them); the choice stays while its panel is listed, else it is the first.
+  // An option of a panel picker: the id, and "(virtual)" after a virtual meter's.
+  const optionText = (id) => (state.kinds.get(id) === 'virtual' ? `${id} (virtual)` : id);
+  function panelOption(id) {
+    const option = document.createElement('option');
+    option.value = id;
+    option.textContent = optionText(id);
+    return option;
+  }
+
+  // The panels and virtual meters to choose from (every one with a reading, sorted by id, as
+  // today-usage lists them); the choice stays while it is listed, else it is the first panel.
   function offerPanels(ids) {
-    const offered = [...page.panel.options].map((option) => option.value);
-    if (JSON.stringify(offered) !== JSON.stringify(ids)) {
-      page.panel.replaceChildren(...ids.map((id) => {
-        const option = document.createElement('option');
-        option.value = id;
-        option.textContent = id;
-        return option;
-      }));
+    const offered = [...page.panel.options].map((option) => option.textContent);
+    if (JSON.stringify(offered) !== JSON.stringify(ids.map(optionText))) {
+      page.panel.replaceChildren(...ids.map(panelOption));
     }
-    if (!ids.includes(state.detailPanel)) state.detailPanel = ids.length > 0 ? ids[0] : null;
+    if (!ids.includes(state.detailPanel)) {
+      state.detailPanel = ids.find((id) => state.kinds.get(id) !== 'virtual') ?? (ids.length > 0 ? ids[0] : null);
+    }
     if (state.detailPanel !== null) page.panel.value = state.detailPanel;
     field('detail_empty').hidden = ids.length > 0;
     page.detail.hidden = ids.length === 0;
@@ -781,6 +1258,7 @@
     setText(field('panel', figure), body.panel);
     setText(field('curve_date', figure), `(${body.date})`);
     setNumber(field('curve_total_kwh', figure), body.total_kwh, 3);
+    field('curve_negative', figure).hidden = !(body.total_kwh < 0);
     showEstimated(figure, 'curve_estimated', body.total_estimated_kwh);
     const query = `date=${encodeURIComponent(body.date)}&step=${encodeURIComponent(body.step)}&format=csv`;
     field('curve_csv', figure).setAttribute('href', `${intervalsPath(body.panel)}?${query}`);
@@ -796,7 +1274,7 @@
       const hour = String(slot / 4).padStart(2, '0');
       labels.push({ slot, text: slot < intervals.length ? localTime(intervals[slot].start) : `${hour}:00` });
     }
-    drawBarChart($('svg', figure), {
+    const negative = drawBarChart($('svg', figure), {
       slots,
       labels,
       labelsAtEdge: true,
@@ -805,11 +1283,13 @@
         value: interval.usage_kwh,
         estimated: interval.estimated_kwh,
         title: `From ${localTime(interval.start)}: ${fixed(interval.usage_kwh, 3)} kWh`
+          + `${interval.negative ? ' (negative)' : ''}`
           + `${estimatedClause(interval.estimated_kwh)}, on average ${fixed(interval.avg_kw, 3)} kW, `
           + `${interval.window}, ${money(interval.cost)}`,
         data: { start: interval.start, value: interval.usage_kwh, estimated: interval.estimated_kwh },
       })),
     });
+    field('negative_legend', figure).hidden = !negative;
     $('tbody', figure).replaceChildren(...intervals.map((interval) => tableRow(
       localTime(interval.start),
       fixed(interval.usage_kwh, 3),
@@ -846,7 +1326,7 @@
       if (day === 1 || day % 5 === 0) labels.push({ slot: day - 1, text: String(day) });
     }
     const slotOf = (day) => Number(day.date.slice(8)) - 1;
-    drawBarChart($('svg', figure), {
+    const negative = drawBarChart($('svg', figure), {
       slots,
       labels,
       bars: days.map((day) => ({
@@ -864,6 +1344,7 @@
         data: { date: day.date, value: day.max_demand_kw },
       })),
     });
+    field('negative_legend', figure).hidden = !negative;
     $('tbody', figure).replaceChildren(...days.map((day) => tableRow(
       dayName(day),
       fixed(day.usage_kwh, 3),
@@ -951,35 +1432,89 @@
     page.year.value = String(current);
   }
 
+  // A chart per panel and virtual meter, as long as there are at most MANY; beyond, the
+  // TOP_CHARTS panels that used the most in the year and one chart of all the other panels
+  // added up (virtual meters left out: their members are among the panels).
   function renderCharts(body) {
+    const series = body.panels;
+    let shown;
+    const note = field('monthly_note');
+    if (series.length <= MANY) {
+      shown = series.map((panel) => ({ key: panel.panel, panel }));
+      note.hidden = true;
+    } else {
+      const panels = series.filter((panel) => panel.kind !== 'virtual');
+      const ranked = [...panels].sort((a, b) => b.total_kwh - a.total_kwh || byId(a.panel, b.panel));
+      const top = new Set(ranked.slice(0, TOP_CHARTS).map((panel) => panel.panel));
+      const others = panels.filter((panel) => !top.has(panel.panel));
+      shown = ranked.slice(0, TOP_CHARTS).map((panel) => ({ key: panel.panel, panel }));
+      if (others.length > 0) shown.push({ key: '', others: others.length, panel: addedUp(others) });
+      const virtual = series.length - panels.length;
+      setText(note, `${count(panels.length)} panels${virtual > 0 ? ` and ${count(virtual)} virtual meters` : ''}: `
+        + `the ${count(top.size)} panels that used the most in ${body.year}`
+        + `${others.length > 0 ? `, then the other ${count(others.length)} added up` : ''}. `
+        + 'Pick a panel or virtual meter above for its own days and quarter hours.');
+      note.hidden = false;
+    }
     const seen = new Set();
-    for (const panel of body.panels) {
-      seen.add(panel.panel);
-      let figure = state.charts.get(panel.panel);
+    let negative = false;
+    for (const { key, panel, others } of shown) {
+      seen.add(key);
+      let figure = state.charts.get(key);
       if (!figure) {
         figure = page.chartTemplate.content.firstElementChild.cloneNode(true);
-        figure.setAttribute('data-panel', panel.panel);
-        setText(field('panel', figure), panel.panel);
-        state.charts.set(panel.panel, figure);
+        if (others === undefined) {
+          figure.setAttribute('data-panel', key);
+          setText(field('panel', figure), key);
+          field('kind', figure).hidden = panel.kind !== 'virtual';
+        } else {
+          figure.removeAttribute('data-panel');
+        }
+        state.charts.set(key, figure);
       }
-      // Append in the API's order (sorted by id); moves existing figures into place.
+      if (others !== undefined) {
+        figure.setAttribute('data-others', String(others));
+        setText(field('panel', figure), `The other ${count(others)} panels, added up`);
+      }
+      // Append in the order shown; moves existing figures into place.
       page.charts.append(figure);
-      renderChart(figure, panel, body.year);
+      negative = renderChart(figure, panel, body.year) || negative;
     }
-    for (const [id, figure] of state.charts) {
-      if (!seen.has(id)) {
+    for (const [key, figure] of state.charts) {
+      if (!seen.has(key)) {
         figure.remove();
-        state.charts.delete(id);
+        state.charts.delete(key);
       }
     }
+    field('negative_legend', page.charts.parentElement).hidden = !negative;
     field('monthly_empty').hidden = body.panels.length > 0;
   }
 
+  // Panels' months added up, in the shape of one panel's (the largest demand is not a sum).
+  function addedUp(panels) {
+    const sum = (values) => values.reduce((total, value) => total + value, 0);
+    return {
+      total_kwh: sum(panels.map((panel) => panel.total_kwh)),
+      total_estimated_kwh: sum(panels.map((panel) => panel.total_estimated_kwh)),
+      total_cost: sum(panels.map((panel) => panel.total_cost)),
+      months: panels[0].months.map((month, index) => ({
+        month: month.month,
+        usage_kwh: sum(panels.map((panel) => panel.months[index].usage_kwh)),
+        estimated_kwh: sum(panels.map((panel) => panel.months[index].estimated_kwh)),
+        cost: sum(panels.map((panel) => panel.months[index].cost)),
+        max_demand_kw: null,
+      })),
+    };
+  }
+
+  // Draws one chart, if its figures changed; returns whether a month is negative.
   function renderChart(figure, panel, year) {
     setNumber(field('year_total_kwh', figure), panel.total_kwh, 3);
     showEstimated(figure, 'year_estimated', panel.total_estimated_kwh);
     setText(field('year_total_cost', figure), money(panel.total_cost));
     setText(field('year', figure), String(year));
+    const negative = panel.months.some((month) => month.usage_kwh < 0);
+    if (!changed(figure, [panel.months, year, state.currency])) return negative;
     drawBarChart($('svg', figure), {
       slots: 12,
       labels: MONTHS.map((text, slot) => ({ slot, text })),
@@ -999,6 +1534,7 @@
       fixed(month.max_demand_kw, 3),
       money(month.cost),
     )));
+    return negative;
   }
 
   // ---- views: the dashboard and the bill ------------------------------------------------
@@ -1044,17 +1580,12 @@
   function offerBillPanels(chosen) {
     const ids = [...state.panelIds];
     if (chosen && !ids.includes(chosen)) ids.push(chosen);
-    const offered = [...page.billPanel.options].map((option) => option.value);
-    if (JSON.stringify(offered) !== JSON.stringify(['', ...ids])) {
+    const offered = [...page.billPanel.options].map((option) => option.textContent);
+    if (JSON.stringify(offered) !== JSON.stringify(['All panels', ...ids.map(optionText)])) {
       const all = document.createElement('option');
       all.value = '';
       all.textContent = 'All panels';
-      page.billPanel.replaceChildren(all, ...ids.map((id) => {
-        const option = document.createElement('option');
-        option.value = id;
-        option.textContent = id;
-        return option;
-      }));
+      page.billPanel.replaceChildren(all, ...ids.map(panelOption));
     }
     page.billPanel.value = chosen || '';
   }
@@ -1245,10 +1776,18 @@
 
   // ---- start and stop -------------------------------------------------------------------
 
-  function start() {
+  // The buildings first, as each panel's card goes into its group as it arrives, then the
+  // stream; the larger answers after them.
+  async function start() {
     state.stopped = false;
     setConnection('connecting', 'Connecting…');
     route();
+    try {
+      await loadMeters();
+    } catch {
+      return; // the token is asked for; start() runs again with it
+    }
+    if (state.stopped) return;
     connect();
     refreshToday();
     refreshMonthly();
