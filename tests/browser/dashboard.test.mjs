@@ -4,6 +4,7 @@
 //   node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png>
 //       [--bill-pdf <file.pdf>]
 //       [--token-url <url of an api-server with API_TOKEN set>]   (the token in $DASHBOARD_TOKEN)
+//       [--firing-rule <alert rule that fires> --quiet-rule <alert rule that never fires>]
 //   node dashboard.test.mjs <dashboard-url> --many <number of panels> --screenshot <file.png>
 //
 // Chromium is `$CHROMIUM` (default /usr/bin/chromium), driven by playwright-core (`npm ci` in
@@ -42,6 +43,16 @@
 // groups back as they were when emptied. Virtual meters are picked for the one-panel view
 // like panels, and a negative figure is drawn below the zero line.
 //
+// With --firing-rule and --quiet-rule (a server with an ALERTS_FILE holding both rules), the
+// Alerts section is compared with GET /api/alerts: the active alerts (rule, meter, message,
+// since when), the firing rule's among them and the quiet rule's not, the marker on the card
+// (and in the building's and floor's summaries) of the firing rule's meter and on no other, and
+// the recent events, opened with the keyboard. Then the page's own requests to /api/alerts
+// are answered with one more active alert, added by this script (the real rules fire once, at
+// the server's first evaluation, before the page opens): without a reload the page must list
+// it, mark its panel's card and announce it in its polite live region, and drop it again when
+// the answers are the server's again.
+//
 // With --many (a server with that many panels in buildings, and no live publisher), the
 // checks are those of a large site: the time from navigation to the first group, the buildings
 // collapsed with no card created, no more than a few charts (the number of svg elements
@@ -72,7 +83,8 @@ const RUN_TIMEOUT_MS = 150_000;
 
 function usage(message) {
   console.error(`${message}\nusage: node dashboard.test.mjs <dashboard-url> --panels A,B,C --screenshot <file.png> `
-    + '[--bill-pdf <file.pdf>] [--token-url <url>] (the token in $DASHBOARD_TOKEN)\n'
+    + '[--bill-pdf <file.pdf>] [--token-url <url>] (the token in $DASHBOARD_TOKEN) '
+    + '[--firing-rule <rule> --quiet-rule <rule>]\n'
     + '       node dashboard.test.mjs <dashboard-url> --many <number of panels> --screenshot <file.png>');
   process.exit(2);
 }
@@ -87,6 +99,8 @@ try {
       screenshot: { type: 'string' },
       'bill-pdf': { type: 'string' },
       'token-url': { type: 'string' },
+      'firing-rule': { type: 'string' },
+      'quiet-rule': { type: 'string' },
     },
   });
 } catch (error) {
@@ -104,6 +118,9 @@ const billPdfPath = parsed.values['bill-pdf'];
 const tokenUrl = parsed.values['token-url'];
 const token = process.env.DASHBOARD_TOKEN;
 if (tokenUrl && !token) usage('--token-url needs the token in DASHBOARD_TOKEN');
+const firingRule = parsed.values['firing-rule'];
+const quietRule = parsed.values['quiet-rule'];
+if (Boolean(firingRule) !== Boolean(quietRule)) usage('--firing-rule and --quiet-rule go together');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 // ---- what the page should show --------------------------------------------------------------
@@ -613,6 +630,11 @@ class ApiHistory {
     return body;
   }
 
+  // Keeps an answer the server gave someone else (the page).
+  keep(body) {
+    this.answers.push({ at: Date.now(), body });
+  }
+
   latest() {
     return this.answers.length > 0 ? this.answers[this.answers.length - 1].body : null;
   }
@@ -654,7 +676,8 @@ const daily = new ApiHistory('/api/energy/daily');
 // Each panel's and virtual meter's quarter hours today, asked as the page asks for them (made in
 // main(), once the virtual meters are known).
 const intervals = new Map();
-const histories = [realtime, todayUsage, monthly, daily];
+const alertsApi = new ApiHistory('/api/alerts');
+const histories = [realtime, todayUsage, monthly, daily, ...(firingRule ? [alertsApi] : [])];
 
 // ---- CSV files ------------------------------------------------------------------------------
 
@@ -1094,6 +1117,7 @@ function readPage(page) {
         online: number(field('group_count', group), 'data-online'),
         total: number(field('group_count', group), 'data-total'),
         cards: group.querySelectorAll(':scope > .group-body > .cards > .card').length,
+        alerts: field('group_alerts', group).checkVisibility() ? text(field('group_alerts', group)) : null,
         meters: [...field('group_meters', group).children].map((meter) => ({
           meter: meter.getAttribute('data-meter'),
           kwh: text(field('meter_kwh', meter)),
@@ -1114,6 +1138,7 @@ function readPage(page) {
         expression: field('expression', card).checkVisibility() ? text(field('expression', card)) : null,
         offlineMembers: field('offline_members_row', card).checkVisibility() ? text(field('offline_members', card)) : '',
         tags: field('tags', card).checkVisibility() ? text(field('tags', card)) : '',
+        alert: field('alert', card).checkVisibility() ? text(field('alert', card)) : null,
         title: text(field('panel', card)),
         dataStatus: card.getAttribute('data-status'),
         status: text(field('status', card)),
@@ -1155,7 +1180,37 @@ function readPage(page) {
       tariff: text(field('tariff')),
       currency: text(field('currency')),
       offlineAfter: text(field('offline_after')),
-      errors: ['today_error', 'detail_error', 'monthly_error'].map((name) => text(field(name))).filter(Boolean),
+      errors: ['today_error', 'detail_error', 'monthly_error', 'alerts_error'].map((name) => text(field(name))).filter(Boolean),
+      announcer: text(field('announcer')),
+      alerts: {
+        visible: document.querySelector('#alerts').checkVisibility(),
+        summary: text(field('alerts_summary')),
+        none: field('alerts_none').checkVisibility(),
+        active: [...document.querySelectorAll('#alerts-active > li')].map((item) => ({
+          id: item.getAttribute('data-id'),
+          rule: text(field('alert_rule', item)),
+          meter: text(field('alert_meter', item)),
+          message: text(field('alert_message', item)),
+          since: field('alert_since', item).getAttribute('datetime'),
+          sinceText: text(field('alert_since', item)),
+          ago: text(field('alert_ago', item)),
+          visible: item.checkVisibility(),
+        })),
+        recentShown: document.querySelector('#alerts-recent').checkVisibility(),
+        recentOpen: document.querySelector('#alerts-recent').open,
+        recentCount: text(field('alerts_recent_count')),
+        recent: [...document.querySelectorAll('#alerts-events > li')].map((item) => ({
+          id: item.getAttribute('data-id'),
+          rule: item.getAttribute('data-rule'),
+          transition: item.getAttribute('data-transition'),
+          transitionText: text(field('event_transition', item)),
+          at: field('event_at', item).getAttribute('datetime'),
+          atText: text(field('event_at', item)),
+          message: text(field('event_message', item)),
+          pending: field('event_pending', item).checkVisibility() ? text(field('event_pending', item)) : '',
+          visible: item.checkVisibility(),
+        })),
+      },
       charts: [...document.querySelectorAll('#charts > [data-panel]')].map((chart) => ({
         panel: chart.getAttribute('data-panel'),
         visible: chart.checkVisibility(),
@@ -1327,6 +1382,13 @@ async function run(browser) {
       for (const element of document.querySelectorAll('#cards .card, #cards details.group')) element.__kept = true;
     });
     const todayRequestsAtMark = requestsTo('/api/panel/today-usage');
+
+    let restoreAlerts = null;
+    if (firingRule) {
+      await checkAlerts(page);
+      restoreAlerts = await checkNewAlert(page);
+      await restoreAlerts();
+    }
 
     await waitFor('every card shows what /api/panel/realtime says', 20_000, async () => {
       state = await readPage(page);
@@ -1536,6 +1598,14 @@ async function run(browser) {
           (body, file) => fileProblems(file, link.rows(body), link.filename(body)));
       });
       pass(`${link.what} CSV link (${link.href(state)}) is text/csv with the rows of ${link.json(state)}, and saves them when clicked`);
+    }
+
+    if (restoreAlerts) {
+      await waitFor("with the server's answers again, the added alert is gone: the page shows /api/alerts", 30_000, async () => {
+        state = await readPage(page);
+        return alertsProblems(state);
+      });
+      pass(`with the server's answers again, the added alert and its marker are gone; active: ${state.alerts.active.map((item) => item.rule).join(', ')}`);
     }
 
     if (state.errors.length > 0) throw new CheckFailed(`the page shows errors: ${state.errors.join('; ')}`);
@@ -1811,6 +1881,213 @@ async function checkFlatSearch(page, ids) {
   return state;
 }
 
+// ---- alerts ---------------------------------------------------------------------------------
+
+// How the page writes an instant in the server's time zone: "13:28" today, "13:28 on
+// 2026-12-05" another day.
+function expectedInstant(instant, zone) {
+  const local = localParts(instant, zone);
+  return local.date === localParts(new Date().toISOString(), zone).date ? local.time : `${local.time} on ${local.date}`;
+}
+
+// The Alerts section as one /api/alerts answer would draw it (times in `zone`).
+function expectedAlerts(body, zone) {
+  const rules = body.rules.length;
+  const active = body.active.length;
+  return {
+    visible: rules > 0 || body.recent.length > 0,
+    summary: rules === 0 ? '' : `(${active > 0 ? `${count(active)} active, ` : ''}${count(rules)} ${plural(rules, 'rule', 'rules')})`,
+    none: active === 0,
+    activeCount: active,
+    active: Object.fromEntries(body.active.map((event, index) => [index, {
+      id: event.id,
+      rule: event.rule,
+      meter: event.meter,
+      message: event.message,
+      since: event.fired_at,
+      sinceText: expectedInstant(event.fired_at, zone),
+    }])),
+    recentShown: body.recent.length > 0,
+    recentCount: `(${count(body.recent.length)}, last 7 days)`,
+    recentLength: body.recent.length,
+    recent: Object.fromEntries(body.recent.map((event, index) => [index, {
+      id: event.id,
+      rule: event.rule,
+      transition: event.transition,
+      transitionText: event.transition === 'fired' ? 'Fired' : 'Resolved',
+      at: event.at,
+      atText: expectedInstant(event.at, zone),
+      message: event.message,
+      pending: event.pending.length > 0 ? `notification pending: ${event.pending.join(', ')}` : '',
+    }])),
+    // Each card's marker: "Alert" and the rules firing on its meter; none on the others.
+    cards: Object.fromEntries(expectedEntries.map((id) => {
+      const rulesOn = body.active.filter((event) => event.meter === id).map((event) => event.rule);
+      return [id, rulesOn.length > 0 ? `Alert ${rulesOn.join(', ')}` : null];
+    })),
+    // Each group's summary: how many active alerts its meters have.
+    groups: Object.fromEntries(hierarchy ? [...new Set(expectedEntries.flatMap((id) => {
+      const { building, floor } = placeOf(id);
+      return [`building ${building}`, ...(floor === null ? [] : [`floor ${building} / ${floor}`])];
+    }))].map((key) => {
+      const n = body.active.filter((event) => {
+        const { building, floor } = placeOf(event.meter);
+        return key === `building ${building}` || key === `floor ${building} / ${floor}`;
+      }).length;
+      return [key, n > 0 ? `${count(n)} ${plural(n, 'alert', 'alerts')}` : null];
+    }) : []),
+  };
+}
+
+function alertsOf(state) {
+  const { alerts } = state;
+  return {
+    visible: alerts.visible,
+    summary: alerts.summary,
+    none: alerts.none,
+    activeCount: alerts.active.length,
+    active: Object.fromEntries(alerts.active.map((item, index) => [index, {
+      id: item.id, rule: item.rule, meter: item.meter, message: item.message, since: item.since, sinceText: item.sinceText,
+    }])),
+    recentShown: alerts.recentShown,
+    recentCount: alerts.recentCount,
+    recentLength: alerts.recent.length,
+    recent: Object.fromEntries(alerts.recent.map((item, index) => [index, {
+      id: item.id,
+      rule: item.rule,
+      transition: item.transition,
+      transitionText: item.transitionText,
+      at: item.at,
+      atText: item.atText,
+      message: item.message,
+      pending: item.pending,
+    }])),
+    cards: Object.fromEntries(state.cards.map((card) => [card.panel, card.alert])),
+    groups: Object.fromEntries(state.groups.map((group) => [
+      group.level === 'floor' ? `floor ${group.building} / ${group.floor}` : `building ${group.building}`,
+      group.alerts,
+    ])),
+  };
+}
+
+// The page's alerts against the server's answers of the last minute (an answer the test changed
+// when `change` is given), and the active ones' "… ago" against their own age.
+function alertsProblems(state, change = (body) => body) {
+  const answers = alertsApi.recent(API_HISTORY_MS);
+  if (answers.length === 0) return [`no /api/alerts answer yet (${alertsApi.lastError})`];
+  const zone = todayUsage.latest()?.timezone;
+  if (!zone) return ['no today-usage answer (with the time zone) yet'];
+  const problems = closest(alertsOf(state), answers.map((body) => expectedAlerts(change(structuredClone(body)), zone)));
+  for (const item of state.alerts.active) {
+    if (!item.visible) problems.push(`the active alert ${item.rule} is hidden`);
+    const minutes = Math.floor((Date.now() - Date.parse(item.since)) / 60_000);
+    const ago = minutes < 1 ? 'less than a minute ago' : `${minutes} min ago`;
+    // A minute either way: the page counts on the server's clock, which it reads in seconds.
+    const near = [ago, `${minutes - 1} min ago`, `${minutes + 1} min ago`, 'less than a minute ago'];
+    if (minutes < 60 && !near.includes(item.ago)) problems.push(`${item.rule} fired ${minutes} min ago; the page says ${JSON.stringify(item.ago)}`);
+  }
+  return problems;
+}
+
+// The Alerts section shows GET /api/alerts: the firing rule active, with a marker on its
+// meter's card and in the summaries of its building and floor, the quiet rule not; the recent
+// events, opened with the keyboard, list the firing. Nothing of it was announced: it was
+// active before the page opened.
+async function checkAlerts(page) {
+  let state;
+  await waitFor(`/api/alerts lists ${firingRule} as active and ${quietRule} as ok`, 20_000, async () => {
+    const body = alertsApi.latest();
+    if (!body) return [`no /api/alerts answer yet (${alertsApi.lastError})`];
+    const ruleState = (rule) => body.rules.find((r) => r.rule === rule)?.state;
+    const problems = [];
+    if (!body.active.some((event) => event.rule === firingRule) || ruleState(firingRule) !== 'firing') problems.push(`${firingRule} is not active: ${JSON.stringify(body)}`);
+    if (body.active.some((event) => event.rule === quietRule) || ruleState(quietRule) !== 'ok') problems.push(`${quietRule} is not ok: ${JSON.stringify(body)}`);
+    if (!body.recent.some((event) => event.rule === firingRule && event.transition === 'fired')) problems.push(`no firing of ${firingRule} in recent`);
+    return problems;
+  });
+  await waitFor('the Alerts section shows the active alerts and recent events of /api/alerts, a marker on each card of a meter with an active alert', 20_000, async () => {
+    state = await readPage(page);
+    const problems = alertsProblems(state);
+    if (state.alerts.active.some((item) => item.rule === quietRule)) problems.push(`${quietRule} is shown as active`);
+    if (!state.alerts.active.some((item) => item.rule === firingRule)) problems.push(`${firingRule} is not shown as active`);
+    return problems;
+  });
+  const alert = state.alerts.active.find((item) => item.rule === firingRule);
+  const marked = state.cards.filter((card) => card.alert !== null);
+  pass(`the Alerts section shows what /api/alerts does: ${firingRule} active on ${alert.meter}, "${alert.message}", `
+    + `since ${alert.sinceText} (${alert.ago}); ${quietRule} not active; the header says "${state.alerts.summary}"`);
+  pass(`marked: ${marked.map((card) => `${card.panel}'s card ("${card.alert}")`).join(', ')}; no other card`
+    + `${hierarchy ? `; summaries: ${state.groups.filter((group) => group.alerts).map((group) => `${group.name} "${group.alerts}"`).join(', ')}` : ''}`);
+  if (/alert/i.test(state.announcer ?? '')) {
+    throw new CheckFailed(`an alert active before the page opened was announced: ${JSON.stringify(state.announcer)}`);
+  }
+  pass('an alert already active when the page opened is not announced');
+
+  // The recent events: collapsed, opened with the keyboard.
+  if (state.alerts.recentOpen || state.alerts.recent.some((item) => item.visible)) throw new CheckFailed('the recent events are not collapsed at first');
+  await page.focus('#alerts-recent > summary');
+  await page.keyboard.press('Enter');
+  await waitFor('opened with Enter, the recent events list the firing', 10_000, async () => {
+    state = await readPage(page);
+    const problems = alertsProblems(state);
+    if (!state.alerts.recentOpen) problems.push('the recent events did not open');
+    const hidden = state.alerts.recent.filter((item) => !item.visible);
+    if (hidden.length > 0) problems.push(`${hidden.length} recent events hidden`);
+    if (!state.alerts.recent.some((item) => item.rule === firingRule && item.transition === 'fired')) problems.push(`no firing of ${firingRule} listed`);
+    return problems;
+  });
+  const event = state.alerts.recent.find((item) => item.rule === firingRule);
+  pass(`opened with Enter, the recent events ${state.alerts.recentCount} list "${event.transitionText} ${event.atText} ${event.message}", as /api/alerts does`);
+}
+
+// Another alert becoming active, in an answer this script adds it to: the page, polling
+// /api/alerts, lists it without a reload, marks its meter's card and announces it politely.
+// Returns the function that gives the page the server's answers again.
+async function checkNewAlert(page) {
+  const meter = expectedPanels[expectedPanels.length - 1];
+  const at = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+  const added = {
+    id: `browser-test-added:${at}:fired`,
+    rule: 'browser-test-added',
+    meter,
+    transition: 'fired',
+    at,
+    fired_at: at,
+    value: 1,
+    threshold: 0,
+    message: `${meter}: an alert added to the answer by the browser test`,
+    pending: ['ops'],
+  };
+  const change = (body) => {
+    body.rules.push({ rule: added.rule, meter, condition: 'added by the test', state: 'firing', since: at });
+    body.active.push(added);
+    body.recent.unshift(added);
+    return body;
+  };
+  const pattern = '**/api/alerts';
+  let answered = 0;
+  await page.route(pattern, async (route) => {
+    const response = await route.fetch();
+    const body = change(await response.json());
+    answered += 1;
+    await route.fulfill({ response, json: body });
+  });
+  let state;
+  await waitFor('another alert becoming active is listed, marked on its card and announced, without a reload', 30_000, async () => {
+    state = await readPage(page);
+    const problems = answered === 0 ? ['the page has not asked /api/alerts again'] : alertsProblems(state, change);
+    const announcement = `New alert, ${added.rule}: ${added.message}`;
+    if (state.announcer !== announcement) problems.push(`the live region says ${JSON.stringify(state.announcer)}, not ${JSON.stringify(announcement)}`);
+    if (!state.sameDocument) problems.push('the page was reloaded');
+    return problems;
+  });
+  const card = state.cards.find((c) => c.panel === meter);
+  pass(`another alert becoming active (added by the test to the page's /api/alerts answer): listed without a reload, `
+    + `${meter}'s card marked "${card.alert}", announced politely: "${state.announcer}"; its pending notification shown `
+    + `("${state.alerts.recent[0].pending}")`);
+  return () => page.unroute(pattern);
+}
+
 // The bill page: opened through the navigation on the last whole month, all panels; its CSV
 // file; one panel; then printed to PDF.
 // The page's console errors, uncaught exceptions, failed requests and error answers, as they
@@ -1826,8 +2103,17 @@ function faultsOf(page) {
       faults.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
     }
   });
-  page.on('response', (response) => {
+  page.on('response', async (response) => {
     if (response.status() >= 400) faults.push(`HTTP ${response.status()} for ${response.url()}`);
+    // The year's figures change with every reading and the page asks for them only every 5
+    // minutes, so the test's own polling can miss the moment of the page's answer: the
+    // server's answer to the page itself is kept with the others (the page must still draw
+    // exactly what the API answered).
+    const url = new URL(response.url());
+    if (response.status() === 200 && url.pathname === '/api/energy/monthly' && !url.searchParams.has('format')) {
+      const body = await response.json().catch(() => null);
+      if (body) monthly.keep(body);
+    }
   });
   return faults;
 }
@@ -1958,7 +2244,10 @@ async function runWithToken(browser) {
     }
   });
   page.on('pageerror', (error) => faults.push(`uncaught exception: ${error.message}`));
+  let alertsWithToken = 0; // answers of /api/alerts to a request that carried the token
   page.on('response', async (response) => {
+    if (response.status() === 200 && new URL(response.url()).pathname === '/api/alerts'
+      && await response.request().headerValue('authorization').catch(() => null) === `Bearer ${token}`) alertsWithToken += 1;
     if (!signedIn || response.status() < 400) return;
     const withToken = await response.request().headerValue('authorization').catch(() => null);
     if (response.status() === 401 && !withToken) return;
@@ -1982,6 +2271,15 @@ async function runWithToken(browser) {
           + `${state.daily.bars.length} daily bars`];
     });
     pass(`with a token (${tokenUrl}): signed in, the page shows ${state.curve.panel}'s load curve and daily bars`);
+    // That server has no ALERTS_FILE: the page asks (with the token) and shows no Alerts section.
+    await waitFor('with a token and no alert rules, /api/alerts answered and no Alerts section shown', 40_000, async () => {
+      state = await readPage(page);
+      return [
+        ...(alertsWithToken > 0 ? [] : ['no answer of /api/alerts to a request with the token yet']),
+        ...(state.alerts.visible ? ['the Alerts section is shown'] : []),
+      ];
+    });
+    pass('with a token: /api/alerts asked with the bearer token; no alert rule, so no Alerts section');
     // That server has no METERS_FILE.
     await checkFlatSearch(page, expectedPanels);
     const authorization = { Authorization: `Bearer ${token}` };
@@ -2057,6 +2355,10 @@ async function runMany(browser) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
   const faults = faultsOf(page);
   const numbers = [];
+  let alertsAnswers = 0;
+  page.on('response', (response) => {
+    if (response.status() === 200 && new URL(response.url()).pathname === '/api/alerts') alertsAnswers += 1;
+  });
   try {
     const started = Date.now();
     const response = await page.goto(dashboardUrl, { waitUntil: 'commit' });
@@ -2203,6 +2505,9 @@ async function runMany(browser) {
 
     const last = await readCosts(page);
     if (last.svgs > MANY_SVG_LIMIT) throw new CheckFailed(`${last.svgs} svg elements on the page, more than ${MANY_SVG_LIMIT}`);
+    if (alertsAnswers === 0 || state.alerts.visible) {
+      throw new CheckFailed(`without alert rules: ${alertsAnswers} answers of /api/alerts, Alerts section shown: ${state.alerts.visible}`);
+    }
     if (state.errors.length > 0) throw new CheckFailed(`the page shows errors: ${state.errors.join('; ')}`);
     if (faults.length > 0) throw new CheckFailed(`the page had faults:\n  ${faults.join('\n  ')}`);
     pass('no console error, uncaught exception, failed request or error message on the page');

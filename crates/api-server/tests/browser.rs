@@ -23,6 +23,12 @@
 //! window, then opens the bill page of the last whole month, prints it to PDF and finds every
 //! panel's total and the grand total of `/api/bill` in the PDF's text, one panel per page.
 //!
+//! The first api-server also reads an `ALERTS_FILE` ([`ALERTS`], docs/alerts.md), evaluated
+//! every second: a rule that fires at the first evaluation and one that never fires. The
+//! script checks the page's Alerts section against `GET /api/alerts` (the active alert, the
+//! marker on its panel's card, the quiet rule not active, the firing in the recent events) and
+//! that an alert becoming active later is listed, marked and announced without a reload.
+//!
 //! A second test ([`the_dashboard_stays_responsive_with_1000_panels`]) writes 1 000 panels in
 //! 10 buildings straight into InfluxDB and checks that the page stays small: the buildings
 //! collapsed, no card of a collapsed group created, a few charts only, and the time from
@@ -94,6 +100,25 @@ building = "Tower A"
 [meters.SEJAHTERA]
 expression = "PANEL_LANTAI_2 + PANEL_LANTAI_3"
 tenant = "PT Sejahtera"
+"#;
+/// The first api-server's alert rules (docs/alerts.md), evaluated every second: one that fires
+/// at the first evaluation (a simulated panel always draws some power) and one that cannot
+/// fire while the test runs (a panel publishing every 2 s is never OFFLINE for a week). No
+/// target: the page shows the journal; nothing is sent anywhere.
+const FIRING_RULE: &str = "lantai-1-load";
+const QUIET_RULE: &str = "lantai-2-silent-for-a-week";
+const ALERTS: &str = r#"
+[[rules]]
+name = "lantai-1-load"
+meter = "PANEL_LANTAI_1"
+power_above_kw = 0
+notify = []
+
+[[rules]]
+name = "lantai-2-silent-for-a-week"
+meter = "PANEL_LANTAI_2"
+offline_for_minutes = 10080
+notify = []
 "#;
 /// The live publisher's interval: short, so the page sees new readings within the test.
 const LIVE_INTERVAL_SECS: &str = "2";
@@ -322,10 +347,12 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
     let state_file = scratch.path().join("sensor-publisher-state.json");
     let tariffs = scratch.path().join("tariffs.toml");
     let meters = scratch.path().join("meters.toml");
+    let alerts = scratch.path().join("alerts.toml");
     let zone: chrono_tz::Tz = TIMEZONE.parse().expect("a time zone");
     let today = Utc::now().with_timezone(&zone).date_naive();
     std::fs::write(&tariffs, tariff_file(today)).expect("write the tariff file");
     std::fs::write(&meters, METERS).expect("write the meters file");
+    std::fs::write(&alerts, ALERTS).expect("write the alerts file");
 
     let broker = Mosquitto::start();
     let influx = Influx::start();
@@ -372,11 +399,18 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
     );
     let tariffs = tariffs.display().to_string();
     let meters = meters.display().to_string();
+    let alerts = alerts.display().to_string();
     let priced = [("TARIFF_FILE", tariffs.as_str()), ("TIMEZONE", TIMEZONE)];
     let api = ApiServer::start(
         &influx.url(),
         "energy",
-        &[priced[0], priced[1], ("METERS_FILE", meters.as_str())],
+        &[
+            priced[0],
+            priced[1],
+            ("METERS_FILE", meters.as_str()),
+            ("ALERTS_FILE", alerts.as_str()),
+            ("ALERTS_INTERVAL_SECS", "1"),
+        ],
     );
     // Without a meters file: its page keeps the flat list of cards.
     let guarded = ApiServer::start(
@@ -401,6 +435,16 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
                 })
         },
     );
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{FIRING_RULE} firing in /api/alerts"),
+        || {
+            let body = api.ok("/api/alerts");
+            body["active"]
+                .as_array()
+                .is_some_and(|active| active.iter().any(|e| e["rule"] == FIRING_RULE))
+        },
+    );
     let services_ready = started.elapsed();
 
     let screenshot = scratch.path().join("dashboard.png");
@@ -423,6 +467,10 @@ fn the_dashboard_shows_every_panel_live_in_headless_chromium() {
             bill_pdf.as_os_str(),
             "--token-url".as_ref(),
             token_url.as_ref(),
+            "--firing-rule".as_ref(),
+            FIRING_RULE.as_ref(),
+            "--quiet-rule".as_ref(),
+            QUIET_RULE.as_ref(),
         ],
     );
 

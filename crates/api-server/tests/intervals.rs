@@ -1780,7 +1780,7 @@ fn unknown_panels_and_bad_parameters_get_json_errors() {
     let future = api.ok("/api/energy/daily?month=2030-01");
     assert_eq!(
         future["panels"],
-        json!([{"panel": "A", "tariff": "flat", "days": []}])
+        json!([{"panel": "A", "kind": "panel", "tariff": "flat", "days": []}])
     );
     // Days past what InfluxDB can store (its last instant is in April 2262) as well.
     for day in ["2262-04-11", "2262-04-12", "9999-12-31"] {
@@ -1796,7 +1796,7 @@ fn unknown_panels_and_bad_parameters_get_json_errors() {
     let future = api.ok("/api/energy/daily?month=9999-12");
     assert_eq!(
         future["panels"],
-        json!([{"panel": "A", "tariff": "flat", "days": []}])
+        json!([{"panel": "A", "kind": "panel", "tariff": "flat", "days": []}])
     );
     // The earliest month there is: 31 days of nothing (the ledger reaches back that far).
     let past = daily(&api, "1970-01", "Asia/Jakarta");

@@ -112,7 +112,7 @@ fn the_stream_starts_with_the_realtime_state_and_sends_a_new_reading_within_seco
     let a = event.json();
     assert_eq!(
         without_age(&a),
-        json!({"panel": "A", "status": "ONLINE", "power_kw": 3.25, "energy_kwh": 10.5,
+        json!({"panel": "A", "kind": "panel", "status": "ONLINE", "power_kw": 3.25, "energy_kwh": 10.5,
                "last_seen": rfc3339(t1)})
     );
     assert!(latency < DELIVERY, "{latency:?}");

@@ -20,6 +20,12 @@
 // draws the TOP_CHARTS panels that used the most and one chart of all the others together,
 // never a chart per panel.
 //
+// Alerts (GET /api/alerts, docs/alerts.md) are fetched every ALERTS_MS and, after a new reading,
+// at most every ALERTS_AFTER_READING_MS: the active ones are listed above the panels (and
+// announced to a screen reader when they become active), the card of a meter with an active
+// alert and the groups holding it are marked, and the recent events are in a collapsible list.
+// Without alert rules the section stays hidden.
+//
 // Two views, chosen by the URL's fragment: the dashboard (#dashboard, or none) and the bill
 // (#bill?month=YYYY-MM&panel=ID), a printable bill per panel from /api/bill; its print style
 // sheet prints the bills alone, one panel per page.
@@ -39,6 +45,8 @@
   const SEARCH_DELAY_MS = 120;
   const GROUPS_DELAY_MS = 100; // group summaries are updated at most this often
   const MONTHLY_MS = 5 * 60000;
+  const ALERTS_MS = 30000;
+  const ALERTS_AFTER_READING_MS = 10000; // at most this often because of new readings
   const YEARS_OFFERED = 10;
   const QUARTERS_PER_DAY = 96; // 92 or 100 on a day the clocks change
   const BLOB_KEPT_MS = 60000; // how long a downloaded CSV file's blob: URL stays valid
@@ -74,6 +82,12 @@
     bills: $('#bills'),
     billTemplate: $('#bill-template'),
     billSummaryTemplate: $('#bill-summary-template'),
+    alerts: $('#alerts'),
+    alertsActive: $('#alerts-active'),
+    alertsRecent: $('#alerts-recent'),
+    alertsEvents: $('#alerts-events'),
+    alertTemplate: $('#alert-template'),
+    alertEventTemplate: $('#alert-event-template'),
   };
 
   const state = {
@@ -100,6 +114,11 @@
     year: null,
     detailPanel: null, // the panel whose quarter hours and days are shown
     offlineAfter: null,
+    timezone: null, // the server's TIMEZONE, once an answer said it
+    alertRules: null, // how many alert rules the server has (null until /api/alerts answered)
+    alertsByMeter: new Map(), // meter -> its active alerts (events of /api/alerts)
+    alertIds: null, // the ids of the active alerts last shown (null before the first answer)
+    clockSkew: 0, // the server's clock minus this device's, in ms (from the Date header)
     stopped: false,
   };
 
@@ -267,8 +286,10 @@
 
   // ---- API ------------------------------------------------------------------------------
 
-  async function api(path) {
+  // The JSON answer of `path`; with `meta`, the answer's Date header goes into meta.date.
+  async function api(path, meta = null) {
     const response = await fetch(path, { headers: headers('application/json'), cache: 'no-store' });
+    if (meta) meta.date = response.headers.get('Date');
     if (response.status === 401) {
       askForToken();
       throw new TokenNeeded();
@@ -540,6 +561,7 @@
     entry.group.list.insertBefore(card, next);
     if (entry.data) showRealtime(entry);
     showToday(entry.id);
+    showCardAlert(entry);
     markFirst();
   }
 
@@ -554,7 +576,10 @@
     if (before && before.status !== panel.status && announceChanges) {
       announce(`${panel.panel} is now ${panel.status}.`);
     }
-    if (before && before.last_seen !== panel.last_seen) refreshTodaySoon();
+    if (before && before.last_seen !== panel.last_seen) {
+      refreshTodaySoon();
+      refreshAlertsSoon();
+    }
     if (!before || before.status !== panel.status) groupsChanged();
   }
 
@@ -603,6 +628,7 @@
 
   window.setInterval(() => {
     for (const entry of state.panels.values()) showAge(entry);
+    showAlertAges();
   }, 1000);
 
   // ---- group summaries ------------------------------------------------------------------
@@ -627,9 +653,10 @@
       for (let g = entry.group; g.level !== 'root'; g = g.parent) {
         let t = tally.get(g);
         if (!t) {
-          t = { panels: 0, online: 0, virtual: 0, matches: 0 };
+          t = { panels: 0, online: 0, virtual: 0, matches: 0, alerts: 0 };
           tally.set(g, t);
         }
+        t.alerts += (state.alertsByMeter.get(entry.id) || []).length;
         if (entry.kind === 'virtual') t.virtual += 1;
         else {
           t.panels += 1;
@@ -639,7 +666,7 @@
       }
     }
     for (const group of groupsIn(state.root)) {
-      const t = tally.get(group) || { panels: 0, online: 0, virtual: 0, matches: 0 };
+      const t = tally.get(group) || { panels: 0, online: 0, virtual: 0, matches: 0, alerts: 0 };
       group.element.hidden = t.panels + t.virtual === 0 || (state.query !== '' && t.matches === 0);
       // A floor of one card shares its row with other such floors.
       if (group.level === 'floor') group.element.classList.toggle('group-floor-wide', t.panels + t.virtual > 1);
@@ -650,6 +677,11 @@
       setText(counter, t.panels > 0
         ? `${count(t.online)} of ${count(t.panels)} ${plural(t.panels, 'panel', 'panels')} ONLINE`
         : `${count(t.virtual)} virtual ${plural(t.virtual, 'meter', 'meters')}`);
+      // Active alerts of the meters inside: seen while the group is collapsed.
+      const alerts = field('group_alerts', group.element);
+      alerts.hidden = t.alerts === 0;
+      alerts.setAttribute('data-alerts', String(t.alerts));
+      setText(alerts, t.alerts === 0 ? '' : `${count(t.alerts)} ${plural(t.alerts, 'alert', 'alerts')}`);
       showGroupMeters(group);
     }
   }
@@ -910,6 +942,176 @@
     }
   }
 
+  // ---- alerts ---------------------------------------------------------------------------
+
+  let alertsTimer = 0;
+  let alertsSoon = 0;
+  let alertsAskedAt = -Infinity; // performance.now() of the last request
+  let alertsRequest = 0;
+  let alertsBody = null; // the last answer of /api/alerts
+
+  // After a new reading: at once when the last request is ALERTS_AFTER_READING_MS old, else
+  // as soon as it is. Not at all while the server has no rule (the poll every ALERTS_MS still
+  // asks, and notices a restart with rules).
+  function refreshAlertsSoon() {
+    if (alertsSoon || state.alertRules === 0) return;
+    const wait = Math.max(0, alertsAskedAt + ALERTS_AFTER_READING_MS - performance.now());
+    alertsSoon = window.setTimeout(refreshAlerts, wait);
+  }
+
+  async function refreshAlerts() {
+    window.clearTimeout(alertsSoon);
+    alertsSoon = 0;
+    alertsAskedAt = performance.now();
+    const request = ++alertsRequest;
+    const meta = {};
+    try {
+      const body = await api('/api/alerts', meta);
+      if (request !== alertsRequest) return;
+      // "Since … ago" counts on the server's clock: right even when this device's is off. The
+      // Date header has whole seconds; half a second added is right on average.
+      const serverDate = Date.parse(meta.date || '');
+      state.clockSkew = Number.isFinite(serverDate) ? serverDate + 500 - Date.now() : 0;
+      const active = Array.isArray(body.active) ? body.active : [];
+      // What became active since the last answer, said politely (not what was active when the
+      // page opened: that is on the page for anyone to read).
+      if (state.alertIds !== null) {
+        const fresh = active.filter((event) => !state.alertIds.has(event.id));
+        if (fresh.length === 1) announce(`New alert, ${fresh[0].rule}: ${fresh[0].message}`);
+        else if (fresh.length > 1) announce(`${fresh.length} new alerts: ${fresh.map((event) => event.message).join('; ')}`);
+      }
+      state.alertIds = new Set(active.map((event) => event.id));
+      alertsBody = body;
+      setText(field('alerts_error'), '');
+      renderAlerts();
+    } catch (error) {
+      if (request !== alertsRequest || error instanceof TokenNeeded) return;
+      reportError(field('alerts_error'), 'The alerts', error);
+      page.alerts.hidden = false;
+    }
+  }
+
+  const browserZone = (() => {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    } catch {
+      return 'UTC';
+    }
+  })();
+
+  // The zone times are written in: the server's TIMEZONE (as every figure of the page), this
+  // browser's until an answer has named it.
+  const shownZone = () => state.timezone || browserZone;
+  const serverNow = () => Date.now() + state.clockSkew;
+  const todayThere = () => localParts(new Date(serverNow()).toISOString(), shownZone()).date;
+
+  // A <time> of an RFC 3339 instant: "13:28" today, "13:28 on 2026-12-05" another day; the
+  // date, time and zone in its tooltip.
+  function showInstant(element, instant) {
+    const zone = shownZone();
+    const local = localParts(instant, zone);
+    element.setAttribute('datetime', instant);
+    element.setAttribute('title', `${local.date} ${local.time} (${zone})`);
+    setText(element, local.date === todayThere() ? local.time : `${local.time} on ${local.date}`);
+  }
+
+  // "less than a minute ago", "12 min ago", "3 h 5 min ago", "4 days ago".
+  function ago(ms) {
+    const minutes = Math.floor(Math.max(0, ms) / 60000);
+    if (minutes < 1) return 'less than a minute ago';
+    if (minutes < 60) return `${minutes} min ago`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `${hours} h ${minutes % 60} min ago`;
+    return `${Math.floor(hours / 24)} days ago`;
+  }
+
+  function showAlertAges() {
+    const now = serverNow();
+    for (const item of page.alertsActive.children) {
+      const since = Date.parse(field('alert_since', item).getAttribute('datetime'));
+      setText(field('alert_ago', item), ago(now - since));
+    }
+  }
+
+  // The section from the last answer: hidden without rules (and events), else the active
+  // alerts (or "No active alerts."), the recent events, newest first, in a <details>, and a
+  // marker on the card and groups of each meter with an active alert.
+  function renderAlerts() {
+    const body = alertsBody;
+    const list = (value) => (Array.isArray(value) ? value : []);
+    const rules = list(body.rules);
+    const active = list(body.active);
+    const recent = list(body.recent).slice()
+      .sort((a, b) => Date.parse(b.at) - Date.parse(a.at)); // stable: the API's order on ties
+    state.alertRules = rules.length;
+    page.alerts.hidden = rules.length === 0 && recent.length === 0 && field('alerts_error').textContent === '';
+    page.alerts.setAttribute('data-active', String(active.length));
+    setText(field('alerts_summary'), rules.length === 0 ? ''
+      : `(${active.length > 0 ? `${count(active.length)} active, ` : ''}${count(rules.length)} ${plural(rules.length, 'rule', 'rules')})`);
+    field('alerts_none').hidden = active.length > 0;
+    const today = todayThere();
+    if (changed(page.alertsActive, [active, shownZone(), today])) {
+      page.alertsActive.replaceChildren(...active.map(alertItem));
+    }
+    showAlertAges();
+    page.alertsRecent.hidden = recent.length === 0;
+    setText(field('alerts_recent_count'), `(${count(recent.length)}, last 7 days)`);
+    if (changed(page.alertsEvents, [recent, shownZone(), today])) {
+      page.alertsEvents.replaceChildren(...recent.map(eventItem));
+    }
+    state.alertsByMeter = new Map();
+    for (const event of active) {
+      const events = state.alertsByMeter.get(event.meter) || [];
+      events.push(event);
+      state.alertsByMeter.set(event.meter, events);
+    }
+    for (const entry of state.panels.values()) showCardAlert(entry);
+    groupsChanged();
+  }
+
+  function alertItem(event) {
+    const item = page.alertTemplate.content.firstElementChild.cloneNode(true);
+    item.setAttribute('data-id', event.id);
+    item.setAttribute('data-rule', event.rule);
+    item.setAttribute('data-meter', event.meter);
+    setText(field('alert_rule', item), event.rule);
+    setText(field('alert_meter', item), event.meter);
+    setText(field('alert_message', item), event.message);
+    showInstant(field('alert_since', item), event.fired_at);
+    return item;
+  }
+
+  function eventItem(event) {
+    const item = page.alertEventTemplate.content.firstElementChild.cloneNode(true);
+    const fired = event.transition === 'fired';
+    item.setAttribute('data-id', event.id);
+    item.setAttribute('data-rule', event.rule);
+    item.setAttribute('data-transition', event.transition);
+    const badge = field('event_transition', item);
+    setText(badge, fired ? 'Fired' : 'Resolved');
+    badge.classList.add(fired ? 'transition-fired' : 'transition-resolved');
+    showInstant(field('event_at', item), event.at);
+    setText(field('event_message', item), event.message);
+    setText(field('event_rule', item), event.rule);
+    const pending = Array.isArray(event.pending) ? event.pending : [];
+    const owed = field('event_pending', item);
+    owed.hidden = pending.length === 0;
+    setText(owed, pending.length === 0 ? '' : `notification pending: ${pending.join(', ')}`);
+    return item;
+  }
+
+  // A card's marker: "Alert" and the rules firing on its meter (their messages in the
+  // tooltip); the card's data-alerts counts them.
+  function showCardAlert(entry) {
+    if (!entry.card) return;
+    const events = state.alertsByMeter.get(entry.id) || [];
+    const marker = field('alert', entry.card);
+    marker.hidden = events.length === 0;
+    setText(field('alert_rules', entry.card), events.map((event) => event.rule).join(', '));
+    marker.setAttribute('title', events.map((event) => event.message).join('\n'));
+    entry.card.setAttribute('data-alerts', String(events.length));
+  }
+
   // ---- today ----------------------------------------------------------------------------
 
   let todayTimer = 0;
@@ -1021,6 +1223,10 @@
 
   function showSettings(body) {
     state.currency = body.currency;
+    if (typeof body.timezone === 'string' && body.timezone !== state.timezone) {
+      state.timezone = body.timezone;
+      if (state.alertIds !== null) renderAlerts(); // its times are local times
+    }
     setText(field('timezone'), body.timezone);
     setText(field('currency'), body.currency);
     setText(field('tariff'), typeof body.tariff_per_kwh === 'number'
@@ -1791,8 +1997,10 @@
     connect();
     refreshToday();
     refreshMonthly();
+    refreshAlerts();
     todayTimer = window.setInterval(refreshToday, TODAY_MS);
     monthlyTimer = window.setInterval(refreshMonthly, MONTHLY_MS);
+    alertsTimer = window.setInterval(refreshAlerts, ALERTS_MS);
   }
 
   function stop() {
@@ -1806,6 +2014,9 @@
     window.clearInterval(monthlyTimer);
     window.clearTimeout(todaySoon);
     todaySoon = 0;
+    window.clearInterval(alertsTimer);
+    window.clearTimeout(alertsSoon);
+    alertsSoon = 0;
   }
 
   start();

@@ -53,6 +53,10 @@ const TIME_OF_USE_TODAY_WARM_RATIO_MAX: f64 = 2.0;
 const INTERVALS_COLD_MAX_MS: f64 = 20.0;
 /// p99 of realtime and today-usage under wrk, at 100 panels.
 const P99_MAX_MS: f64 = 20.0;
+/// p99 of realtime and today-usage under wrk, at 1 000 panels.
+const P99_1000_MAX_MS: f64 = 50.0;
+/// `/api/energy/monthly`, first request after start, at 1 000 panels × 30 days.
+const MONTHLY_1000_COLD_MAX_MS: f64 = 1000.0;
 /// Resident memory of api-server and mqtt-subscriber when idle.
 const IDLE_RSS_BELOW_MIB: f64 = 15.0;
 /// A percentile wrk prints is not the real one once this share of requests timed out.
@@ -601,6 +605,7 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
         // month of every panel).
         let cold_max = match endpoint.name {
             "monthly" if size.panels == 100 && size.days == 365 => Some(MONTHLY_COLD_MAX_MS),
+            "monthly" if size.panels == 1000 && size.days == 30 => Some(MONTHLY_1000_COLD_MAX_MS),
             "daily" if size.panels == 100 => Some(DAILY_COLD_MAX_MS),
             "bill (time-of-use)" if size.panels == 100 => Some(BILL_COLD_MAX_MS),
             "intervals" => Some(INTERVALS_COLD_MAX_MS),
@@ -615,7 +620,12 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
                 "ms",
             );
         }
-        if matches!(endpoint.name, "realtime" | "today-usage") && size.panels == 100 {
+        let p99_max = match size.panels {
+            100 => Some(P99_MAX_MS),
+            1000 => Some(P99_1000_MAX_MS),
+            _ => None,
+        };
+        if let (true, Some(max)) = (matches!(endpoint.name, "realtime" | "today-usage"), p99_max) {
             let (value, measured) = endpoint.wrk.as_ref().map_or_else(
                 |_| ("wrk failed".into(), f64::NAN),
                 |report| p99_figure(report, wrk_timeout),
@@ -624,7 +634,7 @@ fn check(run: &SizeRun, options: &Options, checks: &mut Checks) {
                 format!("{size}: {} p99", endpoint.path),
                 value,
                 measured,
-                Bound::AtMost(P99_MAX_MS),
+                Bound::AtMost(max),
                 "ms",
             );
         }

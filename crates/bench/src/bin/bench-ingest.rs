@@ -30,6 +30,8 @@ use test_support::{find_program, sibling_binary, Influx, Mosquitto, Program};
 
 /// End-to-end throughput must reach this share of the lower ceiling.
 const MIN_RATIO: f64 = 0.70;
+/// The same at 1 000 panels or more, where the issue asks for 0.9 of the broker's rate.
+const MIN_RATIO_1000_PANELS: f64 = 0.90;
 /// The subscriber's peak resident memory during the flood.
 const MAX_PEAK_RSS_MIB: f64 = 30.0;
 /// How long a program may take to subscribe.
@@ -469,6 +471,11 @@ fn main() -> std::process::ExitCode {
     println!();
 
     let mut checks = Checks::default();
+    let min_ratio = if options.panels >= 1000 {
+        MIN_RATIO_1000_PANELS
+    } else {
+        MIN_RATIO
+    };
     let mut e2e_rows = Vec::new();
     let mut e2e_json = Vec::new();
     for (run, ceiling) in runs.iter().zip(&brokers) {
@@ -515,7 +522,7 @@ fn main() -> std::process::ExitCode {
             format!("inflight {inflight}: end to end / lower ceiling"),
             ratio.map_or("-".into(), |r| format!("{:.0} %", r * 100.0)),
             ratio.map_or(f64::NAN, |r| r * 100.0),
-            Bound::AtLeast(MIN_RATIO * 100.0),
+            Bound::AtLeast(min_ratio * 100.0),
             "%",
         );
         checks.check(
