@@ -388,11 +388,8 @@ fn a_hand_worked_month_is_billed_line_by_line_with_and_without_the_rollup() {
     let started = Utc::now().timestamp_nanos_opt().unwrap();
     let _writer = start_subscriber(&broker, &influx, "bill-rollup-writer", &[]);
     wait_until(Duration::from_secs(120), "the rollup to be built", || {
-        influx.query(
-            "energy",
-            "SELECT last(complete_until) FROM energy_rollup_state",
-        )["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
+        influx
+            .rollup_complete_until("energy")
             .is_some_and(|until| until > started)
     });
     let mut from_rollup = ApiServer::start(&influx.url(), "energy", &settings);

@@ -94,12 +94,8 @@ fn every_endpoint_serves_sustained_load_without_errors_wrong_figures_or_memory_g
     let _subscriber = start_subscriber(&broker, &influx, "load-test", &[]);
     let newest = now.timestamp_nanos_opt().unwrap();
     wait_until(Duration::from_secs(120), "the usage rollup", || {
-        let answer = influx.query(
-            DATABASE,
-            "SELECT last(complete_until) FROM energy_rollup_state",
-        );
-        answer["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
+        influx
+            .rollup_complete_until(DATABASE)
             .is_some_and(|until| until >= newest)
     });
 

@@ -315,13 +315,7 @@ fn a_rollup_whose_writer_stopped_is_not_trusted_with_late_readings() {
         "stale-writer",
         &[("MAX_POWER_KW", MAX_POWER_KW.to_string())],
     );
-    let complete_until = || {
-        influx.query(
-            "energy",
-            "SELECT last(complete_until) FROM energy_rollup_state",
-        )["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
-    };
+    let complete_until = || influx.rollup_complete_until("energy");
     let started_ns = now * 1_000_000_000;
     wait_until(Duration::from_secs(60), "the rollup to be built", || {
         complete_until().is_some_and(|until| until > started_ns)

@@ -306,11 +306,8 @@ fn a_building_and_its_unmetered_loss_are_their_members_combined() {
     let started = Utc::now().timestamp_nanos_opt().unwrap();
     let _writer = start_subscriber(&broker, &influx, "virtual-meters-writer", &[]);
     wait_until(Duration::from_secs(120), "the rollup to be built", || {
-        influx.query(
-            "energy",
-            "SELECT last(complete_until) FROM energy_rollup_state",
-        )["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
+        influx
+            .rollup_complete_until("energy")
             .is_some_and(|until| until > started)
     });
     let mut from_rollup = ApiServer::start(&influx.url(), "energy", &settings);

@@ -319,6 +319,13 @@ impl Influx {
     /// The number of `energy_kwh` values in `energy_data`, summed over all series; 0 when there
     /// are none, including when the database does not exist yet (so it can be polled before the
     /// program under test has created it).
+    /// What the usage rollup's state records as complete (epoch nanoseconds), if it has one.
+    pub fn rollup_complete_until(&self, db: &str) -> Option<i64> {
+        self.query(db, "SELECT last(complete_until) FROM energy_rollup_state")["results"][0]
+            ["series"][0]["values"][0][1]
+            .as_i64()
+    }
+
     pub fn count_points(&self, db: &str) -> u64 {
         let json = self.query(db, "SELECT count(energy_kwh) FROM energy_data");
         if let Some(error) = statement_error(&json) {
