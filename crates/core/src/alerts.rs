@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
-use crate::cost::{round_to, Cost, ParsePriceError, Price};
+use crate::cost::{round_to, Cost, Price};
 use crate::meters::Meters;
 use crate::panel::PanelId;
 use crate::tariff::Tariffs;
@@ -531,41 +531,14 @@ fn whole_number(
     ))
 }
 
-/// A threshold: a decimal ≥ 0, written as a number (`150`, `0.5`) or a string (`"150"`), read
-/// exactly from the text as written (as the tariff file reads its rates).
+/// A threshold: a decimal ≥ 0 read exactly from the text as written, as the tariff file reads
+/// its rates ([`toml_file::Reader::decimal`]).
 fn threshold(
     reader: &Reader<'_>,
     value: &Value<'_>,
     field: &str,
 ) -> Result<Price, AlertsFileError> {
-    let text = match value.get_ref() {
-        DeValue::Integer(i) if i.radix() == 10 => i.as_str().replace('_', ""),
-        DeValue::Integer(i) => {
-            return Err(reader.error(
-                value.span().start,
-                field,
-                format!("{i} is not a decimal number: write it in base 10"),
-            ))
-        }
-        DeValue::Float(f) => f.as_str().replace('_', ""),
-        DeValue::String(s) => s.to_string(),
-        other => {
-            return Err(reader.error(
-                value.span().start,
-                field,
-                format!("must be a decimal number, not {}", other.type_str()),
-            ))
-        }
-    };
-    text.trim().parse::<Price>().map_err(|e| {
-        let message = match e {
-            ParsePriceError::Negative => {
-                format!("{text} is negative: a threshold must be 0 or more")
-            }
-            other => format!("{text:?} is {other}"),
-        };
-        reader.error(value.span().start, field, message)
-    })
+    reader.decimal(value, field, "a threshold must be 0 or more")
 }
 
 /// `price × 10^decimals`, rounded down to a whole number, saturating at `i128::MAX` (no figure

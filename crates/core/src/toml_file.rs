@@ -6,6 +6,8 @@
 use std::marker::PhantomData;
 
 use toml::de::{DeTable, DeValue};
+
+use crate::cost::{ParsePriceError, Price};
 use toml::Spanned;
 
 /// A value of the file with the byte range it was written at.
@@ -106,6 +108,39 @@ impl<'a, E: LocatedError> Reader<'a, E> {
                 format!("must be a string, not {}", value.get_ref().type_str()),
             )),
         }
+    }
+
+    /// A non-negative decimal, written as a number (`1035.78`) or a string (`"1035.78"`),
+    /// read exactly from the text as written, never through a binary float. `what` ends the
+    /// message of a negative one (`rates and charges must be 0 or more`).
+    pub(crate) fn decimal(&self, value: &Value<'_>, field: &str, what: &str) -> Result<Price, E> {
+        let at = value.span().start;
+        let text = match value.get_ref() {
+            DeValue::Integer(i) if i.radix() == 10 => i.as_str().replace('_', ""),
+            DeValue::Integer(i) => {
+                return Err(self.error(
+                    at,
+                    field,
+                    format!("{i} is not a decimal number: write it in base 10"),
+                ))
+            }
+            DeValue::Float(f) => f.as_str().replace('_', ""),
+            DeValue::String(s) => s.to_string(),
+            other => {
+                return Err(self.error(
+                    at,
+                    field,
+                    format!("must be a decimal number, not {}", other.type_str()),
+                ))
+            }
+        };
+        text.trim().parse::<Price>().map_err(|e| {
+            let message = match e {
+                ParsePriceError::Negative => format!("{text} is negative: {what}"),
+                other => format!("{text:?} is {other}"),
+            };
+            self.error(at, field, message)
+        })
     }
 
     pub(crate) fn array<'v, 'i>(

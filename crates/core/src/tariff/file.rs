@@ -41,30 +41,9 @@ type Reader<'a> = toml_file::Reader<'a, TariffFileError>;
 
 /// The values only the tariff file has.
 impl Reader<'_> {
-    /// A non-negative decimal, written as a number (`1035.78`) or a string (`"1035.78"`), read
-    /// exactly from the text as written.
+    /// A rate or charge: [`toml_file::Reader::decimal`].
     fn price(&self, value: &Value<'_>, field: &str) -> Result<Price, TariffFileError> {
-        let text = match value.get_ref() {
-            DeValue::Integer(i) if i.radix() == 10 => i.as_str().replace('_', ""),
-            DeValue::Float(f) => f.as_str().replace('_', ""),
-            DeValue::String(s) => s.to_string(),
-            other => {
-                return Err(self.error(
-                    value.span().start,
-                    field,
-                    format!("must be a decimal number, not {}", other.type_str()),
-                ))
-            }
-        };
-        text.trim().parse::<Price>().map_err(|e| {
-            let message = match e {
-                crate::cost::ParsePriceError::Negative => {
-                    format!("{text} is negative: rates and charges must be 0 or more")
-                }
-                other => format!("{text:?} is {other}"),
-            };
-            self.error(value.span().start, field, message)
-        })
+        self.decimal(value, field, "rates and charges must be 0 or more")
     }
 
     fn date(&self, value: &Value<'_>, field: &str) -> Result<NaiveDate, TariffFileError> {
