@@ -1,5 +1,13 @@
-//! The batcher: collects validated messages into batches, writes each batch, then
-//! acknowledges its messages in the order they arrived (MQTT 3.1.1 §4.6.0-2).
+//! The batcher: collects validated messages into batches, writes each batch, then hands its
+//! acknowledgements to the acknowledging task, which passes them to the MQTT event loop in the
+//! order the messages arrived (MQTT 3.1.1 §4.6.0-2).
+//!
+//! The two are separate so that the batcher never waits for the event loop. The event loop is
+//! driven by the intake task, which waits for room in the batcher's channel: a batcher that
+//! waited for room in the event loop's request channel could close a circle where each waits
+//! for the other, with the connection's keep-alive lapsing while nothing moves. That happened
+//! under a flood from a broker that sent far beyond its in-flight window (docs/operations.md,
+//! "Running the broker for this").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +59,7 @@ pub async fn run(
     config: Config,
     mut items: mpsc::Receiver<Item>,
     writer: Writer,
-    client: AsyncClient,
+    acks: mpsc::UnboundedSender<Vec<Ack>>,
     stats: Arc<Stats>,
     written: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -86,22 +94,37 @@ pub async fn run(
             }
             written.notify_one();
         }
-        acknowledge(&client, &batch.acks, &stats).await;
+        // Never waits: the queue is unbounded, and holds 4 bytes per message whose points
+        // are already stored (docs/operations.md, "Running the broker for this").
+        if acks.send(batch.acks).is_err() {
+            return;
+        }
         if *shutdown.borrow() {
             return;
         }
     }
 }
 
-/// Acks in arrival order. The request channel is sized to take a whole batch, so this does
-/// not wait on the event loop (which may itself be waiting for room in our channel).
-async fn acknowledge(client: &AsyncClient, acks: &[Ack], stats: &Stats) {
-    for ack in acks {
-        if ack.qos != QoS::AtMostOnce {
+/// The acknowledging task: passes each batch's acks to the event loop, in arrival order,
+/// waiting for room in its request channel as long as it takes. Ends when the batcher has
+/// ended and every ack it handed over is queued (or the event loop is gone, in which case
+/// the broker redelivers what was not acknowledged).
+pub async fn acknowledge(
+    client: AsyncClient,
+    mut batches: mpsc::UnboundedReceiver<Vec<Ack>>,
+    stats: Arc<Stats>,
+) {
+    let mut event_loop_gone = false;
+    while let Some(acks) = batches.recv().await {
+        for ack in &acks {
+            if ack.qos == QoS::AtMostOnce || event_loop_gone {
+                continue;
+            }
             if let Err(error) = client.ack(&ack.to_publish()).await {
-                tracing::warn!(%error, "could not queue an acknowledgement; the broker will redeliver");
+                tracing::warn!(%error, "could not queue an acknowledgement; the broker will redeliver the unacknowledged messages");
+                event_loop_gone = true;
             }
         }
+        stats.acknowledged(acks.len());
     }
-    stats.acknowledged(acks.len());
 }

@@ -1,11 +1,12 @@
 //! `mqtt-subscriber`: MQTT → validation → InfluxDB, at least once and in order.
 //!
-//! Two tasks share the work. The intake task owns the MQTT event loop: it validates each
+//! Three tasks share the work. The intake task owns the MQTT event loop: it validates each
 //! message as it arrives and hands the outcome down a bounded channel. The batcher collects
 //! outcomes into batches, writes each batch to InfluxDB (retrying with backoff while InfluxDB
-//! is down) and only then acknowledges the batch's messages, in the order they arrived. A
-//! crash or an outage therefore loses nothing the broker delivered: unacknowledged messages
-//! are delivered again on the persistent session, and rewriting a point is harmless.
+//! is down) and only then hands the batch's acknowledgements to the acknowledging task, which
+//! queues them for the event loop in the order the messages arrived. A crash or an outage
+//! therefore loses nothing the broker delivered: unacknowledged messages are delivered again
+//! on the persistent session, and rewriting a point is harmless.
 
 mod batcher;
 mod check;
@@ -83,9 +84,9 @@ async fn run(settings: Settings, influx: InfluxClient) {
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(intake::MAX_PACKET_BYTES, intake::MAX_PACKET_BYTES);
-    // The request channel carries our acks to the event loop. It must hold a whole batch of
-    // acks without blocking: while the intake task waits for room in the (full) message
-    // channel it does not drain requests, so a smaller channel could deadlock the two tasks.
+    // The request channel carries our acks to the event loop. The acknowledging task may wait
+    // for room in it without holding anything else up (see batcher.rs); its size only sets how
+    // many acks travel at once.
     let request_capacity = settings.max_buffered + settings.batch_size + 64;
     let (client, eventloop) = rumqttc::AsyncClient::new(options, request_capacity);
 
@@ -114,6 +115,8 @@ async fn run(settings: Settings, influx: InfluxClient) {
         stats.clone(),
         shutdown_rx.clone(),
     ));
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let acknowledging = tokio::spawn(batcher::acknowledge(client.clone(), acks_rx, stats.clone()));
     let batcher = tokio::spawn(batcher::run(
         batcher::Config {
             batch_size: settings.batch_size,
@@ -122,7 +125,7 @@ async fn run(settings: Settings, influx: InfluxClient) {
         },
         items_rx,
         writer::Writer::new(influx.clone(), stats.clone()),
-        client.clone(),
+        acks_tx,
         stats.clone(),
         written.clone(),
         shutdown_rx.clone(),
@@ -152,9 +155,11 @@ async fn run(settings: Settings, influx: InfluxClient) {
     energy_service::shutdown::signal().await;
     tracing::info!("shutting down: flushing the current batch, then disconnecting");
     let _ = shutdown_tx.send(true);
-    // The batcher flushes and acks what it holds, then asks the broker to disconnect; the
-    // intake task keeps the event loop turning until that is done.
+    // The batcher flushes what it holds and the acknowledging task queues the last acks, then
+    // we ask the broker to disconnect; the intake task keeps the event loop turning until that
+    // is done. What is not acknowledged by then is delivered again on the next connection.
     let _ = batcher.await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), acknowledging).await;
     let _ = client.disconnect().await;
     // The rollup does a last round for what the batcher wrote.
     let _ = rollup_stop_tx.send(true);

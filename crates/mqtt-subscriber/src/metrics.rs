@@ -61,7 +61,7 @@ fn describe() {
     );
     describe_gauge!(
         BUFFERED,
-        "Messages received but not yet acknowledged (waiting in memory for InfluxDB)"
+        "Messages received but not yet acknowledged (waiting for InfluxDB, or written and waiting for their acknowledgement to be sent)"
     );
     counter!(RECEIVED).absolute(0);
     counter!(WRITTEN).absolute(0);

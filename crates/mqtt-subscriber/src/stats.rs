@@ -20,7 +20,8 @@ pub struct Stats {
     written: AtomicU64,
     retries: AtomicU64,
     batches: AtomicU64,
-    /// Messages received but not yet acknowledged (in the channel or the current batch).
+    /// Messages received but not yet acknowledged (in the channel, the current batch, or written
+    /// and waiting for their acks to be queued).
     buffered: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Rollup sums the background check found wrong and had recomputed.

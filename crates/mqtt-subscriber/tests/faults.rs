@@ -185,6 +185,61 @@ fn subscriber_killed_repeatedly_mid_flood_loses_nothing() {
     assert_stored_exactly(&influx, DB, &expected);
 }
 
+/// Mosquitto 2.0 with `max_queued_messages 0` sends a subscriber far more than its
+/// `max_inflight_messages` window (25 001 unacknowledged messages against a window of 1 000 were
+/// seen in bench-ingest). The subscriber then fills its channel (MAX_BUFFERED) and its request
+/// channel both. When the batcher waited for room in the request channel while the intake waited
+/// for room in the batcher's channel, the two waited for each other for good: the event loop
+/// stopped, the broker dropped the connection for a lapsed keep-alive, and nothing more was
+/// stored while the process kept running. Small channels make the circle close quickly: before
+/// the acknowledgements got a task of their own, this test stalled after 400 of the 60 000
+/// readings, twice in two runs.
+#[test]
+fn a_flood_beyond_the_brokers_window_never_stalls_the_subscriber() {
+    const N: usize = 60_000;
+    const STALL: Duration = Duration::from_secs(20);
+    let broker = Mosquitto::start_with("max_queued_messages 0\nmax_inflight_messages 1000");
+    let influx = Influx::start();
+    influx.create_database(DB);
+    let subscriber = start_subscriber(
+        &broker,
+        &influx,
+        "flood-window",
+        &[
+            ("MAX_BUFFERED", "200".to_owned()),
+            ("BATCH_SIZE", "100".to_owned()),
+        ],
+    );
+
+    let (messages, expected) = numbered_readings(N, 600, now_ms() - 86_400_000);
+    let started = Instant::now();
+    let flood = Flood::start(broker.port, messages, 1e9);
+    let (mut stored, mut last_change) = (0, Instant::now());
+    while stored < N as u64 {
+        std::thread::sleep(Duration::from_millis(200));
+        let count = influx.count_points(DB);
+        if count != stored {
+            (stored, last_change) = (count, Instant::now());
+        }
+        assert!(
+            last_change.elapsed() < STALL,
+            "ingest stalled: {stored} of {N} stored, none for {STALL:?}; subscriber output:\n{}",
+            subscriber.output()
+        );
+    }
+    flood.finish();
+    let most_held = summaries(&subscriber.output())
+        .iter()
+        .filter_map(|summary| summary.get("buffered").copied())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "all {N} stored at {:.1} s; most messages held unacknowledged at a summary: {most_held}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_stored_exactly(&influx, DB, &expected);
+}
+
 #[test]
 fn influxdb_outage_of_60s_loses_nothing_and_memory_stays_bounded() {
     const RATE: f64 = 50.0;

@@ -82,6 +82,11 @@ struct Options {
     /// Give up on a measurement when nothing has arrived for this long.
     #[arg(long, default_value_t = 60)]
     stall_secs: u64,
+
+    /// Where the logs of a stalled end-to-end run are kept (the subscriber's output, the
+    /// broker's and InfluxDB's logs), one directory per run.
+    #[arg(long, default_value = "target/bench-ingest-stalls")]
+    stall_logs: std::path::PathBuf,
 }
 
 /// One generated reading: the MQTT message and the same point as line protocol.
@@ -318,6 +323,8 @@ fn end_to_end(
             ("BATCH_SIZE", options.batch_size.to_string()),
             ("MAX_BUFFERED", options.max_buffered.to_string()),
             ("FLUSH_INTERVAL_MS", options.flush_interval_ms.to_string()),
+            // Counts every 5 s, so that a stalled run's log says where the readings were.
+            ("SUMMARY_INTERVAL_SECS", "5".to_owned()),
         ],
     );
     subscriber.wait_for_output("subscribed", SUBSCRIBE_TIMEOUT);
@@ -350,6 +357,7 @@ fn end_to_end(
                 (now - last_change).as_secs_f64(),
                 history::is_running(&subscriber)
             );
+            keep_stall_logs(&options.stall_logs, inflight, &subscriber, &broker, &influx);
             break started.elapsed();
         }
         std::thread::sleep(poll);
@@ -376,6 +384,36 @@ fn end_to_end(
         peak_rss_kib,
         summary,
     })
+}
+
+/// Copies the logs of a stalled run to `<dir>/inflight-<n>-<unix time>/` and prints the path and
+/// the subscriber's last counts.
+fn keep_stall_logs(
+    dir: &std::path::Path,
+    inflight: u32,
+    subscriber: &Program,
+    broker: &Mosquitto,
+    influx: &Influx,
+) {
+    let run = dir.join(format!("inflight-{inflight}-{}", Utc::now().timestamp()));
+    let output = subscriber.output();
+    let written = std::fs::create_dir_all(&run).and_then(|()| {
+        std::fs::write(run.join("mqtt-subscriber.log"), &output)?;
+        std::fs::write(run.join("mosquitto.log"), broker.log())?;
+        std::fs::write(run.join("influxd.log"), influx.log())
+    });
+    match written {
+        Ok(()) => eprintln!("  the logs of this run are kept in {}", run.display()),
+        Err(error) => eprintln!("  could not keep the logs in {}: {error}", run.display()),
+    }
+    for line in output
+        .lines()
+        .filter(|l| l.contains("summary"))
+        .rev()
+        .take(3)
+    {
+        eprintln!("  subscriber: {}", line.trim());
+    }
 }
 
 fn main() -> std::process::ExitCode {
