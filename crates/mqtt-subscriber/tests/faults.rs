@@ -71,6 +71,15 @@ fn summaries(output: &str) -> Vec<BTreeMap<String, u64>> {
         .collect()
 }
 
+/// The largest `buffered` count of the summaries in `output` (0 without any).
+fn most_buffered(output: &str) -> u64 {
+    summaries(output)
+        .iter()
+        .filter_map(|summary| summary.get("buffered").copied())
+        .max()
+        .unwrap_or(0)
+}
+
 /// A test's random generator, seeded from the clock; the seed is printed so a failure can be
 /// replayed by hard-coding it.
 fn rng(test: &str) -> StdRng {
@@ -228,11 +237,7 @@ fn a_flood_beyond_the_brokers_window_never_stalls_the_subscriber() {
         );
     }
     flood.finish();
-    let most_held = summaries(&subscriber.output())
-        .iter()
-        .filter_map(|summary| summary.get("buffered").copied())
-        .max()
-        .unwrap_or(0);
+    let most_held = most_buffered(&subscriber.output());
     println!(
         "all {N} stored at {:.1} s; most messages held unacknowledged at a summary: {most_held}",
         started.elapsed().as_secs_f64()
@@ -318,11 +323,7 @@ fn influxdb_outage_of_60s_loses_nothing_and_memory_stays_bounded() {
     }
 
     let max_rss = samples.iter().map(|s| s.0).max().unwrap();
-    let max_buffered = summaries(&subscriber.output())
-        .iter()
-        .filter_map(|s| s.get("buffered").copied())
-        .max()
-        .unwrap_or(0);
+    let max_buffered = most_buffered(&subscriber.output());
     println!(
         "RSS: before {before_kib} KiB, max during outage {max_rss} KiB; max buffered={max_buffered}"
     );
