@@ -7,8 +7,13 @@
 //! answer is still served while a single request refreshes it ("stale while revalidate"), so
 //! under steady polling nobody but that one request waits for InfluxDB; figures are at most
 //! two `ttl`s stale, or, while a refresh is running, as old as that refresh takes (a slow
-//! InfluxDB then gets one query at a time, not one per waiting request). Only the InfluxDB answer is cached: whatever depends on "now" (status,
-//! seconds since last seen) is computed for every request. Failures are not cached.
+//! InfluxDB then gets one query at a time, not one per waiting request). Failures are not
+//! cached.
+//!
+//! The store caches InfluxDB answers here ([`QueryCache::get_or_try`]: the refreshing request
+//! waits). The polled endpoints cache their whole rendered answer ([`crate::rendered`], with
+//! [`QueryCache::get_or_refresh`]: a task refreshes it, nobody waits). See
+//! docs/operations.md, "The answer caches".
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -69,9 +74,9 @@ impl<T> Entry<T> {
 }
 
 /// Marks an entry as being refreshed for as long as it lives.
-struct Refreshing<'a, T>(&'a Entry<T>);
+struct Refreshing<T>(Arc<Entry<T>>);
 
-impl<T> Drop for Refreshing<'_, T> {
+impl<T> Drop for Refreshing<T> {
     fn drop(&mut self) {
         self.0.refreshing.store(false, Ordering::Release);
     }
@@ -80,8 +85,8 @@ impl<T> Drop for Refreshing<'_, T> {
 /// What a lookup found.
 enum Found<T> {
     Answer(Arc<T>),
-    /// A stale answer this caller refreshes.
-    Refresh(Arc<Entry<T>>),
+    /// A stale answer (the entry's) this caller refreshes.
+    Refresh(Arc<Entry<T>>, Arc<T>),
     /// A computation to join (or start).
     Join(Arc<Entry<T>>),
 }
@@ -110,6 +115,20 @@ impl<T> QueryCache<T> {
         entries.retain(|_, entry| entry.is_kept(ttl));
     }
 
+    /// Drops what may no longer be served every `ttl`, forever (see
+    /// [`QueryCache::evict_expired`]). Returns at once when the cache is off.
+    pub async fn sweep(&self) {
+        let Some(every) = self.sweep_every() else {
+            return;
+        };
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.evict_expired();
+        }
+    }
+
     /// How many answers (or computations) are held.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -126,48 +145,113 @@ impl<T> QueryCache<T> {
         if self.ttl.is_zero() {
             return compute().await.map(Arc::new);
         }
-        let found = {
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let ttl = self.ttl;
-            entries.retain(|_, entry| entry.is_kept(ttl));
-            let entry = entries
-                .entry(key.to_owned())
-                .or_insert_with(|| Arc::new(Entry::computing()))
-                .clone();
-            match entry.answer.get() {
-                Some((stored, answer)) if stored.elapsed() < ttl => Found::Answer(answer.clone()),
-                Some((_, answer)) => {
-                    if entry.refreshing.swap(true, Ordering::AcqRel) {
-                        Found::Answer(answer.clone())
-                    } else {
-                        Found::Refresh(entry)
-                    }
-                }
-                None => Found::Join(entry),
-            }
-        };
+        let found = self.find(key);
         match found {
             Found::Answer(answer) => Ok(answer),
-            Found::Refresh(stale) => {
+            Found::Refresh(stale, _) => {
                 // Until this refresh ends (also if the request is dropped midway), the stale
                 // answer is served to everyone else, however long InfluxDB takes: a slow
                 // refresh must not send every other request to InfluxDB too.
-                let _refreshing = Refreshing(&stale);
+                let _refreshing = Refreshing(stale);
                 let answer = Arc::new(compute().await?);
-                let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-                entries.insert(key.to_owned(), Arc::new(Entry::answered(answer.clone())));
+                self.store(key, answer.clone());
                 Ok(answer)
             }
-            // If `compute` fails, the cell stays empty and the next waiter tries for itself.
-            Found::Join(entry) => entry
-                .answer
-                .get_or_try_init(|| async {
-                    let answer = Arc::new(compute().await?);
-                    Ok((Instant::now(), answer))
-                })
-                .await
-                .map(|(_, answer)| answer.clone()),
+            Found::Join(entry) => Self::join(&entry, compute).await,
         }
+    }
+
+    /// Like [`QueryCache::get_or_try`], but a stale answer is refreshed by a task of its own:
+    /// no request waits for a refresh, not even the one that starts it. Only the first
+    /// request for `key` (or one after the answer was let go) waits, sharing one computation
+    /// with those arriving meanwhile. A refresh that fails is logged and leaves the stale
+    /// answer to be served until it is too old; the next request past `ttl` tries again.
+    ///
+    /// This is for answers that are costly to make and asked for all the time (a dashboard's
+    /// polling): under load, every request is then a copy of bytes made once per `ttl`.
+    pub async fn get_or_refresh<E, F, Fut>(
+        self: &Arc<Self>,
+        key: &str,
+        compute: F,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+        E: std::fmt::Debug + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        if self.ttl.is_zero() {
+            return compute().await.map(Arc::new);
+        }
+        match self.find(key) {
+            Found::Answer(answer) => Ok(answer),
+            Found::Refresh(stale, answer) => {
+                let refreshing = Refreshing(stale);
+                let cache = Arc::clone(self);
+                let key = key.to_owned();
+                let refresh = compute();
+                tokio::spawn(async move {
+                    // Held until the refresh ends, so that no second one starts meanwhile.
+                    let _refreshing = refreshing;
+                    match refresh.await {
+                        Ok(answer) => cache.store(&key, Arc::new(answer)),
+                        Err(error) => {
+                            tracing::warn!(key, ?error, "refreshing a cached answer failed")
+                        }
+                    }
+                });
+                Ok(answer)
+            }
+            Found::Join(entry) => Self::join(&entry, compute).await,
+        }
+    }
+
+    /// What `key` holds: an answer to serve, a stale one for this caller to refresh, or a
+    /// computation to join (started here when there is none). Drops what may no longer be
+    /// served on the way.
+    fn find(&self, key: &str) -> Found<T> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let ttl = self.ttl;
+        entries.retain(|_, entry| entry.is_kept(ttl));
+        let entry = entries
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Entry::computing()))
+            .clone();
+        match entry.answer.get() {
+            Some((stored, answer)) if stored.elapsed() < ttl => Found::Answer(answer.clone()),
+            Some((_, answer)) => {
+                if entry.refreshing.swap(true, Ordering::AcqRel) {
+                    Found::Answer(answer.clone())
+                } else {
+                    Found::Refresh(entry.clone(), answer.clone())
+                }
+            }
+            None => Found::Join(entry),
+        }
+    }
+
+    /// Stores a new answer for `key`, replacing the entry.
+    fn store(&self, key: &str, answer: Arc<T>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(key.to_owned(), Arc::new(Entry::answered(answer)));
+    }
+
+    /// The answer `entry` is being computed into: the running computation's, or one from
+    /// `compute`. If `compute` fails, the cell stays empty and the next waiter tries for
+    /// itself.
+    async fn join<E, F, Fut>(entry: &Entry<T>, compute: F) -> Result<Arc<T>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        entry
+            .answer
+            .get_or_try_init(|| async {
+                let answer = Arc::new(compute().await?);
+                Ok((Instant::now(), answer))
+            })
+            .await
+            .map(|(_, answer)| answer.clone())
     }
 }
 
@@ -325,6 +409,73 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(210)).await;
         assert_eq!(*cache.get_or_try("q", slow).await.unwrap(), 2);
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn with_a_background_refresh_no_request_waits_for_a_stale_answer() {
+        let cache = Arc::new(QueryCache::new(Duration::from_millis(100)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let slow = |runs: &Arc<AtomicUsize>| {
+            let runs = runs.clone();
+            move || async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, String>(runs.fetch_add(1, Ordering::SeqCst))
+            }
+        };
+        // The first request waits for the first answer, and shares it.
+        let (a, b) = tokio::join!(
+            cache.get_or_refresh("q", slow(&runs)),
+            cache.get_or_refresh("q", slow(&runs))
+        );
+        assert_eq!((*a.unwrap(), *b.unwrap()), (0, 0));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // Stale: the request that starts the refresh gets the stale answer at once too.
+        let started = Instant::now();
+        assert_eq!(*cache.get_or_refresh("q", slow(&runs)).await.unwrap(), 0);
+        assert_eq!(*cache.get_or_refresh("q", slow(&runs)).await.unwrap(), 0);
+        assert!(
+            started.elapsed() < Duration::from_millis(40),
+            "{:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            *cache.get_or_refresh("q", slow(&runs)).await.unwrap(),
+            1,
+            "refreshed"
+        );
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "one refresh for two stale requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_background_refresh_keeps_the_stale_answer_until_it_is_too_old() {
+        let cache = Arc::new(QueryCache::new(Duration::from_millis(100)));
+        let fail = || async { Err::<usize, _>("InfluxDB is down") };
+        assert_eq!(
+            *cache
+                .get_or_refresh("q", || async { Ok::<_, &str>(7) })
+                .await
+                .unwrap(),
+            7
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(*cache.get_or_refresh("q", fail).await.unwrap(), 7, "stale");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            *cache.get_or_refresh("q", fail).await.unwrap(),
+            7,
+            "stale, retried"
+        );
+        // Past two ttls the stale answer is gone: the request computes, and sees the failure.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            cache.get_or_refresh("q", fail).await,
+            Err("InfluxDB is down")
+        );
     }
 
     #[tokio::test]

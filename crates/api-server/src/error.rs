@@ -30,6 +30,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The request as a whole outlived the safety-net timeout.
     Timeout(Duration),
+    /// An answer could not be written (a bug, not bad input).
+    Internal(String),
 }
 
 /// The body of every error answer.
@@ -57,6 +59,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     InfluxdbUnavailable,
     Timeout,
+    Internal,
 }
 
 impl From<InfluxError> for ApiError {
@@ -117,6 +120,14 @@ impl IntoResponse for ApiError {
                 ErrorCode::Timeout,
                 format!("the request took longer than {} ms", limit.as_millis()),
             ),
+            ApiError::Internal(message) => {
+                tracing::error!(%message, "an answer could not be written");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "the answer could not be written; the server's log says why".into(),
+                )
+            }
         };
         let body = ErrorBody {
             error: ErrorDetail { code, message },

@@ -18,6 +18,7 @@ mod live;
 mod metrics;
 mod openapi;
 mod pricing;
+mod rendered;
 mod routes;
 mod server;
 mod settings;
@@ -78,6 +79,9 @@ async fn main() -> std::process::ExitCode {
     tokio::spawn(crate::metrics::upkeep(metrics.clone()));
     let state = Arc::new(AppState {
         store: Store::new(influx.clone(), &settings),
+        answers: Arc::new(crate::cache::QueryCache::new(
+            std::time::Duration::from_millis(settings.query_cache_ms),
+        )),
         timezone: settings.timezone,
         tariffs: settings.tariffs(),
         meters: settings.meters(),
@@ -111,6 +115,8 @@ async fn main() -> std::process::ExitCode {
     }
     let sweeper = state.clone();
     tokio::spawn(async move { sweeper.store.sweep_cache().await });
+    let sweeper = state.clone();
+    tokio::spawn(async move { sweeper.answers.sweep().await });
     let policy = settings.policy();
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -25,6 +25,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::intervals::demand_kw;
 use crate::metrics;
 use crate::pricing::{self, flat_rate, load_of, CutPeriods, Tally, UsageFigure, WindowCost};
+use crate::rendered;
 use crate::state::AppState;
 use crate::virtual_meters;
 
@@ -33,6 +34,7 @@ type Shared = State<Arc<AppState>>;
 /// The answer of `GET /api/panel/realtime`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Realtime {
+    /// When this answer was made: statuses and ages are as of then (see `QUERY_CACHE_MS`).
     #[schema(format = DateTime)]
     generated_at: String,
     /// A panel is ONLINE while its latest reading is at most this many seconds old.
@@ -52,18 +54,22 @@ pub(crate) struct Realtime {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-pub(crate) async fn realtime(State(state): Shared) -> Result<Json<Realtime>, ApiError> {
+pub(crate) async fn realtime(State(state): Shared) -> Result<Response, ApiError> {
+    rendered::json(&state, "realtime", make_realtime).await
+}
+
+async fn make_realtime(state: Arc<AppState>) -> Result<Realtime, ApiError> {
     let latest = state.store.latest().await?;
     let now = Utc::now();
     let panels: Vec<_> =
         virtual_meters::realtime(&state.meters, &latest, now, state.offline_after_secs)
             .into_values()
             .collect();
-    Ok(Json(Realtime {
+    Ok(Realtime {
         generated_at: rfc3339(now),
         offline_after_secs: state.offline_after_secs,
         panels,
-    }))
+    })
 }
 
 /// The 503 of every route that reads InfluxDB.
@@ -153,6 +159,10 @@ pub(crate) fn tariffs_now(state: &AppState, now: chrono::DateTime<Utc>) -> Vec<T
 /// The answer of `GET /api/panel/today-usage`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct TodayUsage {
+    /// When this answer was made: "today" and the tariffs in force are as of then (see
+    /// `QUERY_CACHE_MS`).
+    #[schema(format = DateTime)]
+    generated_at: String,
     /// Today in `timezone`.
     #[schema(format = Date)]
     date: String,
@@ -183,7 +193,11 @@ pub(crate) struct TodayUsage {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>, ApiError> {
+pub(crate) async fn today_usage(State(state): Shared) -> Result<Response, ApiError> {
+    rendered::json(&state, "today-usage", make_today_usage).await
+}
+
+async fn make_today_usage(state: Arc<AppState>) -> Result<TodayUsage, ApiError> {
     let now = Utc::now();
     let (date, today) = period::today(now, state.timezone);
     let tariffs = &state.tariffs;
@@ -213,7 +227,8 @@ pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>
             }
         })
         .collect();
-    Ok(Json(TodayUsage {
+    Ok(TodayUsage {
+        generated_at: rfc3339(now),
         date: date.to_string(),
         timezone: state.timezone.name(),
         tariff_per_kwh: flat_rate(tariffs),
@@ -221,7 +236,7 @@ pub(crate) async fn today_usage(State(state): Shared) -> Result<Json<TodayUsage>
         tariffs: tariffs_now(&state, now),
         panels,
         total: total.figure(tariffs),
-    }))
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -455,6 +470,9 @@ impl SummaryPanel {
 /// The answer of `GET /api/panel/summary`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Summary {
+    /// When this answer was made: statuses are as of then (see `QUERY_CACHE_MS`).
+    #[schema(format = DateTime)]
+    generated_at: String,
     /// Today in `timezone`.
     #[schema(format = Date)]
     date: String,
@@ -476,7 +494,11 @@ pub(crate) struct Summary {
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
-pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiError> {
+pub(crate) async fn summary(State(state): Shared) -> Result<Response, ApiError> {
+    rendered::json(&state, "summary", make_summary).await
+}
+
+async fn make_summary(state: Arc<AppState>) -> Result<Summary, ApiError> {
     let now = Utc::now();
     let (date, today): (NaiveDate, _) = period::today(now, state.timezone);
     let tariffs = &state.tariffs;
@@ -518,12 +540,13 @@ pub(crate) async fn summary(State(state): Shared) -> Result<Json<Summary>, ApiEr
         );
     }
     let panels: Vec<SummaryPanel> = panels.into_values().collect();
-    Ok(Json(Summary {
+    Ok(Summary {
+        generated_at: rfc3339(now),
         date: date.to_string(),
         timezone: state.timezone.name(),
         currency: tariffs.currency.clone(),
         panels,
-    }))
+    })
 }
 
 /// The answer of `GET /health`.

@@ -1,6 +1,8 @@
 //! The state every handler reads: the [`AppState`] the router is built with (see
 //! `openapi::app`), made once in `main`.
 
+use std::sync::Arc;
+
 use chrono_tz::Tz;
 use energy_core::{Meters, Tariffs};
 
@@ -9,6 +11,8 @@ use crate::store::Store;
 
 pub struct AppState {
     pub store: Store,
+    /// The polled endpoints' rendered answers (see [`crate::rendered`]).
+    pub answers: Arc<crate::rendered::Answers>,
     pub timezone: Tz,
     /// Every cost is priced by these (`TARIFF_FILE`, or `TARIFF_PER_KWH` for every kWh).
     pub tariffs: Tariffs,
@@ -25,8 +29,6 @@ pub struct AppState {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// State whose InfluxDB refuses every connection (nothing listens on port 9).
@@ -41,6 +43,9 @@ pub(crate) mod tests {
         let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
         Arc::new(AppState {
             store: Store::new(influx, &settings),
+            answers: Arc::new(crate::cache::QueryCache::new(
+                std::time::Duration::from_millis(settings.query_cache_ms),
+            )),
             timezone: settings.timezone,
             tariffs: settings.tariffs(),
             meters: settings.meters(),

@@ -469,15 +469,7 @@ impl Store {
     /// Drops cached answers that may no longer be served, every so often, forever (see
     /// `QueryCache::evict_expired`). Returns at once when the cache is off.
     pub async fn sweep_cache(&self) {
-        let Some(every) = self.cache.sweep_every() else {
-            return;
-        };
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            self.cache.evict_expired();
-        }
+        self.cache.sweep().await
     }
 
     pub async fn ping(&self) -> Result<(), InfluxError> {

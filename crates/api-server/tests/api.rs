@@ -720,6 +720,63 @@ fn realtime_lists_every_panel_with_its_status() {
     assert!((Utc::now() - generated).num_seconds().abs() < 30);
 }
 
+/// The polled endpoints serve one rendered answer per `QUERY_CACHE_MS`; past that, the stale
+/// answer is served at once and a task of its own makes the next one (docs/operations.md, "The
+/// answer caches").
+#[test]
+fn a_polled_answer_is_reused_then_refreshed_without_a_request_waiting() {
+    let influx = Influx::start();
+    influx.create_database("energy");
+    influx.write(
+        "energy",
+        &line("P1", 4.5, 10.0, Utc::now() - Span::seconds(5)),
+    );
+    let api = ApiServer::start(&influx.url(), "energy", &[("QUERY_CACHE_MS", "2000")]);
+    let power = |body: &Value| panel(body, "P1")["power_kw"].clone();
+    for path in [
+        "/api/panel/realtime",
+        "/api/panel/today-usage",
+        "/api/panel/summary",
+    ] {
+        let first = api.ok(path);
+        assert!(first["generated_at"].is_string(), "{path}: {first}");
+        assert_eq!(
+            api.ok(path),
+            first,
+            "{path}: the same answer within QUERY_CACHE_MS"
+        );
+    }
+    let made = Instant::now();
+    let first = api.ok("/api/panel/realtime");
+    assert_eq!(power(&first), 4.5);
+    // A newer reading arrives; within the period the answer stays the one made before it.
+    influx.write("energy", &line("P1", 9.25, 10.5, Utc::now()));
+    assert_eq!(api.ok("/api/panel/realtime"), first);
+    // Past the period (and well before two of them), the request that finds the answer
+    // stale still gets it, at once: the refresh runs beside it.
+    std::thread::sleep(Duration::from_millis(2300).saturating_sub(made.elapsed()));
+    assert_eq!(
+        api.ok("/api/panel/realtime"),
+        first,
+        "the stale answer, not one made for this request"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refreshed = loop {
+        let body = api.ok("/api/panel/realtime");
+        if body["generated_at"] != first["generated_at"] {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never refreshed: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(power(&refreshed), 9.25, "{refreshed}");
+    let (before, after): (DateTime<Utc>, DateTime<Utc>) = (
+        first["generated_at"].as_str().unwrap().parse().unwrap(),
+        refreshed["generated_at"].as_str().unwrap().parse().unwrap(),
+    );
+    assert!(after > before, "{before} → {after}");
+}
+
 #[test]
 fn an_empty_or_missing_database_is_not_an_error() {
     let influx = Influx::start();

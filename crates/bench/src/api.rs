@@ -276,11 +276,11 @@ pub struct EndpointRun {
     pub name: &'static str,
     pub path: String,
     pub cold: Result<Timed, String>,
-    /// The same request again, one after another right after the cold one, on the same server:
-    /// what a dashboard that polls gets once the server has answered once. With the default
-    /// `QUERY_CACHE_MS` (1000) these may be served from the server's answer cache, and that is
-    /// part of what is measured. The series stops at the first request that timed out (each
-    /// costs [`REQUEST_TIMEOUT`]), so it may be shorter than asked for.
+    /// The same request again, one after another after the cold one, on the same server, each
+    /// once the answer caches have let go of the last answer ([`ANSWER_CACHE_EXPIRED`]): an
+    /// answer made again from what the server has read before (rollup sums or its ledger) and
+    /// InfluxDB's newest readings, not a cached copy. The series stops at the first request
+    /// that timed out (each costs [`REQUEST_TIMEOUT`]), so it may be shorter than asked for.
     pub warm: Vec<Result<Timed, String>>,
     pub wrk: Result<WrkReport, String>,
     /// api-server `VmRSS` in KiB right after it listened, idle after the cold and warm requests
@@ -290,8 +290,10 @@ pub struct EndpointRun {
     pub rss_after_load: Option<u64>,
 }
 
-/// Longer than the api-server's default `QUERY_CACHE_MS` (1 s).
-const ANSWER_CACHE_EXPIRED: Duration = Duration::from_millis(1_100);
+/// Longer than two of the api-server's default `QUERY_CACHE_MS` (1 s): past that its answer
+/// caches serve nothing they hold, not even while refreshing it (docs/operations.md, "The
+/// answer caches").
+const ANSWER_CACHE_EXPIRED: Duration = Duration::from_millis(2_100);
 
 impl EndpointRun {
     /// Starts a fresh api-server (default `QUERY_CACHE_MS`, and `env` in its environment: a
@@ -314,8 +316,6 @@ impl EndpointRun {
         let mut warm = Vec::with_capacity(warm_requests);
         if !matches!(&cold, Err(error) if timed_out(error)) {
             for _ in 0..warm_requests {
-                // Past the answer cache: a warm request is answered from what the server has
-                // read before (rollup sums or its ledger), not from a cached answer.
                 std::thread::sleep(ANSWER_CACHE_EXPIRED);
                 let answer = api.get(&path);
                 let stop = matches!(&answer, Err(error) if timed_out(error));
@@ -333,6 +333,13 @@ impl EndpointRun {
         }
         std::thread::sleep(IDLE_AFTER);
         let rss_before_load = api.rss_kib();
+        // wrk measures a server that its pollers keep busy, as a dashboard's do: one request
+        // first, so that the load does not start on caches emptied by the idle pause above.
+        // That first answer after a pause is what `warm` measures. Without it, the 16
+        // connections' first requests wait for it together, and wrk (which corrects for
+        // "coordinated omission") counts that one wait as hundreds of slow requests: at 1 000
+        // panels a 0.2 s wait alone moves a 10 s run's p99 to about 0.1-0.2 s (BENCHMARKS.md).
+        let _ = api.get(&path);
         let wrk = wrk.run(&format!("{}{path}", api.base_url()), options);
         std::thread::sleep(IDLE_AFTER);
         let rss_after_load = api.rss_kib();
