@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, NaiveDate};
 use energy_core::bill::Bill;
-use energy_core::{period, PanelId};
+use energy_core::{period, PanelId, Period};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -17,6 +17,7 @@ use crate::csv::{number, Csv, Format};
 use crate::error::{ApiError, ErrorBody};
 use crate::intervals::{demand_kw, parse_month};
 use crate::pricing;
+use crate::rendered;
 use crate::routes::query_param;
 use crate::state::AppState;
 use crate::virtual_meters;
@@ -139,6 +140,26 @@ pub(crate) async fn bill(
         .ok_or_else(|| ApiError::BadRequest(format!("{raw_month} is not a month")))?;
     let first = NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| ApiError::BadRequest(format!("{raw_month} is not a month")))?;
+    let key = format!(
+        "bill?month={year:04}-{month:02}&format={format:?}&panel={}",
+        only.as_deref().unwrap_or("")
+    );
+    rendered::response(&state, key, move |state| {
+        make_bill(state, whole, first, format, only)
+    })
+    .await
+}
+
+/// The answer of [`bill`] for the month `whole` that starts on `first`, of one panel or
+/// virtual meter (`only`) or all.
+async fn make_bill(
+    state: Arc<AppState>,
+    whole: Period,
+    first: NaiveDate,
+    format: Format,
+    only: Option<String>,
+) -> Result<Response, ApiError> {
+    let (year, month) = (first.year(), first.month());
     let dates: Vec<NaiveDate> = first
         .iter_days()
         .take_while(|d| d.month() == month)

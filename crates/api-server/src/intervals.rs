@@ -19,6 +19,7 @@ use crate::answers::Kind;
 use crate::csv::{number, Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::pricing::{self, load_of, Parts, UsageFigure};
+use crate::rendered;
 use crate::routes::query_param;
 use crate::state::AppState;
 use crate::virtual_meters;
@@ -325,6 +326,18 @@ pub(crate) async fn daily(
     let format = Format::parse(query_param(query, "format").as_deref())?;
     let first = NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| ApiError::BadRequest(format!("{year}-{month:02} is not a month")))?;
+    let key = format!("daily?month={year:04}-{month:02}&format={format:?}");
+    rendered::response(&state, key, move |state| make_daily(state, first, format)).await
+}
+
+/// The answer of [`daily`] for the month that starts on `first`.
+async fn make_daily(
+    state: Arc<AppState>,
+    first: NaiveDate,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let (year, month) = (first.year(), first.month());
     let days: Vec<(NaiveDate, Period)> = first
         .iter_days()
         .take_while(|date| date.month() == month)

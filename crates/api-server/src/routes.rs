@@ -320,6 +320,19 @@ pub(crate) async fn monthly(
     let format = Format::parse(query_param(query.as_deref(), "format").as_deref())?;
     let months = period::months_of_year(year, state.timezone)
         .ok_or_else(|| ApiError::BadRequest(format!("year {year} has no calendar")))?;
+    let key = format!("monthly?year={year}&format={format:?}");
+    rendered::response(&state, key, move |state| {
+        make_monthly(state, year, months, format)
+    })
+    .await
+}
+
+async fn make_monthly(
+    state: Arc<AppState>,
+    year: i32,
+    months: Vec<energy_core::Period>,
+    format: Format,
+) -> Result<Response, ApiError> {
     let tariffs = &state.tariffs;
     let parts = pricing::parts(
         &state.store,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 use test_support::reference::{self, Rule, Shares};
-use test_support::{free_port, http_get, try_http_get, ApiServer, Influx, Program};
+use test_support::{free_port, http_get, http_request, try_http_get, ApiServer, Influx, Program};
 
 /// A panel's readings as the reference takes them: (time, energy register).
 type Points = Vec<(DateTime<Utc>, f64)>;
@@ -775,6 +775,88 @@ fn a_polled_answer_is_reused_then_refreshed_without_a_request_waiting() {
         refreshed["generated_at"].as_str().unwrap().parse().unwrap(),
     );
     assert!(after > before, "{before} → {after}");
+}
+
+/// The answer cache keys monthly, daily and bill answers by their parameters, keeps each
+/// answer's type and download name, and keeps no refusal.
+#[test]
+fn cached_answers_keep_their_parameters_type_and_download_name() {
+    let influx = Influx::start();
+    influx.create_database("energy");
+    let at = |minute| Utc.with_ymd_and_hms(2025, 3, 10, 12, minute, 0).unwrap();
+    let mut lines = line("P1", 6.0, 100.0, at(0));
+    lines += &line("P1", 6.0, 100.2, at(2));
+    influx.write("energy", &lines);
+    let api = ApiServer::start(
+        &influx.url(),
+        "energy",
+        &[("QUERY_CACHE_MS", "5000"), ("TIMEZONE", "UTC")],
+    );
+    let get = |path: &str| {
+        let (status, _, text, headers) = http_request("GET", &api.url(path), &[], None);
+        let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
+        (
+            status,
+            header("content-type"),
+            header("content-disposition"),
+            text,
+        )
+    };
+    let (year, this_month) = (2025, "2025-03");
+    // JSON first, then CSV of the same year: two answers, not one.
+    for (json, csv, name) in [
+        (
+            format!("/api/energy/monthly?year={year}"),
+            format!("/api/energy/monthly?year={year}&format=csv"),
+            format!("monthly-{year:04}.csv"),
+        ),
+        (
+            format!("/api/energy/daily?month={this_month}"),
+            format!("/api/energy/daily?month={this_month}&format=csv"),
+            format!("daily-{this_month}.csv"),
+        ),
+        (
+            format!("/api/bill?month={this_month}"),
+            format!("/api/bill?month={this_month}&format=csv"),
+            format!("bill-{this_month}.csv"),
+        ),
+    ] {
+        let first = get(&json);
+        assert_eq!(first.0, 200, "{json}: {}", first.3);
+        assert!(first.1.starts_with("application/json"), "{json}: {first:?}");
+        assert_eq!(get(&json), first, "{json}: served again as it was");
+        let csv_first = get(&csv);
+        assert_eq!(csv_first.0, 200, "{csv}: {}", csv_first.3);
+        assert!(csv_first.1.starts_with("text/csv"), "{csv}: {csv_first:?}");
+        assert_eq!(
+            csv_first.2,
+            format!("attachment; filename=\"{name}\""),
+            "{csv}"
+        );
+        assert!(csv_first.3.contains("P1"), "{csv}: {}", csv_first.3);
+        assert_eq!(
+            get(&csv),
+            csv_first,
+            "{csv}: served again with its type and name"
+        );
+    }
+    // Another year is another answer: in 2024 P1 had no reading.
+    let body = |path: &str| serde_json::from_str::<Value>(&get(path).3).unwrap();
+    let this_year = body(&format!("/api/energy/monthly?year={year}"));
+    let last_year = body(&format!("/api/energy/monthly?year={}", year - 1));
+    // 100.0 → 100.2 kWh: 0.2 kWh in 2025 (by hand), none the year before.
+    assert_eq!(panel(&this_year, "P1")["total_kwh"], 0.2);
+    assert_eq!(panel(&last_year, "P1")["total_kwh"], 0.0);
+    // One panel's bill is its own answer, and a refusal is never kept.
+    let one = body(&format!("/api/bill?month={this_month}&panel=P1"));
+    assert_eq!(ids(&one), ["P1"]);
+    for _ in 0..2 {
+        assert_eq!(get("/api/energy/monthly?year=abc").0, 400);
+        assert_eq!(
+            get(&format!("/api/bill?month={this_month}&panel=NOPE")).0,
+            404
+        );
+    }
 }
 
 #[test]

@@ -10,8 +10,9 @@
 //! `rollup_ready: false` and the run goes on), and measure the **rollup path** the same way.
 //!
 //! Each path measures every endpoint on a fresh `api-server` (default `QUERY_CACHE_MS`): its
-//! first request (cold: nothing cached yet), the same request a few times more (warm: median
-//! and max), and a `wrk` load (shorter on the no-rollup path, `--no-rollup-wrk-secs`). Memory of
+//! first request (cold: nothing cached yet), the same request a few times more, each once the
+//! server's answer caches have let go of the last answer (warm: median and max), and, after one
+//! more request, a `wrk` load (shorter on the no-rollup path, `--no-rollup-wrk-secs`). Memory of
 //! both programs is sampled when idle, before and after the load. `--skip-no-rollup` measures
 //! the rollup path alone, as before the no-rollup path existed.
 //!
@@ -827,8 +828,8 @@ fn main() -> std::process::ExitCode {
     println!(
         "api-server: {} ({} build), TIMEZONE Asia/Jakarta, QUERY_CACHE_MS default (1000), a \
          fresh process per endpoint; flat tariff (TARIFF_PER_KWH default), and `(time-of-use)` \
-         with TARIFF_FILE={}; cold = its first request, warm = the same {} more times right \
-         after (median / max), timed out = no answer within {} s",
+         with TARIFF_FILE={}; cold = its first request, warm = the same {} more times, each \
+         past the answer caches (median / max), wrk after one priming request, timed out = no answer within {} s",
         binaries.api_server.display(),
         machine::profile(&binaries.api_server),
         options.tariff_file.display(),
