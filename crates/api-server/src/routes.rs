@@ -327,6 +327,7 @@ pub(crate) async fn monthly(
     .await
 }
 
+/// The answer of [`monthly`] for `year`, whose calendar months are `months`.
 async fn make_monthly(
     state: Arc<AppState>,
     year: i32,

@@ -87,6 +87,26 @@ struct Options {
     /// broker's and InfluxDB's logs), one directory per run.
     #[arg(long, default_value = "target/bench-ingest-stalls")]
     stall_logs: std::path::PathBuf,
+
+    /// A further setting of the subscriber, as NAME=VALUE (repeatable), e.g.
+    /// `ROLLUP_WRITER=false` to see what the rollup costs.
+    #[arg(long = "subscriber-env", value_parser = parse_setting)]
+    subscriber_env: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE`, with a name of capitals, digits and underscores.
+fn parse_setting(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value))
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') =>
+        {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
 }
 
 /// One generated reading: the MQTT message and the same point as line protocol.
@@ -325,7 +345,15 @@ fn end_to_end(
             ("FLUSH_INTERVAL_MS", options.flush_interval_ms.to_string()),
             // Counts every 5 s, so that a stalled run's log says where the readings were.
             ("SUMMARY_INTERVAL_SECS", "5".to_owned()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            options
+                .subscriber_env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone())),
+        )
+        .collect::<Vec<_>>(),
     );
     subscriber.wait_for_output("subscribed", SUBSCRIBE_TIMEOUT);
 
@@ -479,9 +507,16 @@ fn main() -> std::process::ExitCode {
         machine::profile(&subscriber_exe)
     );
     println!(
-        "subscriber: BATCH_SIZE={} MAX_BUFFERED={} FLUSH_INTERVAL_MS={}; broker: \
+        "subscriber: BATCH_SIZE={} MAX_BUFFERED={} FLUSH_INTERVAL_MS={}{}; broker: \
          max_queued_messages 0, max_inflight_messages as below",
-        options.batch_size, options.max_buffered, options.flush_interval_ms
+        options.batch_size,
+        options.max_buffered,
+        options.flush_interval_ms,
+        options
+            .subscriber_env
+            .iter()
+            .map(|(name, value)| format!(" {name}={value}"))
+            .collect::<String>()
     );
     println!();
 
@@ -666,5 +701,25 @@ fn time_or_error(result: &Result<Duration, String>) -> String {
     match result {
         Ok(took) => secs(*took),
         Err(error) => format!("FAILED: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_setting_is_name_equals_value() {
+        assert_eq!(
+            parse_setting("ROLLUP_WRITER=false"),
+            Ok(("ROLLUP_WRITER".to_owned(), "false".to_owned()))
+        );
+        assert_eq!(
+            parse_setting("MAX_BUFFERED=a=b"),
+            Ok(("MAX_BUFFERED".to_owned(), "a=b".to_owned()))
+        );
+        for bad in ["ROLLUP_WRITER", "=1", "rollup_writer=false", "A B=1"] {
+            assert!(parse_setting(bad).is_err(), "{bad}");
+        }
     }
 }
