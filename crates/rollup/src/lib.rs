@@ -154,20 +154,83 @@ pub struct LogRead {
     pub more: bool,
 }
 
+/// One row of the invalidation log as read: its stamp (ns) and its buckets field. Read straight
+/// into this, not into generic JSON values: a flood names every panel in every batch it
+/// writes (40 000 entries for 1 000 panels in 40 batches), and as generic rows those took
+/// about 6 MiB of the subscriber's memory at once (BENCHMARKS.md).
+type LogRow = (i64, LogField);
+
+/// The buckets field of a log entry: `None` when it is not a string (someone else wrote to the
+/// log), which makes the entry unreadable, never the whole read.
+#[derive(Debug)]
+struct LogField(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for LogField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = LogField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a log entry's buckets")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<LogField, E> {
+                Ok(LogField(Some(value.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, value: String) -> Result<LogField, E> {
+                Ok(LogField(Some(value)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<LogField, E> {
+                Ok(LogField(None))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                inner: D,
+            ) -> Result<LogField, D::Error> {
+                inner.deserialize_any(Any)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LogField, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LogField(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LogField, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LogField(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
 /// Adds the entries of a `SELECT buckets … GROUP BY panel` result. Returns the newest stamp.
-fn add_log_entries(result: &StatementResult, read: &mut LogRead) -> Option<i64> {
+fn add_log_entries(result: &Rows<LogRow>, read: &mut LogRead) -> Option<i64> {
     let mut newest = None;
     for series in &result.series {
-        let Some(panel) = series.tag("panel").filter(|p| !p.is_empty()) else {
+        let Some(panel) = series.tags.get("panel").filter(|p| !p.is_empty()) else {
             continue;
         };
-        for row in 0..series.values.len() {
-            let Some(time) = series.i64_at(row, "time") else {
-                continue;
-            };
-            newest = newest.max(Some(time));
+        for (time, buckets) in &series.values {
+            newest = newest.max(Some(*time));
             read.entries += 1;
-            let Some(buckets) = series.str_at(row, LOG_BUCKETS_FIELD) else {
+            let Some(buckets) = buckets.0.as_deref() else {
                 read.unreadable += 1;
                 continue;
             };
@@ -269,7 +332,7 @@ impl Rollup {
             cursor.fresh,
             cursor.settle.as_millis()
         );
-        let results = match self.query(&format!("{first};\n{fresh}")).await {
+        let results = match self.query_log(&format!("{first};\n{fresh}")).await {
             Err(error) if error.is_database_missing() => return Ok(LogRead::default()),
             other => other?,
         };
@@ -282,13 +345,14 @@ impl Rollup {
         let first_settled = results[0]
             .series
             .first()
-            .and_then(|series| series.i64_at(0, "time"));
+            .and_then(|series| series.values.first())
+            .map(|(time, _)| *time);
         if let Some(from) = first_settled {
             let until = from.saturating_add(LOG_WINDOW_NANOS);
             let settled_entries = format!(
                 "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= {from} AND time < {until} AND {settled} GROUP BY panel"
             );
-            let results = self.query(&settled_entries).await?;
+            let results = self.query_log(&settled_entries).await?;
             let mut settled = LogRead::default();
             if let Some(newest) = add_log_entries(&results[0], &mut settled) {
                 cursor.durable = newest + 1;
@@ -314,7 +378,7 @@ impl Rollup {
             "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= now() - {}ms GROUP BY panel",
             within.as_millis()
         );
-        let results = match self.query(&statement).await {
+        let results = match self.query_log(&statement).await {
             Err(error) if error.is_database_missing() => return Ok(Dirty::default()),
             other => other?,
         };
@@ -1047,6 +1111,13 @@ impl Rollup {
         whole(results, statements)
     }
 
+    /// Runs statements on the invalidation log (`SELECT buckets …` or `SELECT first(buckets)
+    /// …`), reading rows as (time, buckets).
+    async fn query_log(&self, statements: &str) -> Result<Vec<Rows<LogRow>>, InfluxError> {
+        let results = self.influx.query_rows_ns(statements).await?;
+        whole(results, statements)
+    }
+
     /// Runs statements of the form `SELECT energy_kwh …`, reading rows as (time, energy).
     async fn query_points(&self, statements: &str) -> Result<Vec<Rows<PointRow>>, InfluxError> {
         let results = self.influx.query_rows_ns(statements).await?;
@@ -1269,6 +1340,31 @@ pub fn rebuild_margin() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_entry_whose_buckets_are_no_string_is_unreadable_not_an_error() {
+        let rows: Rows<LogRow> = serde_json::from_value(serde_json::json!({
+            "series": [
+                {"tags": {"panel": "P1"},
+                 "values": [[1, "1733500800+2"], [2, 5], [3, null], [4, [1, "x"]], [5, {"a": 1}]]},
+                {"tags": {"panel": ""}, "values": [[9, "1733500800+1"]]}
+            ]
+        }))
+        .unwrap();
+        let mut read = LogRead::default();
+        assert_eq!(
+            add_log_entries(&rows, &mut read),
+            Some(5),
+            "the newest stamp read"
+        );
+        assert_eq!((read.entries, read.unreadable), (5, 4));
+        assert_eq!(
+            read.dirty.len(),
+            2,
+            "P1's two buckets, nothing of the untagged series: {:?}",
+            read.dirty
+        );
+    }
 
     fn state_result(max_power_kw: serde_json::Value) -> StatementResult {
         serde_json::from_value(serde_json::json!({
