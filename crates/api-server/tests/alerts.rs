@@ -373,7 +373,15 @@ fn each_rule_fires_and_resolves_once_through_the_real_pipeline_and_a_restart() {
     assert_eq!(body("p2-overload", "fired")["value"], 20.0);
     assert_eq!(body("p2-overload", "fired")["threshold"], 10.0);
     assert_eq!(body("both-budget", "fired")["meter"], "BOTH");
-    assert_eq!(body("both-budget", "fired")["value"], 4.0);
+    // 4 kWh by hand, as the evaluator saw it when the budget passed. At the live edge the
+    // rollup lags its writer by one round (docs/accounting.md): an evaluation in that moment
+    // lacks the sliver of P2's newest pair before the rollup's end (once 3.99998496 kWh). The
+    // figure only grows, so it is 4 kWh to the 3 decimals every usage figure is shown with.
+    let budget = body("both-budget", "fired")["value"].as_f64().unwrap();
+    assert!(
+        budget <= 4.0 && 4.0 - budget < 0.0005,
+        "both-budget fired at {budget} kWh"
+    );
     assert_eq!(body("p2-overload", "resolved")["state"], "resolved");
 
     // MQTT: the same events of the rules that notify it, each once, the last one retained.
