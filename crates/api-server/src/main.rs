@@ -79,9 +79,7 @@ async fn main() -> std::process::ExitCode {
     tokio::spawn(crate::metrics::upkeep(metrics.clone()));
     let state = Arc::new(AppState {
         store: Store::new(influx.clone(), &settings),
-        answers: Arc::new(crate::cache::QueryCache::new(
-            std::time::Duration::from_millis(settings.query_cache_ms),
-        )),
+        answers: Arc::new(crate::cache::QueryCache::new(settings.query_cache())),
         timezone: settings.timezone,
         tariffs: settings.tariffs(),
         meters: settings.meters(),

@@ -277,6 +277,11 @@ impl Settings {
         }
     }
 
+    /// How long the answer caches keep an answer (`QUERY_CACHE_MS`; zero turns them off).
+    pub fn query_cache(&self) -> Duration {
+        Duration::from_millis(self.query_cache_ms)
+    }
+
     /// How old an invalidation log entry must be before every reading it names can be read:
     /// the writers' `INFLUX_TIMEOUT_MS` (taken to be this server's, as they share one `.env`)
     /// plus a margin, as the subscriber reads it (see docs/rollup.md).

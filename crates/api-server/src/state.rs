@@ -43,9 +43,7 @@ pub(crate) mod tests {
         let influx = energy_influx::InfluxClient::new(&settings.influx).unwrap();
         Arc::new(AppState {
             store: Store::new(influx, &settings),
-            answers: Arc::new(crate::cache::QueryCache::new(
-                std::time::Duration::from_millis(settings.query_cache_ms),
-            )),
+            answers: Arc::new(crate::cache::QueryCache::new(settings.query_cache())),
             timezone: settings.timezone,
             tariffs: settings.tariffs(),
             meters: settings.meters(),

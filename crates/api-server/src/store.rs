@@ -26,7 +26,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -372,7 +371,7 @@ impl Store {
         Self {
             influx,
             rules,
-            cache: QueryCache::new(Duration::from_millis(settings.query_cache_ms)),
+            cache: QueryCache::new(settings.query_cache()),
             rollup_stale: chrono::Duration::seconds(settings.rollup_stale_secs as i64),
             mismatch_logged: AtomicBool::new(false),
             stale_logged: AtomicBool::new(false),

@@ -160,64 +160,13 @@ pub struct LogRead {
 /// about 6 MiB of the subscriber's memory at once (BENCHMARKS.md).
 type LogRow = (i64, LogField);
 
-/// The buckets field of a log entry: `None` when it is not a string (someone else wrote to the
-/// log), which makes the entry unreadable, never the whole read.
-#[derive(Debug)]
-struct LogField(Option<String>);
-
-impl<'de> serde::Deserialize<'de> for LogField {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct Any;
-        impl<'de> Visitor<'de> for Any {
-            type Value = LogField;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a log entry's buckets")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<LogField, E> {
-                Ok(LogField(Some(value.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, value: String) -> Result<LogField, E> {
-                Ok(LogField(Some(value)))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<LogField, E> {
-                Ok(LogField(None))
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(
-                self,
-                inner: D,
-            ) -> Result<LogField, D::Error> {
-                inner.deserialize_any(Any)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LogField, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LogField(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LogField, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LogField(None))
-            }
-        }
-        deserializer.deserialize_any(Any)
-    }
+/// The buckets field of a log entry. Anything but a string (someone else wrote to the log)
+/// makes the entry unreadable, never the whole read.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum LogField {
+    Buckets(String),
+    Other(serde::de::IgnoredAny),
 }
 
 /// Adds the entries of a `SELECT buckets … GROUP BY panel` result. Returns the newest stamp.
@@ -230,7 +179,7 @@ fn add_log_entries(result: &Rows<LogRow>, read: &mut LogRead) -> Option<i64> {
         for (time, buckets) in &series.values {
             newest = newest.max(Some(*time));
             read.entries += 1;
-            let Some(buckets) = buckets.0.as_deref() else {
+            let LogField::Buckets(buckets) = buckets else {
                 read.unreadable += 1;
                 continue;
             };
@@ -332,7 +281,10 @@ impl Rollup {
             cursor.fresh,
             cursor.settle.as_millis()
         );
-        let results = match self.query_log(&format!("{first};\n{fresh}")).await {
+        let results = match self
+            .query_rows::<LogRow>(&format!("{first};\n{fresh}"))
+            .await
+        {
             Err(error) if error.is_database_missing() => return Ok(LogRead::default()),
             other => other?,
         };
@@ -352,7 +304,7 @@ impl Rollup {
             let settled_entries = format!(
                 "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= {from} AND time < {until} AND {settled} GROUP BY panel"
             );
-            let results = self.query_log(&settled_entries).await?;
+            let results = self.query_rows::<LogRow>(&settled_entries).await?;
             let mut settled = LogRead::default();
             if let Some(newest) = add_log_entries(&results[0], &mut settled) {
                 cursor.durable = newest + 1;
@@ -378,7 +330,7 @@ impl Rollup {
             "SELECT {LOG_BUCKETS_FIELD} FROM {LOG_MEASUREMENT} WHERE time >= now() - {}ms GROUP BY panel",
             within.as_millis()
         );
-        let results = match self.query_log(&statement).await {
+        let results = match self.query_rows::<LogRow>(&statement).await {
             Err(error) if error.is_database_missing() => return Ok(Dirty::default()),
             other => other?,
         };
@@ -864,7 +816,7 @@ impl Rollup {
         if before.is_none() {
             statements.push(queries::last_reading_before(window.start, &filter));
         }
-        let results = self.query_points(&statements.join(";\n")).await?;
+        let results = self.query_rows::<PointRow>(&statements.join(";\n")).await?;
         let read_before;
         let before = match before {
             Some(before) => before,
@@ -903,7 +855,7 @@ impl Rollup {
         // Panels without a reading in the lookahead: their next reading, wherever it is.
         for chunk in missing.chunks(PANELS_PER_STATEMENT) {
             let statement = queries::reading_after_unbounded(ahead, chunk);
-            let found = last_of_each(self.query_points(&statement).await?.first());
+            let found = last_of_each(self.query_rows::<PointRow>(&statement).await?.first());
             for panel in chunk {
                 let point = found.get(panel).copied();
                 next.insert(panel.clone(), (ahead, point));
@@ -931,7 +883,7 @@ impl Rollup {
             queries::last_reading_before(run.start, &filter),
             queries::first_reading_from(run.end, &filter),
         ];
-        let edges = self.query_points(&statements.join(";\n")).await?;
+        let edges = self.query_rows::<PointRow>(&statements.join(";\n")).await?;
         let before = last_of_each(edges.first());
         let after = last_of_each(edges.get(1));
         let mut next = NextKnown::new();
@@ -1111,15 +1063,13 @@ impl Rollup {
         whole(results, statements)
     }
 
-    /// Runs statements on the invalidation log (`SELECT buckets …` or `SELECT first(buckets)
-    /// …`), reading rows as (time, buckets).
-    async fn query_log(&self, statements: &str) -> Result<Vec<Rows<LogRow>>, InfluxError> {
-        let results = self.influx.query_rows_ns(statements).await?;
-        whole(results, statements)
-    }
-
-    /// Runs statements of the form `SELECT energy_kwh …`, reading rows as (time, energy).
-    async fn query_points(&self, statements: &str) -> Result<Vec<Rows<PointRow>>, InfluxError> {
+    /// Runs statements of one shape, reading each row as an `R`: (time, energy) for
+    /// `SELECT energy_kwh …` ([`PointRow`]), (time, buckets) for the invalidation log
+    /// ([`LogRow`]).
+    async fn query_rows<R: serde::de::DeserializeOwned>(
+        &self,
+        statements: &str,
+    ) -> Result<Vec<Rows<R>>, InfluxError> {
         let results = self.influx.query_rows_ns(statements).await?;
         whole(results, statements)
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use energy_core::{EnergyPoint, Period};
 use energy_influx::InfluxError;
 
-use crate::{points_by_panel, queries, Rollup};
+use crate::{points_by_panel, queries, PointRow, Rollup};
 
 /// Each panel's readings, in time order.
 pub type PanelPoints = BTreeMap<String, Vec<EnergyPoint>>;
@@ -22,7 +22,7 @@ impl Rollup {
         end: DateTime<Utc>,
     ) -> Result<PanelPoints, InfluxError> {
         let statement = queries::raw_readings(Period { start, end });
-        match self.query_points(&statement).await {
+        match self.query_rows::<PointRow>(&statement).await {
             Ok(results) => Ok(points_by_panel(results.first())),
             Err(error) if error.is_database_missing() => Ok(PanelPoints::new()),
             Err(error) => Err(error),
@@ -34,7 +34,10 @@ impl Rollup {
         &self,
         at: DateTime<Utc>,
     ) -> Result<BTreeMap<String, EnergyPoint>, InfluxError> {
-        match self.query_points(&queries::every_reading_before(at)).await {
+        match self
+            .query_rows::<PointRow>(&queries::every_reading_before(at))
+            .await
+        {
             Ok(results) => Ok(points_by_panel(results.first())
                 .into_iter()
                 .filter_map(|(panel, points)| Some((panel, *points.last()?)))
