@@ -36,23 +36,8 @@ use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::Store;
 
-/// jemalloc instead of glibc's malloc. After one cold monthly answer over a year of 100 panels
-/// (a few MB of InfluxDB answers parsed on two worker threads), glibc kept ~6 MB of freed memory
-/// in its per-thread arenas and caches (RSS 10 → 16 MiB, idle); `malloc_trim` and `M_ARENA_MAX`
-/// did not give it back. Configured by [`malloc_conf`] (BENCHMARKS.md has the measurements).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options, read before `main` (an operator can override them with
-/// `_RJEM_MALLOC_CONF`): one arena (few threads, little contention); per-thread caches only for
-/// sizes up to 1 KiB (without them at all, cached answers were served ~40 % slower; with the
-/// default 32 KiB they held ~1 MB more); freed pages handed back to the system by jemalloc's
-/// background thread half a second after they fall free, instead of kept for reuse.
-#[allow(non_upper_case_globals)]
-#[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &u8 = &MALLOC_CONF[0];
-const MALLOC_CONF: &[u8] =
-    b"narenas:1,tcache_max:1024,background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0";
+// jemalloc, not glibc's malloc: see `energy_service::allocator`.
+energy_service::use_jemalloc!();
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

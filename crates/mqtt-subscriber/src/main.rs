@@ -29,6 +29,9 @@ use crate::stats::Stats;
 
 const PROGRAM: &str = "mqtt-subscriber";
 
+// jemalloc, not glibc's malloc: see `energy_service::allocator`.
+energy_service::use_jemalloc!();
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     energy_service::load_dotenv();

@@ -39,7 +39,7 @@ const MARK_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
 /// take (`INFLUX_TIMEOUT_MS`): see `energy_rollup::LogCursor`.
 const SETTLE_MARGIN: Duration = Duration::from_secs(2);
 /// A round that recomputed at least this many readings (a backlog, a backfill) is logged at
-/// info level and followed by handing freed memory back to the system.
+/// info level.
 const LARGE_ROUND_READINGS: u64 = 100_000;
 /// Log entries older than this are deleted (once an hour).
 const LOG_KEPT: Duration = Duration::from_secs(7 * 86_400);
@@ -68,7 +68,6 @@ pub async fn run(
     let Some(mut cursor) = start(&rollup, config.rebuild, settle, &mut stop).await else {
         return;
     };
-    release_freed_memory();
     let mut backoff = FIRST_BACKOFF;
     let mut last_prune: Option<tokio::time::Instant> = None;
     let mut last_check = tokio::time::Instant::now();
@@ -168,8 +167,6 @@ async fn round(
                 seconds = clock.elapsed().as_secs_f64(),
                 "usage rollup caught up with a large part of the log"
             );
-            // Such a round read a lot of JSON: hand the freed memory back, as after a rebuild.
-            release_freed_memory();
         }
     }
     rollup
@@ -232,17 +229,6 @@ async fn reconcile(
         "usage rollup checked against the raw readings"
     );
     Ok(found)
-}
-
-/// A catch-up over a long history reads a lot of JSON; glibc keeps the freed memory in its
-/// arenas, so the program would idle at its peak. Hand it back to the system.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps; it touches no
-    // memory in use.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Rebuilds or catches up what needs it before the rounds start, and returns where the log is

@@ -1,6 +1,7 @@
 //! What the three programs share at run time but the pure core must not know about: reading
 //! `.env`, starting tracing, MQTT connection settings, secrets and the shutdown signal.
 
+pub mod allocator;
 pub mod logging;
 pub mod mqtt;
 pub mod secret;
