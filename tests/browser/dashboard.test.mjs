@@ -538,7 +538,7 @@ function expectedDaily(body, panel) {
     title: panel,
     month: body.month,
     monthText: monthName(body.month),
-    csv: `/api/energy/daily?month=${body.month}&format=csv`,
+    csv: `/api/energy/daily?month=${body.month}&format=csv&panel=${encodeURIComponent(panel)}`,
     peak: { shown: Boolean(peak && peak.max_demand_kw > 0), kw: peak ? fixed(peak.max_demand_kw, 3) : '–', date: peak?.date ?? '' },
     count: days.length,
     dots: days.length,
@@ -779,10 +779,11 @@ const csvLinks = [
   {
     what: "the daily bars'",
     selector: '[data-field="daily_csv"]',
-    json: () => '/api/energy/daily',
+    // The page asks for the days of the panel it shows, and links to that panel's CSV.
+    json: (state) => `/api/energy/daily?panel=${encodeURIComponent(state.daily.panel)}`,
     href: (state) => state.daily.csv,
     rows: dailyCsv,
-    filename: (body) => `daily-${body.month}.csv`,
+    filename: (body) => `daily-${body.month}-${body.panels[0]?.panel}.csv`,
   },
 ];
 

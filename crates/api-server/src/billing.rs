@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, NaiveDate};
 use energy_core::bill::Bill;
-use energy_core::{period, PanelId, Period};
+use energy_core::{period, Period};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -20,7 +20,6 @@ use crate::pricing;
 use crate::rendered;
 use crate::routes::query_param;
 use crate::state::AppState;
-use crate::virtual_meters;
 
 type Shared = State<Arc<AppState>>;
 
@@ -132,17 +131,14 @@ pub(crate) async fn bill(
         .ok_or_else(|| ApiError::BadRequest("month is required (YYYY-MM)".into()))?;
     let (year, month) = parse_month(&raw_month)?;
     let format = Format::parse(query_param(query, "format").as_deref())?;
-    let only = query_param(query, "panel");
-    if let Some(panel) = &only {
-        PanelId::parse(panel).map_err(|_| ApiError::UnknownPanel(panel.clone()))?;
-    }
+    let only = pricing::Selection::from_query(query)?;
     let whole = period::month(year, month, state.timezone)
         .ok_or_else(|| ApiError::BadRequest(format!("{raw_month} is not a month")))?;
     let first = NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| ApiError::BadRequest(format!("{raw_month} is not a month")))?;
     let key = format!(
         "bill?month={year:04}-{month:02}&format={format:?}&panel={}",
-        only.as_deref().unwrap_or("")
+        only.key()
     );
     rendered::response(&state, key, move |state| {
         make_bill(state, whole, first, format, only)
@@ -157,7 +153,7 @@ async fn make_bill(
     whole: Period,
     first: NaiveDate,
     format: Format,
-    only: Option<String>,
+    only: pricing::Selection,
 ) -> Result<Response, ApiError> {
     let (year, month) = (first.year(), first.month());
     let dates: Vec<NaiveDate> = first
@@ -166,10 +162,7 @@ async fn make_bill(
         .collect();
     let tariffs = &state.tariffs;
     // One panel's bill needs no virtual meter; a virtual meter's, only its own.
-    let meters = match &only {
-        None => virtual_meters::all(&state.meters),
-        Some(name) => state.meters.get(name).into_iter().collect(),
-    };
+    let meters = only.meters(&state.meters);
     let parts = pricing::parts(
         &state.store,
         tariffs,
@@ -179,15 +172,10 @@ async fn make_bill(
         true,
     )
     .await?;
-    if let Some(panel) = &only {
-        if !parts.contains_key(panel) {
-            return Err(ApiError::UnknownPanel(panel.clone()));
-        }
-    }
+    let parts = only.select(parts)?;
     let mut total = energy_core::Cost::ZERO;
     let panels: Vec<PanelBill> = parts
         .into_iter()
-        .filter(|(panel, _)| only.as_ref().is_none_or(|o| o == panel))
         .map(|(panel, mut months)| {
             let plan = tariffs.plan_of(&panel);
             let kva = tariffs.contracted_kva(&panel);
@@ -210,11 +198,7 @@ async fn make_bill(
     Ok(match format {
         Format::Json => Json(answer).into_response(),
         Format::Csv => {
-            let filename = match &only {
-                Some(panel) => format!("bill-{}-{panel}.csv", answer.month),
-                None => format!("bill-{}.csv", answer.month),
-            };
-            csv_of(&answer).into_response(&filename)
+            csv_of(&answer).into_response(&only.file_name(&format!("bill-{}", answer.month)))
         }
     })
 }

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::answers::Kind;
 use crate::csv::{number, Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
-use crate::pricing::{self, load_of, Parts, UsageFigure};
+use crate::pricing::{self, load_of, Parts, Selection, UsageFigure};
 use crate::rendered;
 use crate::routes::query_param;
 use crate::state::AppState;
@@ -297,6 +297,8 @@ pub(crate) struct Daily {
         ("month" = Option<String>, Query, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
             description = "The month (YYYY-MM, 1970-01 to 9999-12) in `TIMEZONE`; the current \
                 one when absent"),
+        ("panel" = Option<String>, Query, description = "One panel's or virtual meter's \
+            days; every one's when absent"),
         ("format" = Option<String>, Query, pattern = "^(json|csv)$",
             description = "`json` (the default) or `csv`"),
     ),
@@ -307,6 +309,8 @@ pub(crate) struct Daily {
         )),
         (status = 400, description = "`month` or `format` is not one this answers \
             (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No panel or virtual meter with this id has a reading \
+            (`not_found`)", body = ErrorBody),
         (status = 503, description = crate::routes::UNAVAILABLE, body = ErrorBody),
     )
 )]
@@ -326,15 +330,24 @@ pub(crate) async fn daily(
     let format = Format::parse(query_param(query, "format").as_deref())?;
     let first = NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| ApiError::BadRequest(format!("{year}-{month:02} is not a month")))?;
-    let key = format!("daily?month={year:04}-{month:02}&format={format:?}");
-    rendered::response(&state, key, move |state| make_daily(state, first, format)).await
+    let only = Selection::from_query(query)?;
+    let key = format!(
+        "daily?month={year:04}-{month:02}&format={format:?}&panel={}",
+        only.key()
+    );
+    rendered::response(&state, key, move |state| {
+        make_daily(state, first, format, only)
+    })
+    .await
 }
 
-/// The answer of [`daily`] for the month that starts on `first`.
+/// The answer of [`daily`] for the month that starts on `first`, of one panel or virtual
+/// meter (`only`) or all.
 async fn make_daily(
     state: Arc<AppState>,
     first: NaiveDate,
     format: Format,
+    only: Selection,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let (year, month) = (first.year(), first.month());
@@ -349,13 +362,14 @@ async fn make_daily(
     let parts = pricing::parts(
         &state.store,
         tariffs,
-        &virtual_meters::all(&state.meters),
+        &only.meters(&state.meters),
         state.timezone,
         &periods,
         true,
     )
     .await?;
-    let panels: Vec<PanelDays> = parts
+    let panels: Vec<PanelDays> = only
+        .select(parts)?
         .into_iter()
         .map(|(panel, per_day)| {
             let plan = tariffs.plan_of(&panel);
@@ -396,7 +410,8 @@ async fn make_daily(
                     max_demand_kw: day.max_demand_kw,
                 })
             });
-            Csv::of_periods("date", rows).into_response(&format!("daily-{}.csv", answer.month))
+            Csv::of_periods("date", rows)
+                .into_response(&only.file_name(&format!("daily-{}", answer.month)))
         }
     })
 }

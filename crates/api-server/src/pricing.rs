@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
 use energy_core::bill::Priced;
-use energy_core::meters::VirtualMeter;
+use energy_core::meters::{Meters, VirtualMeter};
 use energy_core::tariff::{Cut, PriceKey};
-use energy_core::{Cost, Energy, Load, Period, Tariffs};
+use energy_core::{Cost, Energy, Load, PanelId, Period, Tariffs};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
+use crate::routes::query_param;
 use crate::store::{ByPanel, Store};
 use crate::virtual_meters;
 
@@ -100,6 +102,58 @@ pub(crate) async fn parts(
             (panel.clone(), cut.parts(plan, loads.get(panel)))
         })
         .collect())
+}
+
+/// The `panel` parameter of the answers about periods (daily, monthly, bill): one panel or
+/// virtual meter, or every one when absent. The answer is the same figures as in the answer
+/// about all, only fewer of them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Selection(Option<String>);
+
+impl Selection {
+    /// Reads `panel` from a query string. An id no panel could have is a 404, as is one no
+    /// panel has (that one found by [`Selection::select`]).
+    pub(crate) fn from_query(query: Option<&str>) -> Result<Selection, ApiError> {
+        let only = query_param(query, "panel");
+        if let Some(panel) = &only {
+            PanelId::parse(panel).map_err(|_| ApiError::UnknownPanel(panel.clone()))?;
+        }
+        Ok(Selection(only))
+    }
+
+    /// What an answer cache's key carries of it.
+    pub(crate) fn key(&self) -> &str {
+        self.0.as_deref().unwrap_or("")
+    }
+
+    /// The virtual meters to compute: every one, the selected one, or none when a panel is
+    /// selected.
+    pub(crate) fn meters<'m>(&self, meters: &'m Meters) -> Vec<&'m VirtualMeter> {
+        match &self.0 {
+            None => virtual_meters::all(meters),
+            Some(name) => meters.get(name).into_iter().collect(),
+        }
+    }
+
+    /// `parts` as the answer shows them: all, or only the selected one's; a 404 when it has
+    /// none (no such panel or virtual meter, or none of its members has written a reading).
+    pub(crate) fn select<T>(&self, mut parts: ByPanel<T>) -> Result<ByPanel<T>, ApiError> {
+        let Some(only) = &self.0 else {
+            return Ok(parts);
+        };
+        let found = parts
+            .remove(only)
+            .ok_or_else(|| ApiError::UnknownPanel(only.clone()))?;
+        Ok(ByPanel::from([(only.clone(), found)]))
+    }
+
+    /// A download's name: `{stem}.csv`, or `{stem}-{panel}.csv` for one panel.
+    pub(crate) fn file_name(&self, stem: &str) -> String {
+        match &self.0 {
+            None => format!("{stem}.csv"),
+            Some(panel) => format!("{stem}-{panel}.csv"),
+        }
+    }
 }
 
 /// The load of a period from its pieces.

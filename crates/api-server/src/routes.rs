@@ -24,7 +24,9 @@ use crate::csv::{Csv, Format, PeriodRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::intervals::demand_kw;
 use crate::metrics;
-use crate::pricing::{self, flat_rate, load_of, CutPeriods, Tally, UsageFigure, WindowCost};
+use crate::pricing::{
+    self, flat_rate, load_of, CutPeriods, Selection, Tally, UsageFigure, WindowCost,
+};
 use crate::rendered;
 use crate::state::AppState;
 use crate::virtual_meters;
@@ -296,6 +298,8 @@ pub(crate) struct MonthlyUsage {
     params(
         ("year" = Option<i32>, Query, minimum = 1970, maximum = 9999,
             description = "The year, in `TIMEZONE`; the current one when absent"),
+        ("panel" = Option<String>, Query, description = "One panel's or virtual meter's \
+            months; every one's when absent"),
         ("format" = Option<String>, Query, pattern = "^(json|csv)$",
             description = "`json` (the default) or `csv`"),
     ),
@@ -306,6 +310,8 @@ pub(crate) struct MonthlyUsage {
         )),
         (status = 400, description = "`year` is not an integer between 1970 and 9999, or \
             `format` not json or csv (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No panel or virtual meter with this id has a reading \
+            (`not_found`)", body = ErrorBody),
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
@@ -320,31 +326,35 @@ pub(crate) async fn monthly(
     let format = Format::parse(query_param(query.as_deref(), "format").as_deref())?;
     let months = period::months_of_year(year, state.timezone)
         .ok_or_else(|| ApiError::BadRequest(format!("year {year} has no calendar")))?;
-    let key = format!("monthly?year={year}&format={format:?}");
+    let only = Selection::from_query(query.as_deref())?;
+    let key = format!("monthly?year={year}&format={format:?}&panel={}", only.key());
     rendered::response(&state, key, move |state| {
-        make_monthly(state, year, months, format)
+        make_monthly(state, year, months, format, only)
     })
     .await
 }
 
-/// The answer of [`monthly`] for `year`, whose calendar months are `months`.
+/// The answer of [`monthly`] for `year`, whose calendar months are `months`, of one panel or
+/// virtual meter (`only`) or all.
 async fn make_monthly(
     state: Arc<AppState>,
     year: i32,
     months: Vec<energy_core::Period>,
     format: Format,
+    only: Selection,
 ) -> Result<Response, ApiError> {
     let tariffs = &state.tariffs;
     let parts = pricing::parts(
         &state.store,
         tariffs,
-        &virtual_meters::all(&state.meters),
+        &only.meters(&state.meters),
         state.timezone,
         &months,
         true,
     )
     .await?;
-    let panels: Vec<_> = parts
+    let panels: Vec<_> = only
+        .select(parts)?
         .into_iter()
         .map(|(panel, months)| {
             let plan = tariffs.plan_of(&panel);
@@ -403,7 +413,8 @@ async fn make_monthly(
                         max_demand_kw: month.max_demand_kw,
                     })
             });
-            Csv::of_periods("month", rows).into_response(&format!("monthly-{year:04}.csv"))
+            Csv::of_periods("month", rows)
+                .into_response(&only.file_name(&format!("monthly-{year:04}")))
         }
     })
 }

@@ -786,6 +786,8 @@ fn cached_answers_keep_their_parameters_type_and_download_name() {
     let at = |minute| Utc.with_ymd_and_hms(2025, 3, 10, 12, minute, 0).unwrap();
     let mut lines = line("P1", 6.0, 100.0, at(0));
     lines += &line("P1", 6.0, 100.2, at(2));
+    lines += &line("P2", 6.0, 50.0, at(0));
+    lines += &line("P2", 6.0, 50.5, at(2));
     influx.write("energy", &lines);
     let api = ApiServer::start(
         &influx.url(),
@@ -820,6 +822,22 @@ fn cached_answers_keep_their_parameters_type_and_download_name() {
             format!("/api/bill?month={this_month}&format=csv"),
             format!("bill-{this_month}.csv"),
         ),
+        // One panel's (`panel=`): its own answers and file names.
+        (
+            format!("/api/energy/monthly?year={year}&panel=P1"),
+            format!("/api/energy/monthly?year={year}&format=csv&panel=P1"),
+            format!("monthly-{year:04}-P1.csv"),
+        ),
+        (
+            format!("/api/energy/daily?month={this_month}&panel=P1"),
+            format!("/api/energy/daily?month={this_month}&format=csv&panel=P1"),
+            format!("daily-{this_month}-P1.csv"),
+        ),
+        (
+            format!("/api/bill?month={this_month}&panel=P1"),
+            format!("/api/bill?month={this_month}&format=csv&panel=P1"),
+            format!("bill-{this_month}-P1.csv"),
+        ),
     ] {
         let first = get(&json);
         assert_eq!(first.0, 200, "{json}: {}", first.3);
@@ -844,18 +862,39 @@ fn cached_answers_keep_their_parameters_type_and_download_name() {
     let body = |path: &str| serde_json::from_str::<Value>(&get(path).3).unwrap();
     let this_year = body(&format!("/api/energy/monthly?year={year}"));
     let last_year = body(&format!("/api/energy/monthly?year={}", year - 1));
-    // 100.0 → 100.2 kWh: 0.2 kWh in 2025 (by hand), none the year before.
+    // 100.0 → 100.2 kWh: 0.2 kWh in 2025 (by hand), none the year before; P2 50.0 → 50.5.
     assert_eq!(panel(&this_year, "P1")["total_kwh"], 0.2);
+    assert_eq!(panel(&this_year, "P2")["total_kwh"], 0.5);
     assert_eq!(panel(&last_year, "P1")["total_kwh"], 0.0);
+    // One panel's year, month and days hold that panel only, with its figures; the CSV of one
+    // panel has no row of the other.
+    let p2_year = body(&format!("/api/energy/monthly?year={year}&panel=P2"));
+    assert_eq!(ids(&p2_year), ["P2"]);
+    assert_eq!(panel(&p2_year, "P2")["total_kwh"], 0.5);
+    let p2_days = body(&format!("/api/energy/daily?month={this_month}&panel=P2"));
+    assert_eq!(ids(&p2_days), ["P2"]);
+    assert_eq!(
+        panel(&p2_days, "P2")["days"][9]["usage_kwh"],
+        0.5,
+        "10 March"
+    );
+    let p1_csv = get(&format!(
+        "/api/energy/daily?month={this_month}&format=csv&panel=P1"
+    ))
+    .3;
+    assert!(!p1_csv.contains("P2"), "{p1_csv}");
     // One panel's bill is its own answer, and a refusal is never kept.
     let one = body(&format!("/api/bill?month={this_month}&panel=P1"));
     assert_eq!(ids(&one), ["P1"]);
     for _ in 0..2 {
         assert_eq!(get("/api/energy/monthly?year=abc").0, 400);
-        assert_eq!(
-            get(&format!("/api/bill?month={this_month}&panel=NOPE")).0,
-            404
-        );
+        for path in [
+            format!("/api/bill?month={this_month}&panel=NOPE"),
+            format!("/api/energy/daily?month={this_month}&panel=NOPE"),
+            format!("/api/energy/monthly?year={year}&panel=NOPE"),
+        ] {
+            assert_eq!(get(&path).0, 404, "{path}");
+        }
     }
 }
 
@@ -879,7 +918,7 @@ fn an_empty_or_missing_database_is_not_an_error() {
     );
 }
 
-/// The allocator's options (see `malloc_conf` in main.rs) are the ones in force: jemalloc's
+/// The allocator's options (`energy_service::allocator`) are the ones in force: jemalloc's
 /// background thread, which hands freed memory back to the system, runs; an operator's
 /// `_RJEM_MALLOC_CONF` still overrides them.
 #[test]

@@ -231,6 +231,33 @@ fn checks_of_the_day(api: &ApiServer) -> Vec<Value> {
     assert_eq!(june("LOSS")["usage_kwh"], 10.7);
     assert_eq!(june("LOSS")["max_demand_kw"], 4.4);
     assert_eq!(entry(&monthly, "LOSS")["kind"], "virtual");
+
+    // One panel's or virtual meter's days and months (`panel=`): exactly its entry of the
+    // answers about all, checked by hand above.
+    for (path, id, all) in [
+        (
+            "/api/energy/daily?month=2026-06&panel=BUILDING",
+            "BUILDING",
+            &daily,
+        ),
+        ("/api/energy/daily?month=2026-06&panel=LOSS", "LOSS", &daily),
+        ("/api/energy/daily?month=2026-06&panel=A", "A", &daily),
+        ("/api/energy/monthly?year=2026&panel=LOSS", "LOSS", &monthly),
+        ("/api/energy/monthly?year=2026&panel=MAIN", "MAIN", &monthly),
+    ] {
+        let one = api.ok(path);
+        assert_eq!(one["panels"].as_array().unwrap().len(), 1, "{path}: {one}");
+        assert_eq!(&one["panels"][0], entry(all, id), "{path}");
+    }
+    for path in [
+        "/api/energy/daily?month=2026-06&panel=NOPE",
+        "/api/energy/monthly?year=2026&panel=NOPE",
+        "/api/energy/monthly?year=2026&panel=not%20an%20id",
+    ] {
+        let (status, body) = api.get(path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+    }
     vec![daily, intervals, hours, bills, monthly]
 }
 
