@@ -924,14 +924,7 @@ fn an_empty_or_missing_database_is_not_an_error() {
 #[test]
 fn the_server_runs_jemalloc_with_its_background_purge() {
     let influx = Influx::start();
-    let thread_names = |api: &mut ApiServer| -> Vec<String> {
-        let pid = api.program().pid();
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the threads");
-        tasks
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect()
-    };
+    let thread_names = |api: &mut ApiServer| api.program().thread_names();
     let mut api = ApiServer::start(&influx.url(), "energy", &[]);
     assert_eq!(api.ok("/api/energy/monthly")["panels"], json!([]));
     let names = thread_names(&mut api);

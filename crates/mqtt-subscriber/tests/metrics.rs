@@ -180,3 +180,35 @@ fn a_bad_metrics_addr_stops_the_program_naming_it() {
         "{output}"
     );
 }
+
+/// The subscriber allocates with jemalloc as the api-server does (`energy_service::allocator`):
+/// its background thread, which hands freed memory back to the system after a catch-up, runs;
+/// an operator's `_RJEM_MALLOC_CONF` still overrides the options.
+#[test]
+fn the_subscriber_runs_jemalloc_with_its_background_purge() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let start = |extra: &[(&str, String)]| {
+        let mut envs = vec![
+            ("MQTT_URL", broker.url()),
+            ("MQTT_CLIENT_ID", "allocator-check".to_owned()),
+            ("INFLUX_URL", influx.url()),
+            ("INFLUX_DATABASE", DB.to_owned()),
+        ];
+        envs.extend(extra.iter().cloned());
+        let program = Program::start("mqtt-subscriber", &envs);
+        program.wait_for_output("subscribed", Duration::from_secs(30));
+        program
+    };
+    let names = start(&[]).thread_names();
+    assert!(
+        names.iter().any(|n| n == "jemalloc_bg_thd"),
+        "threads: {names:?}"
+    );
+    let names =
+        start(&[("_RJEM_MALLOC_CONF", "background_thread:false".to_owned())]).thread_names();
+    assert!(
+        !names.iter().any(|n| n == "jemalloc_bg_thd"),
+        "threads: {names:?}"
+    );
+}

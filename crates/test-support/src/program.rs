@@ -199,6 +199,17 @@ impl Program {
         self.child().id()
     }
 
+    /// The names of the program's threads (`/proc/<pid>/task/*/comm`); empty once it has exited.
+    pub fn thread_names(&self) -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    }
+
     /// The program's resident memory (`VmRSS` in `/proc/<pid>/status`) in KiB, or `None` once it
     /// has exited (or where `/proc` is not available).
     pub fn rss_kib(&self) -> Option<u64> {
