@@ -36,7 +36,7 @@ use energy_core::rollup::{
 use energy_core::usage::{load_in, quarters_of, usage_in};
 use energy_core::{Energy, EnergyPoint, Load, Period, Rules, Usage};
 use energy_influx::{InfluxClient, InfluxError, StatementResult};
-use energy_rollup::queries::{self, Recent};
+use energy_rollup::queries::{self, GridSums, Recent};
 
 use crate::cache::QueryCache;
 use crate::ledger::Ledger;
@@ -59,6 +59,9 @@ pub struct Store {
     influx: InfluxClient,
     rules: Rules,
     cache: QueryCache<Vec<StatementResult>>,
+    /// The runs' rows (see [`GridRun`]), read straight into their sums: a month of hourly
+    /// time-of-use windows is a few hundred rows per panel and run, read by a few dozen periods.
+    grids: QueryCache<Vec<GridSums>>,
     /// Whether a rollup computed with other rules (or an earlier rule) was already reported.
     mismatch_logged: AtomicBool,
     /// How far behind now the rollup may be and still be used (`ROLLUP_STALE_SECS`).
@@ -117,20 +120,12 @@ impl Piece {
 
     /// The usage per panel with rollup sums in the piece (negative for [`Piece::Less`], whose
     /// peak is that of the buckets it takes away: see [`Store::combine_usage`]), from its
-    /// statement's results. A run's rows are parsed by the first of its periods and kept in
-    /// `runs` for the others.
-    fn usage(self, results: &[&StatementResult], runs: &mut RunRows) -> ByPanel<Load> {
+    /// statement's results. A run's pieces are read from [`Answers::grid`] instead.
+    fn usage(self, results: &[&StatementResult]) -> ByPanel<Load> {
         match self {
-            Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) => ByPanel::new(),
-            Piece::OfRun { run, part } => runs
-                .entry(run)
-                .or_insert_with(|| {
-                    results
-                        .first()
-                        .map(|r| queries::parse_usage_sums_by_grid(r))
-                        .unwrap_or_default()
-                })
-                .within(part),
+            Piece::Raw(_) | Piece::Tail(_) | Piece::Ledger(_) | Piece::OfRun { .. } => {
+                ByPanel::new()
+            }
             Piece::DaysWithin { part, .. } => results
                 .iter()
                 .flat_map(|r| queries::parse_usage_rows_within(r, part))
@@ -276,11 +271,6 @@ impl GridRun {
     }
 }
 
-/// The rows of each run's statement, parsed once for all the periods of the run (a month of
-/// hourly time-of-use windows is a few hundred rows per panel and run, read by a few dozen
-/// periods).
-type RunRows = BTreeMap<GridRun, queries::GridSums>;
-
 /// For each of `periods`, the run it belongs to, if any: a run is two or more consecutive
 /// periods (each starting where the one before ends) that start and end on a quarter hour and
 /// end before the rollup's last whole bucket, so that one statement can sum the buckets of each
@@ -372,6 +362,7 @@ impl Store {
             influx,
             rules,
             cache: QueryCache::new(settings.query_cache()),
+            grids: QueryCache::new(settings.query_cache()),
             rollup_stale: chrono::Duration::seconds(settings.rollup_stale_secs as i64),
             mismatch_logged: AtomicBool::new(false),
             stale_logged: AtomicBool::new(false),
@@ -468,7 +459,7 @@ impl Store {
     /// Drops cached answers that may no longer be served, every so often, forever (see
     /// `QueryCache::evict_expired`). Returns at once when the cache is off.
     pub async fn sweep_cache(&self) {
-        self.cache.sweep().await
+        tokio::join!(self.cache.sweep(), self.grids.sweep());
     }
 
     pub async fn ping(&self) -> Result<(), InfluxError> {
@@ -761,6 +752,34 @@ impl Store {
             .await
     }
 
+    /// Runs the statements of runs (see [`GridRun`]) as one request, each read into its sums;
+    /// cached as [`Store::run`] caches, and failing as it fails.
+    async fn run_grids(&self, statements: &[String]) -> Result<Arc<Vec<GridSums>>, InfluxError> {
+        let query = statements.join(";\n");
+        self.grids
+            .get_or_try(&query, || async {
+                match self.influx.query_rows_ns::<queries::GridRow>(&query).await {
+                    Ok(results) if results.len() == statements.len() => {
+                        Ok(results.iter().map(queries::grid_sums).collect())
+                    }
+                    Ok(results) => Err(crate::metrics::influx_failed(InfluxError::Partial(
+                        format!(
+                            "{} results for {} statements",
+                            results.len(),
+                            statements.len()
+                        ),
+                    ))),
+                    Err(InfluxError::Status { message, .. })
+                        if message.contains("database not found") =>
+                    {
+                        Ok(statements.iter().map(|_| GridSums::default()).collect())
+                    }
+                    Err(error) => Err(crate::metrics::influx_failed(error)),
+                }
+            })
+            .await
+    }
+
     /// Runs each distinct statement once, as requests side by side (InfluxDB runs the
     /// statements of one request one after another, and each request on a core of its own):
     /// each group of statements that read raw points as a request of its own (they are the
@@ -785,15 +804,35 @@ impl Store {
         }
         let per_request = cheap.len().div_ceil(REQUESTS_SIDE_BY_SIDE).max(1);
         requests.extend(cheap.chunks(per_request).map(|chunk| chunk.to_vec()));
-        let results =
-            futures_util::future::try_join_all(requests.iter().map(|request| self.run(request)))
-                .await?;
+        let mut grids: Vec<String> = Vec::new();
+        for statement in &batch.grids {
+            if !grids.contains(statement) {
+                grids.push(statement.clone());
+            }
+        }
+        let per_request = grids.len().div_ceil(REQUESTS_SIDE_BY_SIDE).max(1);
+        let grid_requests: Vec<Vec<String>> = grids
+            .chunks(per_request)
+            .map(|chunk| chunk.to_vec())
+            .collect();
+        let (results, grid_results) = futures_util::future::try_join(
+            futures_util::future::try_join_all(requests.iter().map(|request| self.run(request))),
+            futures_util::future::try_join_all(
+                grid_requests.iter().map(|request| self.run_grids(request)),
+            ),
+        )
+        .await?;
         let mut answers = Answers::default();
         for (request, results) in requests.into_iter().zip(results) {
             for (index, statement) in request.into_iter().enumerate() {
                 answers
                     .by_statement
                     .insert(statement, (results.clone(), index));
+            }
+        }
+        for (request, sums) in grid_requests.into_iter().zip(grid_results) {
+            for (index, statement) in request.into_iter().enumerate() {
+                answers.grids.insert(statement, (sums.clone(), index));
             }
         }
         Ok(answers)
@@ -856,7 +895,6 @@ impl Store {
         let mut usage: ByPanel<Vec<Load>> = ByPanel::new();
         let mut month_peaks: BTreeMap<(usize, String), Usage> = BTreeMap::new();
         let mut less_peaks: BTreeMap<(usize, String), Usage> = BTreeMap::new();
-        let mut runs = RunRows::new();
         for plan in plans {
             for (piece, statements) in &plan.pieces {
                 let piece = *piece;
@@ -869,10 +907,12 @@ impl Store {
                     }
                     Piece::Raw(period) => raw_usage(period, piece_results, self.rules, peaks),
                     Piece::Ledger(period) => self.ledger.usage(period, &recent.points),
-                    Piece::Rollup(..)
-                    | Piece::Less(_)
-                    | Piece::OfRun { .. }
-                    | Piece::DaysWithin { .. } => piece.usage(piece_results, &mut runs),
+                    Piece::OfRun { part, .. } => statements
+                        .first()
+                        .map_or_else(ByPanel::new, |run| answers.grid(run).within(part)),
+                    Piece::Rollup(..) | Piece::Less(_) | Piece::DaysWithin { .. } => {
+                        piece.usage(piece_results)
+                    }
                 };
                 for (panel, mut piece_usage) in piece_usage {
                     match piece {
@@ -1033,6 +1073,8 @@ impl Measure {
 struct Batch {
     raw: Vec<Vec<String>>,
     rollup: Vec<String>,
+    /// The runs' statements, read into [`GridSums`].
+    grids: Vec<String>,
 }
 
 /// Every statement of `plans`, in order (repeats included).
@@ -1041,11 +1083,11 @@ fn statements_of(plans: &[PeriodPlan]) -> Batch {
     for (piece, statements) in plans.iter().flat_map(|plan| plan.pieces.iter()) {
         match piece {
             Piece::Raw(_) => batch.raw.push(statements.clone()),
+            Piece::OfRun { .. } => batch.grids.extend(statements.iter().cloned()),
             Piece::Rollup(..)
             | Piece::Less(_)
             | Piece::Tail(_)
             | Piece::Ledger(_)
-            | Piece::OfRun { .. }
             | Piece::DaysWithin { .. } => batch.rollup.extend(statements.iter().cloned()),
         }
     }
@@ -1060,6 +1102,8 @@ const REQUESTS_SIDE_BY_SIDE: usize = 4;
 #[derive(Default)]
 struct Answers {
     by_statement: HashMap<String, (Arc<Vec<StatementResult>>, usize)>,
+    /// The runs' statements, read into their sums.
+    grids: HashMap<String, (Arc<Vec<GridSums>>, usize)>,
 }
 
 impl Answers {
@@ -1069,6 +1113,15 @@ impl Answers {
         self.by_statement
             .get(statement)
             .and_then(|(results, index)| results.get(*index))
+            .unwrap_or(&EMPTY)
+    }
+
+    /// The sums of a run's `statement`, which was among those run (none otherwise).
+    fn grid(&self, statement: &str) -> &GridSums {
+        static EMPTY: GridSums = GridSums::EMPTY;
+        self.grids
+            .get(statement)
+            .and_then(|(sums, index)| sums.get(*index))
             .unwrap_or(&EMPTY)
     }
 }
@@ -1203,9 +1256,8 @@ mod tests {
                         "values": [[0, 1_500_000_000_i64, 250_000_000_i64]]}]
         }))
         .unwrap();
-        let added =
-            Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result], &mut RunRows::new());
-        let less = Piece::Less(period).usage(&[&result], &mut RunRows::new());
+        let added = Piece::Rollup(QUARTER_MEASUREMENT, period).usage(&[&result]);
+        let less = Piece::Less(period).usage(&[&result]);
         let energy = Energy {
             usage: Usage::from_kwh(1.5),
             estimated: Usage::from_kwh(0.25),
@@ -1507,10 +1559,11 @@ mod tests {
         assert_eq!(grid_runs(&windows[1..2], coverage), vec![None]);
     }
 
-    /// A run's rows are parsed once: its later periods read them without the statement's
-    /// result (an answer of 100 panels × 8 days of hourly rows is read by every window).
+    /// A run's rows are read once, into its sums, and every period of the run takes its part
+    /// of them by the run's statement (an answer of 100 panels × 8 days of hourly rows is read
+    /// by every window).
     #[test]
-    fn the_periods_of_a_run_share_its_parsed_rows() {
+    fn the_periods_of_a_run_share_its_sums() {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let run = GridRun {
             span: Period {
@@ -1520,22 +1573,26 @@ mod tests {
             grid_secs: 3_600,
             hourly: false,
         };
-        let ms = |s: &str| at(s).timestamp_millis();
-        let result: StatementResult = serde_json::from_value(serde_json::json!({
-            "series": [{"name": "energy_usage_15m", "tags": {"panel": "A"},
-                        "columns": ["time", "usage", "estimated", "peak"],
-                        "values": [[ms("2026-10-31T18:30:00Z"), 100, 0, 40],
-                                   [ms("2026-11-01T10:30:00Z"), 200, 50, 90],
-                                   [ms("2026-11-01T11:30:00Z"), 300, 0, 80],
-                                   [ms("2026-11-01T16:30:00Z"), 400, 0, 100]]}]
-        }))
-        .unwrap();
-        let part = |start: &str, end: &str| Piece::OfRun {
-            run,
-            part: Period {
+        let ns = |s: &str| at(s).timestamp_nanos_opt().unwrap();
+        let rows: energy_influx::Rows<queries::GridRow> =
+            serde_json::from_value(serde_json::json!({
+                "series": [{"tags": {"panel": "A"},
+                            "values": [[ns("2026-10-31T18:30:00Z"), 100, 0, 40],
+                                       [ns("2026-11-01T10:30:00Z"), 200, 50, 90],
+                                       [ns("2026-11-01T11:30:00Z"), 300, 0, 80],
+                                       [ns("2026-11-01T16:30:00Z"), 400, 0, 100]]}]
+            }))
+            .unwrap();
+        let mut answers = Answers::default();
+        answers.grids.insert(
+            run.statement(),
+            (Arc::new(vec![queries::grid_sums(&rows)]), 0),
+        );
+        let part = |start: &str, end: &str| {
+            answers.grid(&run.statement()).within(Period {
                 start: at(start),
                 end: at(end),
-            },
+            })
         };
         let load = |usage: i64, estimated: i64, peak: i64| Load {
             energy: Energy {
@@ -1544,16 +1601,15 @@ mod tests {
             },
             peak: Usage::from_nano_kwh(peak.into()),
         };
-        let mut runs = RunRows::new();
         // 00:00 to 17:00 local, 17:00 to 22:00, 22:00 to midnight.
-        let first =
-            part("2026-10-31T18:30:00Z", "2026-11-01T11:30:00Z").usage(&[&result], &mut runs);
+        let first = part("2026-10-31T18:30:00Z", "2026-11-01T11:30:00Z");
         assert_eq!(first["A"], load(300, 50, 90));
-        let evening = part("2026-11-01T11:30:00Z", "2026-11-01T16:30:00Z").usage(&[], &mut runs);
+        let evening = part("2026-11-01T11:30:00Z", "2026-11-01T16:30:00Z");
         assert_eq!(evening["A"], load(300, 0, 80));
-        let night = part("2026-11-01T16:30:00Z", "2026-11-01T18:30:00Z").usage(&[], &mut runs);
+        let night = part("2026-11-01T16:30:00Z", "2026-11-01T18:30:00Z");
         assert_eq!(night["A"], load(400, 0, 100));
-        assert_eq!(runs.len(), 1);
+        // Another statement has no sums.
+        assert!(answers.grid("SELECT 1").within(run.span).is_empty());
     }
 
     fn offline_store() -> Store {

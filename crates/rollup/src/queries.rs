@@ -20,7 +20,7 @@ use energy_core::rollup::{
     DAY_SECS, ESTIMATED_FIELD, PEAK_FIELD, QUARTER_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{Energy, EnergyPoint, Load, PanelId, Period, Usage, MEASUREMENT};
-use energy_influx::{Series, StatementResult};
+use energy_influx::{Rows, Series, StatementResult};
 
 /// The latest reading of a panel.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,7 +174,7 @@ pub fn usage_sums(measurement: &str, period: Period) -> String {
 
 /// Like [`usage_sums`], per day of `run` (a run of 24-hour days from `run.start`, which lies on
 /// a quarter hour): one row per panel and day with any point, stamped with the day's start;
-/// parse with [`parse_usage_sums_at`] or [`parse_usage_sums_by_grid`]. InfluxDB adds up the
+/// parse with [`parse_usage_sums_at`] or [`grid_sums`]. InfluxDB adds up the
 /// integer fields exactly. The same statement as [`usage_sums_by_grid`] with a grid of a day.
 pub fn usage_sums_by_day(measurement: &str, run: Period) -> String {
     usage_sums_by_grid(measurement, run, DAY_SECS)
@@ -182,7 +182,7 @@ pub fn usage_sums_by_day(measurement: &str, run: Period) -> String {
 
 /// Like [`usage_sums`], per step of `grid_secs` seconds (above 0) from `run.start`: one row per
 /// panel and step with any point, stamped with the step's start; parse with
-/// [`parse_usage_sums_by_grid`]. Any period of the run that starts and ends on the grid is the
+/// [`grid_sums`]. Any period of the run that starts and ends on the grid is the
 /// sum of the rows stamped within it, so one statement serves every period of a run of
 /// consecutive periods whose lengths are multiples of the grid (time-of-use windows, days of
 /// 23, 24 or 25 hours). InfluxDB places its windows at multiples of the interval from the epoch
@@ -451,6 +451,11 @@ pub struct GridSums {
 }
 
 impl GridSums {
+    /// No rows.
+    pub const EMPTY: GridSums = GridSums {
+        by_panel: BTreeMap::new(),
+    };
+
     /// Each panel's energy and largest bucket in `part`: its rows stamped within `part` added
     /// up (panels without one are left out). Two binary searches per panel find the rows, and
     /// only those are read: the periods of a run do not overlap, so reading all of them reads
@@ -472,30 +477,53 @@ impl GridSums {
     }
 }
 
-/// The result of [`usage_sums_by_grid`] or [`usage_sums_by_day`], every row (a row without a
-/// usage is skipped, as in [`parse_usage_sums_at`]).
-pub fn parse_usage_sums_by_grid(result: &StatementResult) -> GridSums {
+/// One row of a [`usage_sums_by_grid`] or [`usage_rows`] result, read straight from the answer
+/// with [`energy_influx::InfluxClient::query_rows_ns`]: the step's start (epoch nanoseconds),
+/// then its usage, estimated part and largest bucket (nano-kWh). 56 bytes, where the same row
+/// as generic JSON values took about 300: a year of time-of-use windows of 1 000 panels is
+/// hundreds of thousands of rows (BENCHMARKS.md).
+pub type GridRow = (i64, Whole, Whole, Whole);
+
+/// An integer field of a [`GridRow`], or anything else, which counts as none (as a field that
+/// is not an integer does in the parsers of [`StatementResult`]s): never a failed read.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Whole {
+    Int(i64),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Whole {
+    fn nano_kwh(self) -> Option<Usage> {
+        match self {
+            Whole::Int(nano) => Some(Usage::from_nano_kwh(nano.into())),
+            Whole::Other(_) => None,
+        }
+    }
+}
+
+/// The result of [`usage_sums_by_grid`] (or [`usage_rows`]), every row (a row without a usage
+/// is skipped, as in [`parse_usage_sums_at`]).
+pub fn grid_sums(result: &Rows<GridRow>) -> GridSums {
     let mut sums = GridSums::default();
     for series in &result.series {
-        let Some(panel) = panel_of(series) else {
+        let Some(panel) = series.tags.get("panel").filter(|p| !p.is_empty()) else {
             continue;
         };
-        let rows = (0..series.values.len()).filter_map(|row| {
-            let nano =
-                |column| Usage::from_nano_kwh(series.i64_at(row, column).unwrap_or(0).into());
-            let load = Load {
-                energy: Energy {
-                    usage: Usage::from_nano_kwh(series.i64_at(row, "usage")?.into()),
-                    estimated: nano("estimated"),
-                },
-                peak: nano("peak"),
-            };
-            Some((series.time_ms_at(row)?, load))
-        });
-        sums.by_panel
-            .entry(panel.to_owned())
-            .or_default()
-            .extend(rows);
+        let rows = series
+            .values
+            .iter()
+            .filter_map(|(time_ns, usage, estimated, peak)| {
+                let load = Load {
+                    energy: Energy {
+                        usage: usage.nano_kwh()?,
+                        estimated: estimated.nano_kwh().unwrap_or(Usage::ZERO),
+                    },
+                    peak: peak.nano_kwh().unwrap_or(Usage::ZERO),
+                };
+                Some((time_ns.div_euclid(1_000_000), load))
+            });
+        sums.by_panel.entry(panel.clone()).or_default().extend(rows);
     }
     // InfluxDB sends each series in time order; the binary searches must be able to rely on it.
     for rows in sums.by_panel.values_mut() {
@@ -758,25 +786,29 @@ mod tests {
     #[test]
     fn a_grid_result_is_read_once_and_summed_per_period() {
         let hour = |h: i64| h * 3_600_000;
-        let row = |h: i64, usage: i64, estimated: i64, peak: i64| {
-            serde_json::json!([hour(h), usage, estimated, peak])
+        // The answer, times in `unit`s of a millisecond (1 as parse_usage_sums_at reads
+        // them, 1 000 000 as grid_sums does). Hourly rows, the second series sent out of
+        // order, one row without a usage and one whose usage is no integer.
+        let answer = |unit: i64| {
+            let row = |h: i64, usage: i64, estimated: i64, peak: i64| {
+                serde_json::json!([hour(h) * unit, usage, estimated, peak])
+            };
+            let columns = serde_json::json!(["time", "usage", "estimated", "peak"]);
+            serde_json::json!({
+                "series": [
+                    {"name": "energy_usage_15m", "tags": {"panel": "A"}, "columns": columns,
+                     "values": [row(0, 10, 1, 4), row(1, 20, 0, 9), row(2, 30, 3, 8),
+                                [hour(3) * unit, null, 5, 50], row(4, 40, 0, 12)]},
+                    {"name": "energy_usage_15m", "tags": {"panel": "B"}, "columns": columns,
+                     "values": [row(4, 7, 7, 7), row(1, 5, 0, 2), [hour(2) * unit, "x", 1, 1]]},
+                    {"name": "energy_usage_15m", "tags": {"panel": ""}, "columns": columns,
+                     "values": [row(0, 1, 1, 1)]}
+                ]
+            })
         };
-        // Hourly rows, the second series sent out of order, one row without a usage.
-        let grid = result(serde_json::json!({
-            "series": [
-                {"name": "energy_usage_15m", "tags": {"panel": "A"},
-                 "columns": ["time", "usage", "estimated", "peak"],
-                 "values": [row(0, 10, 1, 4), row(1, 20, 0, 9), row(2, 30, 3, 8),
-                            [hour(3), null, 5, 50], row(4, 40, 0, 12)]},
-                {"name": "energy_usage_15m", "tags": {"panel": "B"},
-                 "columns": ["time", "usage", "estimated", "peak"],
-                 "values": [row(4, 7, 7, 7), row(1, 5, 0, 2)]},
-                {"name": "energy_usage_15m", "tags": {"panel": ""},
-                 "columns": ["time", "usage", "estimated", "peak"],
-                 "values": [row(0, 1, 1, 1)]}
-            ]
-        }));
-        let sums = parse_usage_sums_by_grid(&grid);
+        let rows: Rows<GridRow> = serde_json::from_value(answer(1_000_000)).unwrap();
+        let grid = result(answer(1));
+        let sums = grid_sums(&rows);
         let hours = |from: i64, to: i64| Period {
             start: Utc.timestamp_millis_opt(hour(from)).unwrap(),
             end: Utc.timestamp_millis_opt(hour(to)).unwrap(),
