@@ -724,30 +724,7 @@ impl Store {
         let query = statements.join(";\n");
         self.cache
             .get_or_try(&query, || async {
-                match self.influx.query(&query).await {
-                    // One result per statement, or the answer was cut (an InfluxDB that ignores
-                    // `chunked` and stops at a row limit drops the statements after it without
-                    // a flag): never read a missing result as "no rows".
-                    Ok(results) if results.len() == statements.len() => Ok(results),
-                    Ok(results) => Err(crate::metrics::influx_failed(InfluxError::Partial(
-                        format!(
-                            "{} results for {} statements",
-                            results.len(),
-                            statements.len()
-                        ),
-                    ))),
-                    // Nothing written yet (the subscriber creates the database on its first
-                    // start).
-                    Err(InfluxError::Status { message, .. })
-                        if message.contains("database not found") =>
-                    {
-                        Ok(statements
-                            .iter()
-                            .map(|_| StatementResult::default())
-                            .collect())
-                    }
-                    Err(error) => Err(crate::metrics::influx_failed(error)),
-                }
+                whole_answer(self.influx.query(&query).await, statements.len())
             })
             .await
     }
@@ -758,24 +735,9 @@ impl Store {
         let query = statements.join(";\n");
         self.grids
             .get_or_try(&query, || async {
-                match self.influx.query_rows_ns::<queries::GridRow>(&query).await {
-                    Ok(results) if results.len() == statements.len() => {
-                        Ok(results.iter().map(queries::grid_sums).collect())
-                    }
-                    Ok(results) => Err(crate::metrics::influx_failed(InfluxError::Partial(
-                        format!(
-                            "{} results for {} statements",
-                            results.len(),
-                            statements.len()
-                        ),
-                    ))),
-                    Err(InfluxError::Status { message, .. })
-                        if message.contains("database not found") =>
-                    {
-                        Ok(statements.iter().map(|_| GridSums::default()).collect())
-                    }
-                    Err(error) => Err(crate::metrics::influx_failed(error)),
-                }
+                let answer = self.influx.query_rows_ns::<queries::GridRow>(&query).await;
+                let results = whole_answer(answer, statements.len())?;
+                Ok(results.iter().map(queries::grid_sums).collect())
             })
             .await
     }
@@ -1092,6 +1054,26 @@ fn statements_of(plans: &[PeriodPlan]) -> Batch {
         }
     }
     batch
+}
+
+/// One result per statement of a request's answer, or why not: an answer cut short (an
+/// InfluxDB that ignores `chunked` and stops at a row limit drops the statements after it
+/// without a flag) is never read as "no rows"; a database not written yet (the subscriber
+/// creates it on its first start) is empty results.
+fn whole_answer<T: Default>(
+    answer: Result<Vec<T>, InfluxError>,
+    statements: usize,
+) -> Result<Vec<T>, InfluxError> {
+    match answer {
+        Ok(results) if results.len() == statements => Ok(results),
+        Ok(results) => Err(crate::metrics::influx_failed(InfluxError::Partial(
+            format!("{} results for {statements} statements", results.len()),
+        ))),
+        Err(InfluxError::Status { message, .. }) if message.contains("database not found") => {
+            Ok((0..statements).map(|_| T::default()).collect())
+        }
+        Err(error) => Err(crate::metrics::influx_failed(error)),
+    }
 }
 
 /// How many requests the rollup sums of one answer are spread over: InfluxDB runs each on a
