@@ -446,8 +446,33 @@ pub fn parse_usage_sums_at(result: &StatementResult, at: DateTime<Utc>) -> BTree
 /// order: read once, then each period of the run with [`GridSums::within`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GridSums {
-    /// Each panel's rows: the step's start (epoch milliseconds) and its sums.
-    by_panel: BTreeMap<String, Vec<(i64, Load)>>,
+    /// Each panel's rows, in time order.
+    by_panel: BTreeMap<String, Vec<GridStep>>,
+}
+
+/// One row of a [`GridSums`]: 32 bytes, where a time and a [`Load`] take 64 (a year of
+/// time-of-use windows of 1 000 panels is hundreds of thousands of rows, BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct GridStep {
+    /// The step's start, epoch milliseconds.
+    time_ms: i64,
+    /// Its usage, estimated part and largest bucket, nano-kWh.
+    usage: i64,
+    estimated: i64,
+    peak: i64,
+}
+
+impl GridStep {
+    fn load(self) -> Load {
+        let nano = |value: i64| Usage::from_nano_kwh(value.into());
+        Load {
+            energy: Energy {
+                usage: nano(self.usage),
+                estimated: nano(self.estimated),
+            },
+            peak: nano(self.peak),
+        }
+    }
 }
 
 impl GridSums {
@@ -465,12 +490,12 @@ impl GridSums {
         self.by_panel
             .iter()
             .filter_map(|(panel, rows)| {
-                let first = rows.partition_point(|(time, _)| *time < from);
-                let end = rows.partition_point(|(time, _)| *time < to);
+                let first = rows.partition_point(|row| row.time_ms < from);
+                let end = rows.partition_point(|row| row.time_ms < to);
                 let rows = rows.get(first..end).filter(|rows| !rows.is_empty())?;
                 let load = rows
                     .iter()
-                    .fold(Load::ZERO, |load, (_, row)| load.join(*row));
+                    .fold(Load::ZERO, |load, row| load.join(row.load()));
                 Some((panel.clone(), load))
             })
             .collect()
@@ -479,8 +504,8 @@ impl GridSums {
 
 /// One row of a [`usage_sums_by_grid`] or [`usage_rows`] result, read straight from the answer
 /// with [`energy_influx::InfluxClient::query_rows_ns`]: the step's start (epoch nanoseconds),
-/// then its usage, estimated part and largest bucket (nano-kWh). 56 bytes, where the same row
-/// as generic JSON values took about 300: a year of time-of-use windows of 1 000 panels is
+/// then its usage, estimated part and largest bucket (nano-kWh). 56 bytes as read, where the
+/// same row as generic JSON values took about 300: a year of time-of-use windows of 1 000 panels is
 /// hundreds of thousands of rows (BENCHMARKS.md).
 pub type GridRow = (i64, Whole, Whole, Whole);
 
@@ -494,9 +519,9 @@ pub enum Whole {
 }
 
 impl Whole {
-    fn nano_kwh(self) -> Option<Usage> {
+    fn int(self) -> Option<i64> {
         match self {
-            Whole::Int(nano) => Some(Usage::from_nano_kwh(nano.into())),
+            Whole::Int(value) => Some(value),
             Whole::Other(_) => None,
         }
     }
@@ -510,24 +535,25 @@ pub fn grid_sums(result: &Rows<GridRow>) -> GridSums {
         let Some(panel) = series.tags.get("panel").filter(|p| !p.is_empty()) else {
             continue;
         };
-        let rows = series
-            .values
-            .iter()
-            .filter_map(|(time_ns, usage, estimated, peak)| {
-                let load = Load {
-                    energy: Energy {
-                        usage: usage.nano_kwh()?,
-                        estimated: estimated.nano_kwh().unwrap_or(Usage::ZERO),
-                    },
-                    peak: peak.nano_kwh().unwrap_or(Usage::ZERO),
-                };
-                Some((time_ns.div_euclid(1_000_000), load))
-            });
-        sums.by_panel.entry(panel.clone()).or_default().extend(rows);
+        let rows = sums.by_panel.entry(panel.clone()).or_default();
+        rows.reserve_exact(series.values.len());
+        rows.extend(
+            series
+                .values
+                .iter()
+                .filter_map(|(time_ns, usage, estimated, peak)| {
+                    Some(GridStep {
+                        time_ms: time_ns.div_euclid(1_000_000),
+                        usage: usage.int()?,
+                        estimated: estimated.int().unwrap_or(0),
+                        peak: peak.int().unwrap_or(0),
+                    })
+                }),
+        );
     }
     // InfluxDB sends each series in time order; the binary searches must be able to rely on it.
     for rows in sums.by_panel.values_mut() {
-        rows.sort_by_key(|(time, _)| *time);
+        rows.sort_by_key(|row| row.time_ms);
     }
     sums
 }
