@@ -1056,23 +1056,18 @@ fn statements_of(plans: &[PeriodPlan]) -> Batch {
     batch
 }
 
-/// One result per statement of a request's answer, or why not: an answer cut short (an
-/// InfluxDB that ignores `chunked` and stops at a row limit drops the statements after it
-/// without a flag) is never read as "no rows"; a database not written yet (the subscriber
-/// creates it on its first start) is empty results.
+/// One result per statement of a request's answer (`energy_influx::one_result_per_statement`),
+/// or why not; a database not written yet (the subscriber creates it on its first start) is
+/// empty results. Failures are counted.
 fn whole_answer<T: Default>(
     answer: Result<Vec<T>, InfluxError>,
     statements: usize,
 ) -> Result<Vec<T>, InfluxError> {
-    match answer {
-        Ok(results) if results.len() == statements => Ok(results),
-        Ok(results) => Err(crate::metrics::influx_failed(InfluxError::Partial(
-            format!("{} results for {statements} statements", results.len()),
-        ))),
-        Err(InfluxError::Status { message, .. }) if message.contains("database not found") => {
+    match answer.and_then(|results| energy_influx::one_result_per_statement(results, statements)) {
+        Err(error) if error.is_database_missing() => {
             Ok((0..statements).map(|_| T::default()).collect())
         }
-        Err(error) => Err(crate::metrics::influx_failed(error)),
+        other => other.map_err(crate::metrics::influx_failed),
     }
 }
 

@@ -74,6 +74,22 @@ pub enum InfluxError {
     Partial(String),
 }
 
+/// The results of a query of `statements` statements, or [`InfluxError::Partial`] when there
+/// are fewer or more: an InfluxDB that ignores `chunked` and stops at a row limit drops the
+/// statements after it without a flag, and a missing result must never be read as "no rows".
+pub fn one_result_per_statement<T>(
+    results: Vec<T>,
+    statements: usize,
+) -> Result<Vec<T>, InfluxError> {
+    if results.len() != statements {
+        return Err(InfluxError::Partial(format!(
+            "{} results for {statements} statements",
+            results.len()
+        )));
+    }
+    Ok(results)
+}
+
 impl InfluxError {
     /// Whether the same request may succeed later. Only a rejected request body is final.
     pub fn is_retryable(&self) -> bool {

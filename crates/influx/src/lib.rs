@@ -12,5 +12,5 @@
 mod client;
 mod response;
 
-pub use client::{InfluxClient, InfluxError, InfluxSettings, CHUNK_SIZE};
-pub use response::{QueryResult, RowSeries, Rows, Series, StatementResult};
+pub use client::{one_result_per_statement, InfluxClient, InfluxError, InfluxSettings, CHUNK_SIZE};
+pub use response::{Lenient, QueryResult, RowSeries, Rows, Series, StatementResult};

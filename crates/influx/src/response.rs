@@ -586,6 +586,34 @@ fn excerpt(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).chars().take(200).collect()
 }
 
+/// A field of a typed row ([`Rows`]) that holds a `T`, or anything else. Read as a `T` where
+/// the field could hold another type, so that one odd value makes its row's field empty, never
+/// the whole read a failure (as `as_i64`/`as_str` give `None` on a [`StatementResult`]).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(untagged, bound = "T: DeserializeOwned")]
+pub enum Lenient<T> {
+    Value(T),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<T> Lenient<T> {
+    /// The value, if the field held a `T`.
+    pub fn get(self) -> Option<T> {
+        match self {
+            Lenient::Value(value) => Some(value),
+            Lenient::Other(_) => None,
+        }
+    }
+
+    /// The value by reference, if the field held a `T`.
+    pub fn as_ref(&self) -> Option<&T> {
+        match self {
+            Lenient::Value(value) => Some(value),
+            Lenient::Other(_) => None,
+        }
+    }
+}
+
 /// The result of one statement with each row read into an `R`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(bound = "R: DeserializeOwned")]

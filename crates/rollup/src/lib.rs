@@ -29,7 +29,7 @@ use energy_core::rollup::{
 use energy_core::{EnergyPoint, EstimateAfter, MaxPower, Period, Rules, Usage, MEASUREMENT};
 
 pub use energy_core::invalidation::Dirty;
-use energy_influx::{InfluxClient, InfluxError, Rows, Series, StatementResult};
+use energy_influx::{InfluxClient, InfluxError, Lenient, Rows, Series, StatementResult};
 
 pub mod alerts;
 mod check;
@@ -158,16 +158,9 @@ pub struct LogRead {
 /// into this, not into generic JSON values: a flood names every panel in every batch it
 /// writes (40 000 entries for 1 000 panels in 40 batches), and as generic rows those took
 /// about 6 MiB of the subscriber's memory at once (BENCHMARKS.md).
-type LogRow = (i64, LogField);
-
-/// The buckets field of a log entry. Anything but a string (someone else wrote to the log)
-/// makes the entry unreadable, never the whole read.
-#[derive(Debug, serde::Deserialize)]
-#[serde(untagged)]
-enum LogField {
-    Buckets(String),
-    Other(serde::de::IgnoredAny),
-}
+/// Anything but a string in the buckets field (someone else wrote to the log) makes the entry
+/// unreadable, never the whole read.
+type LogRow = (i64, Lenient<String>);
 
 /// Adds the entries of a `SELECT buckets … GROUP BY panel` result. Returns the newest stamp.
 fn add_log_entries(result: &Rows<LogRow>, read: &mut LogRead) -> Option<i64> {
@@ -179,7 +172,7 @@ fn add_log_entries(result: &Rows<LogRow>, read: &mut LogRead) -> Option<i64> {
         for (time, buckets) in &series.values {
             newest = newest.max(Some(*time));
             read.entries += 1;
-            let LogField::Buckets(buckets) = buckets else {
+            let Some(buckets) = buckets.as_ref() else {
                 read.unreadable += 1;
                 continue;
             };
@@ -1075,18 +1068,10 @@ impl Rollup {
     }
 }
 
-/// The results of `statements` (joined with `;\n`), one per statement, or an error: an
-/// InfluxDB that ignores `chunked` and stops at a row limit drops the statements after the cut
-/// without a flag, and a missing result must never read as "no rows".
+/// The results of `statements` (joined with `;\n`), one per statement, or an error (see
+/// `energy_influx::one_result_per_statement`).
 fn whole<T>(results: Vec<T>, statements: &str) -> Result<Vec<T>, InfluxError> {
-    let count = statements.split(";\n").count();
-    if results.len() != count {
-        return Err(InfluxError::Partial(format!(
-            "{} results for {count} statements",
-            results.len()
-        )));
-    }
-    Ok(results)
+    energy_influx::one_result_per_statement(results, statements.split(";\n").count())
 }
 
 /// `body` (lines of line protocol) cut into parts of at most `lines` lines, in order.

@@ -20,7 +20,7 @@ use energy_core::rollup::{
     DAY_SECS, ESTIMATED_FIELD, PEAK_FIELD, QUARTER_MEASUREMENT, USAGE_FIELD,
 };
 use energy_core::{Energy, EnergyPoint, Load, PanelId, Period, Usage, MEASUREMENT};
-use energy_influx::{Rows, Series, StatementResult};
+use energy_influx::{Lenient, Rows, Series, StatementResult};
 
 /// The latest reading of a panel.
 #[derive(Clone, Debug, PartialEq)]
@@ -507,25 +507,7 @@ impl GridSums {
 /// then its usage, estimated part and largest bucket (nano-kWh). 56 bytes as read, where the
 /// same row as generic JSON values took about 300: a year of time-of-use windows of 1 000 panels is
 /// hundreds of thousands of rows (BENCHMARKS.md).
-pub type GridRow = (i64, Whole, Whole, Whole);
-
-/// An integer field of a [`GridRow`], or anything else, which counts as none (as a field that
-/// is not an integer does in the parsers of [`StatementResult`]s): never a failed read.
-#[derive(Clone, Copy, Debug, serde::Deserialize)]
-#[serde(untagged)]
-pub enum Whole {
-    Int(i64),
-    Other(serde::de::IgnoredAny),
-}
-
-impl Whole {
-    fn int(self) -> Option<i64> {
-        match self {
-            Whole::Int(value) => Some(value),
-            Whole::Other(_) => None,
-        }
-    }
-}
+pub type GridRow = (i64, Lenient<i64>, Lenient<i64>, Lenient<i64>);
 
 /// The result of [`usage_sums_by_grid`] (or [`usage_rows`]), every row (a row without a usage
 /// is skipped, as in [`parse_usage_sums_at`]).
@@ -544,9 +526,9 @@ pub fn grid_sums(result: &Rows<GridRow>) -> GridSums {
                 .filter_map(|(time_ns, usage, estimated, peak)| {
                     Some(GridStep {
                         time_ms: time_ns.div_euclid(1_000_000),
-                        usage: usage.int()?,
-                        estimated: estimated.int().unwrap_or(0),
-                        peak: peak.int().unwrap_or(0),
+                        usage: usage.get()?,
+                        estimated: estimated.get().unwrap_or(0),
+                        peak: peak.get().unwrap_or(0),
                     })
                 }),
         );
